@@ -1,0 +1,13 @@
+"""Registers the built-in SQLAlchemy backend, exactly as a third-party plugin would."""
+
+from storage_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_storage_backends(register):
+    register(
+        "sqlalchemy",
+        "backends.sqlalchemy.backend:SQLAlchemyBackend",
+        requires=("sqlalchemy", "alembic"),
+        install_hint="pip install webvh-storage (and webvh-storage[postgres] for PostgreSQL)",
+    )

@@ -1,0 +1,1 @@
+"""An in-memory storage backend for webvh-storage."""

@@ -1,0 +1,74 @@
+"""JSON and record (de)serialisation shared by every backend, the migration and verify.
+
+orjson keeps key order and is fast; records travel as plain dicts with ISO-8601 UTC
+timestamps so any store that holds JSON holds a record exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from storage_core.kinds import KindSpec
+
+_TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def dumps_str(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def loads(data: bytes | bytearray | memoryview | str) -> Any:
+    return orjson.loads(data)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_timestamp(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def parse_timestamp(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def record_to_dict(spec: KindSpec, record: Any) -> dict[str, Any]:
+    """Every field of the record, timestamps as ISO strings (the Askar value layout)."""
+    out = {name: getattr(record, name) for name in spec.all_fields}
+    if spec.timestamps:
+        for name in _TIMESTAMP_FIELDS:
+            out[name] = format_timestamp(out[name])
+    return out
+
+
+def record_from_dict(spec: KindSpec, data: dict[str, Any]) -> Any:
+    values = {name: data[name] for name in spec.all_fields if name in data}
+    if spec.timestamps:
+        for name in _TIMESTAMP_FIELDS:
+            if name in values:
+                values[name] = parse_timestamp(values[name])
+    return spec.record(**values)
+
+
+def record_digest(spec: KindSpec, record: Any, *, include_version: bool = False) -> str:
+    """A stable digest of a record's content, for verifying two stores agree.
+
+    Key order inside JSON documents is part of the content (a DID log must read back
+    byte-identical), so only the top-level field order is normalised.
+    """
+    data = record_to_dict(spec, record)
+    if not include_version:
+        data.pop("record_version", None)
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()

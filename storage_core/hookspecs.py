@@ -1,0 +1,26 @@
+"""The hooks a storage plugin may implement."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("storage_core")
+hookimpl = pluggy.HookimplMarker("storage_core")
+
+
+@hookspec
+def register_storage_backends(register: Callable[..., None]) -> None:
+    """Register backends: `register(name, factory, *, requires=(), install_hint=None)`.
+
+    `factory` is a callable or a dotted path "package.module:Class" taking a
+    `storage_core.config.Settings`; a path keeps optional dependencies unimported until
+    the backend is chosen. `requires` names importable modules the backend needs.
+    """
+
+
+@hookspec
+def register_commands(subparsers) -> None:
+    """Add `storage-core` subcommands: `subparsers` is an argparse sub-parser action.
+    Set `func=callable(args) -> int` as the parser default to run it."""

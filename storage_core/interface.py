@@ -1,0 +1,108 @@
+"""The contract every backend implements, built-in or third-party.
+
+Backends receive validated input (the manager checks it with `storage_core.validation`)
+and a `KindSpec` describing the kind, so one implementation serves all nine kinds.
+They must return `storage_core.records` instances and raise only `StorageError`s.
+
+Ordering: list and stream return records in insertion order (the order in which each
+key was first created); an update keeps a record's place; delete then create moves it to
+the end. Every backend must honour this so pages agree between backends.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from storage_core.kinds import KindSpec
+from storage_core.validation import Filters
+
+
+class Capability:
+    """Names of optional abilities; the conformance suite skips tests needing absent ones."""
+
+    SQL_SESSIONS = "sql_sessions"  # exposes engine / SessionLocal / get_session()
+    SERVER_SIDE_CURSORS = "server_side_cursors"  # streams without buffering a result set
+    CROSS_KIND_TRANSACTIONS = "cross_kind_transactions"
+    PERSISTENT = "persistent"  # data outlives the process (reopen sees it)
+    MIGRATIONS = "migrations"  # schema revisions (Alembic)
+
+
+class StorageBackend(ABC):
+    """One store. Methods are synchronous and thread-safe; `provision` is async."""
+
+    #: Capabilities this backend has (see `Capability`); everything else is mandatory.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    #: Registered name, set by the plugin registry when it builds the backend.
+    name: str = "?"
+
+    # --- lifecycle -------------------------------------------------------------------
+    @abstractmethod
+    async def provision(self, recreate: bool = False) -> None:
+        """Create the schema/store if missing; with recreate, drop all data first."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections, threads and files. Idempotent."""
+
+    @abstractmethod
+    def health_check(self) -> bool:
+        """True when the store answers a trivial query right now."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for `storage-core info` (URL masked, schema revision, ...)."""
+        return {"backend": self.name}
+
+    # --- single records --------------------------------------------------------------
+    @abstractmethod
+    def create(self, spec: KindSpec, record: Any) -> Any:
+        """Insert; DuplicateRecordError if the key exists. Returns the stored record."""
+
+    @abstractmethod
+    def get(self, spec: KindSpec, key: str) -> Any | None:
+        """The record with that key, or None."""
+
+    @abstractmethod
+    def update(
+        self,
+        spec: KindSpec,
+        key: str,
+        changes: dict[str, Any],
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> Any | None:
+        """Apply `changes` atomically, set updated_at=now (kinds with timestamps) and
+        record_version+1. None if the key is missing; ConflictError on a stale
+        expected_version (nothing written)."""
+
+    @abstractmethod
+    def upsert(self, spec: KindSpec, record: Any, expected_version: int | None = None) -> Any:
+        """Create, or replace every data field of an existing record keeping its
+        created_at and place, with record_version+1. `expected_version=0` means "must
+        not exist yet"; a mismatch raises ConflictError."""
+
+    @abstractmethod
+    def delete(self, spec: KindSpec, key: str) -> bool:
+        """True if a record was removed."""
+
+    # --- many records ----------------------------------------------------------------
+    @abstractmethod
+    def list(
+        self, spec: KindSpec, filters: Filters, limit: int | None, offset: int
+    ) -> list[Any]:
+        """Records matching every filter (each a tuple of allowed values), in order."""
+
+    @abstractmethod
+    def count(self, spec: KindSpec, filters: Filters) -> int: ...
+
+    @abstractmethod
+    def stream(self, spec: KindSpec, filters: Filters, batch_size: int) -> Iterator[Any]:
+        """Yield matching records in order with memory bounded by batch_size. Closing
+        the iterator early must release whatever it holds (cursor, pool connection)."""
+
+    @abstractmethod
+    def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:
+        """Write all records in one transaction, as given (fields, timestamps and
+        record_version): an import/restore primitive. Returns len(records)."""

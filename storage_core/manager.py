@@ -1,0 +1,557 @@
+"""`StorageManager`: the API of the original SQL storage manager, on any backend.
+
+Every call is validated here once (`storage_core.validation`) and then handed to the
+backend chosen by config, so all backends see the same clean input and callers get the
+same records and errors whichever backend runs underneath.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, TypeVar
+
+from storage_core import kinds as K
+from storage_core.codec import utcnow
+from storage_core.config import Settings, mask_text, mask_url
+from storage_core.errors import StorageError, UnsupportedOperationError
+from storage_core.interface import Capability, StorageBackend
+from storage_core.kinds import KindSpec, spec_for
+from storage_core.plugins import get_registry
+from storage_core.records import (
+    LogEntry,
+    Policy,
+    Registry,
+    Resource,
+    Task,
+    TestLogEntry,
+    TestResource,
+    WhoisPresentation,
+    WitnessFile,
+)
+from storage_core.validation import (
+    check_version,
+    normalize_filters,
+    validate_batch_size,
+    validate_changes,
+    validate_key,
+    validate_paging,
+    validate_record,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+DEFAULT_STREAM_BATCH = 500
+
+
+def run_sync(coro_factory: Callable[[], Any]) -> Any:
+    """Run a coroutine to completion from sync code, even inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_factory())
+    with ThreadPoolExecutor(1, thread_name_prefix="storage-sync") as pool:
+        return pool.submit(lambda: asyncio.run(coro_factory())).result()
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """Turn anything a backend leaks that is not a StorageError into one, masked."""
+
+    @functools.wraps(method)
+    def wrapper(self: StorageManager, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except StorageError:
+            raise
+        except Exception as exc:
+            text = mask_text(f"{type(exc).__name__}: {exc}", self.settings.secrets)
+            raise StorageError(f"backend {self.backend_name!r} failed: {text}") from None
+
+    return wrapper
+
+
+class StorageManager:
+    """`StorageManager()` is the process-wide instance built from the environment;
+    `storage_core.open_storage(...)` (or `StorageManager(settings)`) builds an
+    independent one."""
+
+    _instance: ClassVar[StorageManager | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __new__(
+        cls, settings: Settings | None = None, *, backend: StorageBackend | None = None
+    ) -> StorageManager:
+        if settings is None and backend is None:
+            with cls._instance_lock:
+                if cls._instance is None:
+                    instance = super().__new__(cls)
+                    instance._open(Settings.from_env(), None)
+                    cls._instance = instance
+                return cls._instance
+        instance = super().__new__(cls)
+        instance._open(settings or Settings.from_env(), backend)
+        return instance
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Everything is set up in __new__ so the singleton is never re-initialised."""
+
+    def _open(self, settings: Settings, backend: StorageBackend | None) -> None:
+        self.settings = settings
+        if backend is None:
+            registry = get_registry(settings.plugins_allow, settings.plugins_block)
+            backend = registry.build(settings.backend, settings)
+        self.backend: StorageBackend = backend
+        self._max_payload = settings.max_payload_bytes
+        log.debug("opened storage backend=%s url=%s", self.backend_name, self.masked_url)
+
+    @classmethod
+    def reset(cls) -> None:
+        """Close and forget the process-wide instance (the next call builds a new one)."""
+        with cls._instance_lock:
+            if cls._instance is not None:
+                cls._instance.close()
+            cls._instance = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return frozenset(self.backend.capabilities)
+
+    @property
+    def masked_url(self) -> str | None:
+        return mask_url(self.backend.describe().get("url"))
+
+    async def provision(self, recreate: bool = False) -> None:
+        try:
+            await self.backend.provision(recreate=recreate)
+        except StorageError:
+            raise
+        except Exception as exc:
+            text = mask_text(f"{type(exc).__name__}: {exc}", self.settings.secrets)
+            raise StorageError(f"provisioning {self.backend_name!r} failed: {text}") from None
+
+    def init_db(self, recreate: bool = False) -> None:
+        """Synchronous provision(); safe to call while an event loop is running."""
+        run_sync(lambda: self.provision(recreate=recreate))
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def health_check(self) -> bool:
+        try:
+            return bool(self.backend.health_check())
+        except Exception:
+            return False
+
+    def info(self) -> dict[str, Any]:
+        """Backend, masked URL, schema revision and rows per kind (for `storage-core info`)."""
+        facts = dict(self.backend.describe())
+        facts["url"] = mask_url(facts.get("url"))
+        facts["backend"] = self.backend_name
+        facts["rows"] = {name: self.count_records(name) for name in K.KINDS}
+        return facts
+
+    def __enter__(self) -> StorageManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"StorageManager(backend={self.backend_name!r}, url={self.masked_url!r})"
+
+    # --- SQL access (backends with the sql_sessions capability) -----------------------
+    def _sql(self) -> Any:
+        if Capability.SQL_SESSIONS not in self.backend.capabilities:
+            raise UnsupportedOperationError(
+                f"backend {self.backend_name!r} has no SQL engine or sessions; "
+                "use the StorageManager methods, or select a SQL backend"
+            )
+        return self.backend
+
+    @property
+    def engine(self) -> Any:
+        return self._sql().engine
+
+    @property
+    def SessionLocal(self) -> Any:  # noqa: N802 - the original API's name
+        return self._sql().SessionLocal
+
+    def get_session(self) -> Any:
+        """A new ORM Session; the caller closes it (use it as a context manager)."""
+        return self._sql().SessionLocal()
+
+    # --- generic record API: every kind, by name ----------------------------------------
+    @_guarded
+    def create_record(self, record: Any) -> Any:
+        spec = _spec_of_record(record)
+        now = utcnow()
+        if spec.timestamps:
+            record = spec.record(
+                **{**_fields(spec, record), "created_at": now, "updated_at": now}
+            )
+        record = validate_record(spec, record, max_payload=self._max_payload, now=now)
+        return self.backend.create(spec, _with_version(record, 1))
+
+    @_guarded
+    def get_record(self, kind: str | KindSpec, key: str) -> Any | None:
+        spec = spec_for(kind)
+        return self.backend.get(spec, validate_key(spec, key))
+
+    @_guarded
+    def list_records(
+        self,
+        kind: str | KindSpec,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[Any]:
+        spec = spec_for(kind)
+        normalized = normalize_filters(spec, filters)
+        limit, offset = validate_paging(limit, offset)
+        if limit == 0 or _matches_nothing(normalized):
+            return []
+        return self.backend.list(spec, normalized, limit, offset)
+
+    @_guarded
+    def count_records(self, kind: str | KindSpec, filters: Mapping[str, Any] | None = None) -> int:
+        spec = spec_for(kind)
+        normalized = normalize_filters(spec, filters)
+        return 0 if _matches_nothing(normalized) else self.backend.count(spec, normalized)
+
+    @_guarded
+    def update_record(
+        self,
+        kind: str | KindSpec,
+        key: str,
+        expected_version: int | None = None,
+        **fields: Any,
+    ) -> Any | None:
+        spec = spec_for(kind)
+        validate_key(spec, key)
+        if expected_version is not None:
+            check_version("expected_version", expected_version)
+        changes = validate_changes(spec, fields, max_payload=self._max_payload)
+        return self.backend.update(spec, key, changes, utcnow(), expected_version)
+
+    @_guarded
+    def upsert_record(self, record: Any, expected_version: int | None = None) -> Any:
+        """Create or replace by key (the `create_or_update_*` semantics)."""
+        spec = _spec_of_record(record)
+        if expected_version is not None:
+            check_version("expected_version", expected_version, minimum=0)
+        now = utcnow()
+        if spec.timestamps:
+            record = spec.record(
+                **{**_fields(spec, record), "created_at": now, "updated_at": now}
+            )
+        record = validate_record(spec, record, max_payload=self._max_payload, now=now)
+        return self.backend.upsert(spec, _with_version(record, 1), expected_version)
+
+    @_guarded
+    def delete_record(self, kind: str | KindSpec, key: str) -> bool:
+        spec = spec_for(kind)
+        return bool(self.backend.delete(spec, validate_key(spec, key)))
+
+    def stream_records(
+        self,
+        kind: str | KindSpec,
+        filters: Mapping[str, Any] | None = None,
+        batch_size: int = DEFAULT_STREAM_BATCH,
+    ) -> Iterator[Any]:
+        """Iterate matching records in order with bounded memory. Close the iterator (or
+        use `contextlib.closing`) when stopping early; it is also closed when dropped."""
+        spec = spec_for(kind)
+        normalized = normalize_filters(spec, filters)
+        batch_size = validate_batch_size(batch_size)
+        if _matches_nothing(normalized):
+            return iter(())
+        return self._guard_iter(self.backend.stream(spec, normalized, batch_size))
+
+    def _guard_iter(self, inner: Iterator[Any]) -> Iterator[Any]:
+        try:
+            yield from inner
+        except StorageError:
+            raise
+        except Exception as exc:
+            text = mask_text(f"{type(exc).__name__}: {exc}", self.settings.secrets)
+            raise StorageError(f"backend {self.backend_name!r} failed: {text}") from None
+        finally:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                close()
+
+    @_guarded
+    def bulk_upsert(self, kind: str | KindSpec, records: Iterable[Any]) -> int:
+        """Write many records in one transaction, as given (an import primitive): all are
+        validated first, so a bad one leaves the store unchanged."""
+        spec = spec_for(kind)
+        now = utcnow()
+        checked = [
+            validate_record(spec, rec, max_payload=self._max_payload, now=now) for rec in records
+        ]
+        _reject_repeated_keys(spec, checked)
+        return self.backend.bulk_upsert(spec, checked) if checked else 0
+
+    # --- the original manager's named API ------------------------------------------------
+    # log entries
+    def create_log_entry(
+        self,
+        scid: str,
+        did: str,
+        domain: str,
+        namespace: str,
+        identifier: str,
+        logs: builtins.list[Any],
+        deactivated: bool = False,
+    ) -> LogEntry:
+        return self.create_record(
+            LogEntry(
+                scid=scid,
+                did=did,
+                domain=domain,
+                namespace=namespace,
+                identifier=identifier,
+                logs=logs,
+                deactivated=deactivated,
+            )
+        )
+
+    def get_log_entry(self, scid: str) -> LogEntry | None:
+        return self.get_record(K.LOG_ENTRY, scid)
+
+    def get_log_entries(
+        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+    ) -> builtins.list[LogEntry]:
+        return self.list_records(K.LOG_ENTRY, filters, limit, offset)
+
+    def count_log_entries(self, filters: Mapping[str, Any] | None = None) -> int:
+        return self.count_records(K.LOG_ENTRY, filters)
+
+    def update_log_entry(
+        self, scid: str, expected_version: int | None = None, **fields: Any
+    ) -> LogEntry | None:
+        return self.update_record(K.LOG_ENTRY, scid, expected_version, **fields)
+
+    def delete_log_entry(self, scid: str) -> bool:
+        return self.delete_record(K.LOG_ENTRY, scid)
+
+    # resources
+    def create_resource(
+        self,
+        resource_id: str,
+        scid: str,
+        did: str,
+        resource_type: str,
+        resource_name: str,
+        content: Any,
+        metadata: Any = None,
+        proof: Any = None,
+    ) -> Resource:
+        return self.create_record(
+            Resource(
+                resource_id=resource_id,
+                scid=scid,
+                did=did,
+                resource_type=resource_type,
+                resource_name=resource_name,
+                content=content,
+                metadata=metadata,
+                proof=proof,
+            )
+        )
+
+    def get_resource(self, resource_id: str) -> Resource | None:
+        return self.get_record(K.RESOURCE, resource_id)
+
+    def get_resources(
+        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+    ) -> builtins.list[Resource]:
+        return self.list_records(K.RESOURCE, filters, limit, offset)
+
+    def count_resources(self, filters: Mapping[str, Any] | None = None) -> int:
+        return self.count_records(K.RESOURCE, filters)
+
+    def update_resource(
+        self, resource_id: str, expected_version: int | None = None, **fields: Any
+    ) -> Resource | None:
+        return self.update_record(K.RESOURCE, resource_id, expected_version, **fields)
+
+    def delete_resource(self, resource_id: str) -> bool:
+        return self.delete_record(K.RESOURCE, resource_id)
+
+    # tasks
+    def create_task(
+        self,
+        task_id: str,
+        task_type: str,
+        status: str,
+        progress: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> Task:
+        return self.create_record(
+            Task(
+                task_id=task_id,
+                task_type=task_type,
+                status=status,
+                progress={} if progress is None else progress,
+                message=message,
+            )
+        )
+
+    def get_task(self, task_id: str) -> Task | None:
+        return self.get_record(K.TASK, task_id)
+
+    def get_tasks(
+        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+    ) -> builtins.list[Task]:
+        return self.list_records(K.TASK, filters, limit, offset)
+
+    def count_tasks(self, filters: Mapping[str, Any] | None = None) -> int:
+        return self.count_records(K.TASK, filters)
+
+    def update_task(
+        self, task_id: str, expected_version: int | None = None, **fields: Any
+    ) -> Task | None:
+        return self.update_record(K.TASK, task_id, expected_version, **fields)
+
+    def delete_task(self, task_id: str) -> bool:
+        return self.delete_record(K.TASK, task_id)
+
+    # singletons and per-DID documents: create or replace
+    def create_or_update_policy(
+        self, policy_id: str, data: Mapping[str, Any], expected_version: int | None = None
+    ) -> Policy:
+        if not isinstance(data, Mapping):
+            from storage_core.errors import ValidationError
+
+            raise ValidationError("data", f"must be a dict, got {type(data).__name__}")
+        known = {f: data[f] for f in K.POLICY.field_types if f in data and f != "policy_data"}
+        known.pop("policy_id", None)
+        record = Policy(policy_id=policy_id, policy_data=dict(data), **known)
+        return self.upsert_record(record, expected_version)
+
+    def get_policy(self, policy_id: str) -> Policy | None:
+        return self.get_record(K.POLICY, policy_id)
+
+    def create_or_update_registry(
+        self,
+        registry_id: str,
+        registry_type: str,
+        registry_data: dict[str, Any],
+        meta: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> Registry:
+        record = Registry(
+            registry_id=registry_id,
+            registry_type=registry_type,
+            registry_data=registry_data,
+            meta={} if meta is None else meta,
+        )
+        return self.upsert_record(record, expected_version)
+
+    def get_registry(self, registry_id: str) -> Registry | None:
+        return self.get_record(K.REGISTRY, registry_id)
+
+    def create_or_update_witness_file(
+        self,
+        scid: str,
+        witness_proofs: builtins.list[Any],
+        expected_version: int | None = None,
+    ) -> WitnessFile:
+        record = WitnessFile(scid=scid, witness_proofs=witness_proofs)
+        return self.upsert_record(record, expected_version)
+
+    def get_witness_file(self, scid: str) -> WitnessFile | None:
+        return self.get_record(K.WITNESS_FILE, scid)
+
+    def create_or_update_whois(
+        self, scid: str, presentation: dict[str, Any], expected_version: int | None = None
+    ) -> WhoisPresentation:
+        record = WhoisPresentation(scid=scid, presentation=presentation)
+        return self.upsert_record(record, expected_version)
+
+    def get_whois(self, scid: str) -> WhoisPresentation | None:
+        return self.get_record(K.WHOIS, scid)
+
+    # load-test tables
+    def create_test_log_entry(
+        self, scid: str, logs: builtins.list[Any], tags: dict[str, str] | None = None
+    ) -> TestLogEntry:
+        return self.create_record(
+            TestLogEntry(scid=scid, logs=logs, tags={} if tags is None else tags)
+        )
+
+    def get_test_log_entry(self, scid: str) -> TestLogEntry | None:
+        return self.get_record(K.TEST_LOG_ENTRY, scid)
+
+    def delete_test_log_entry(self, scid: str) -> bool:
+        return self.delete_record(K.TEST_LOG_ENTRY, scid)
+
+    def create_test_resource(
+        self, resource_id: str, scid: str, content: Any, tags: dict[str, str] | None = None
+    ) -> TestResource:
+        return self.create_record(
+            TestResource(
+                resource_id=resource_id, scid=scid, content=content, tags={} if tags is None else tags
+            )
+        )
+
+    def get_test_resource(self, resource_id: str) -> TestResource | None:
+        return self.get_record(K.TEST_RESOURCE, resource_id)
+
+    def delete_test_resource(self, resource_id: str) -> bool:
+        return self.delete_record(K.TEST_RESOURCE, resource_id)
+
+
+def _spec_of_record(record: Any) -> KindSpec:
+    spec = K.SPEC_BY_RECORD.get(type(record))
+    if spec is None:
+        from storage_core.errors import ValidationError
+
+        names = ", ".join(s.record.__name__ for s in K.KINDS.values())
+        raise ValidationError("record", f"must be one of {names}, got {type(record).__name__}")
+    return spec
+
+
+def _fields(spec: KindSpec, record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in spec.all_fields}
+
+
+def _with_version(record: Any, version: int) -> Any:
+    if record.record_version == version:
+        return record
+    return type(record)(**{**_fields(K.SPEC_BY_RECORD[type(record)], record),
+                           "record_version": version})
+
+
+def _matches_nothing(filters: Mapping[str, tuple[Any, ...]]) -> bool:
+    return any(len(values) == 0 for values in filters.values())
+
+
+def _reject_repeated_keys(spec: KindSpec, records: builtins.list[Any]) -> None:
+    seen: set[str] = set()
+    for rec in records:
+        key = getattr(rec, spec.key)
+        if key in seen:
+            from storage_core.errors import ValidationError
+
+            raise ValidationError(spec.key, f"{key!r} appears twice in one bulk upsert")
+        seen.add(key)
+
+
+def open_storage(
+    backend: str | None = None, url: str | None = None, **options: Any
+) -> StorageManager:
+    """An independent StorageManager (not the process-wide one): for tools, tests and
+    processes that use several stores. Unset arguments come from the environment."""
+    return StorageManager(Settings.from_env(backend=backend, url=url, options=options or None))

@@ -1,0 +1,123 @@
+"""Backend-neutral, immutable record types: what every backend returns.
+
+No ORM object or Askar entry ever leaves a backend; callers see only these.
+`record_version` is the optimistic-concurrency counter (1 on create, +1 per write);
+it is not called `version` because `Policy.version` is the policy's own version string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+@_frozen
+class LogEntry:
+    scid: str
+    did: str
+    domain: str
+    namespace: str
+    identifier: str
+    logs: list[Any]
+    deactivated: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    record_version: int = 1
+
+
+@_frozen
+class Resource:
+    resource_id: str
+    scid: str
+    did: str
+    resource_type: str
+    resource_name: str
+    content: Any
+    metadata: Any = None
+    proof: Any = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    record_version: int = 1
+
+
+@_frozen
+class WitnessFile:
+    scid: str
+    witness_proofs: list[Any]
+    record_version: int = 1
+
+
+@_frozen
+class WhoisPresentation:
+    scid: str
+    presentation: dict[str, Any]
+    record_version: int = 1
+
+
+@_frozen
+class Task:
+    task_id: str
+    task_type: str
+    status: str
+    progress: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    record_version: int = 1
+
+
+@_frozen
+class Policy:
+    policy_id: str
+    version: str | None = None
+    witness: bool = False
+    watcher: str | None = None
+    portability: bool = False
+    prerotation: bool = False
+    endorsement: bool = False
+    policy_data: dict[str, Any] = field(default_factory=dict)
+    record_version: int = 1
+
+
+@_frozen
+class Registry:
+    registry_id: str
+    registry_type: str
+    registry_data: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    record_version: int = 1
+
+
+@_frozen
+class TestLogEntry:
+    __test__ = False
+    scid: str
+    logs: list[Any]
+    tags: dict[str, str] = field(default_factory=dict)
+    record_version: int = 1
+
+
+@_frozen
+class TestResource:
+    __test__ = False
+    resource_id: str
+    scid: str
+    content: Any
+    tags: dict[str, str] = field(default_factory=dict)
+    record_version: int = 1
+
+
+Record = (
+    LogEntry
+    | Resource
+    | WitnessFile
+    | WhoisPresentation
+    | Task
+    | Policy
+    | Registry
+    | TestLogEntry
+    | TestResource
+)

@@ -1,0 +1,194 @@
+"""Input checks every backend shares, run before a backend sees a value.
+
+A value either round-trips exactly through every backend or is refused here with a
+ValidationError naming the field, so no backend ever writes half of a bad call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from storage_core.errors import ValidationError
+from storage_core.kinds import FieldType, KindSpec
+
+DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+# PostgreSQL b-tree entries must fit in ~2.7 kB; keys and indexed fields stay well below.
+MAX_INDEXED_BYTES = 1024
+_INT_MAX = 2**63 - 1
+_JSON_TYPES = (FieldType.LIST, FieldType.DICT, FieldType.JSON, FieldType.STR_DICT)
+
+
+def check_text(field: str, value: Any, *, optional: bool = False, max_bytes: int) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise ValidationError(field, f"must be a string, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ValidationError(field, "must not contain NUL (U+0000)")
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValidationError(field, "contains an unpaired surrogate") from None
+    if size > max_bytes:
+        raise ValidationError(field, f"is {size} bytes, the limit is {max_bytes}")
+
+
+def check_json(field: str, value: Any, *, max_bytes: int) -> bytes:
+    """Return the encoded document, or refuse what JSON cannot hold exactly."""
+    try:
+        encoded = orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        raise ValidationError(field, f"is not storable as JSON: {exc}") from None
+    if len(encoded) > max_bytes:
+        raise ValidationError(field, f"is {len(encoded)} bytes, the limit is {max_bytes}")
+    # orjson writes NaN/Infinity as null: look only when the text has a null,
+    # so the common case costs nothing. (It refuses ints beyond 64 bits itself.)
+    if b"null" in encoded:
+        _check_floats(field, value)
+    return encoded
+
+
+def _check_floats(field: str, value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValidationError(field, f"contains {item!r}, which JSON cannot represent")
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
+def check_field(field: str, ftype: FieldType, value: Any, max_payload: int) -> None:
+    if ftype is FieldType.KEY:
+        check_text(field, value, max_bytes=MAX_INDEXED_BYTES)
+        if not value:
+            raise ValidationError(field, "must not be empty")
+    elif ftype is FieldType.INDEXED_STR:
+        check_text(field, value, max_bytes=MAX_INDEXED_BYTES)
+    elif ftype is FieldType.STR:
+        check_text(field, value, max_bytes=max_payload)
+    elif ftype is FieldType.OPT_STR:
+        check_text(field, value, optional=True, max_bytes=max_payload)
+    elif ftype is FieldType.BOOL:
+        if not isinstance(value, bool):
+            raise ValidationError(field, f"must be a bool, got {type(value).__name__}")
+    else:
+        _check_json_field(field, ftype, value, max_payload)
+
+
+def _check_json_field(field: str, ftype: FieldType, value: Any, max_payload: int) -> None:
+    if ftype is FieldType.LIST and not isinstance(value, list):
+        raise ValidationError(field, f"must be a list, got {type(value).__name__}")
+    if ftype in (FieldType.DICT, FieldType.STR_DICT) and not isinstance(value, dict):
+        raise ValidationError(field, f"must be a dict, got {type(value).__name__}")
+    if ftype is FieldType.STR_DICT:
+        for k, v in value.items():
+            check_text(f"{field}[{k!r}]", k, max_bytes=MAX_INDEXED_BYTES)
+            check_text(f"{field}[{k!r}]", v, max_bytes=max_payload)
+    check_json(field, value, max_bytes=max_payload)
+
+
+def check_timestamp(field: str, value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise ValidationError(field, f"must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None:
+        raise ValidationError(field, "must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def check_version(field: str, value: Any, *, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValidationError(field, f"must be an integer >= {minimum}, got {value!r}")
+    if value > _INT_MAX:
+        raise ValidationError(field, "is outside the 64-bit range")
+    return value
+
+
+def validate_key(spec: KindSpec, key: Any) -> str:
+    check_field(spec.key, FieldType.KEY, key, MAX_INDEXED_BYTES)
+    return key
+
+
+def validate_record(spec: KindSpec, record: Any, *, max_payload: int, now: datetime) -> Any:
+    """Check every field; fill missing timestamps with `now`. Returns the record to store."""
+    if type(record) is not spec.record:
+        raise ValidationError(
+            "record", f"expected {spec.record.__name__}, got {type(record).__name__}"
+        )
+    for name, ftype in spec.field_types.items():
+        check_field(name, ftype, getattr(record, name), max_payload)
+    check_version("record_version", record.record_version)
+    if not spec.timestamps:
+        return record
+    created = check_timestamp("created_at", record.created_at) or now
+    updated = check_timestamp("updated_at", record.updated_at) or created
+    if created is record.created_at and updated is record.updated_at:
+        return record
+    return replace(record, created_at=created, updated_at=updated)
+
+
+def validate_changes(spec: KindSpec, changes: Mapping[str, Any], *, max_payload: int) -> dict:
+    """Check a partial update: only data fields, never the key, timestamps or version."""
+    if not changes:
+        raise ValidationError("fields", "an update needs at least one field")
+    for name, value in changes.items():
+        ftype = spec.field_types.get(name)
+        if ftype is None or name == spec.key:
+            allowed = ", ".join(f for f in spec.field_types if f != spec.key)
+            raise ValidationError(name, f"is not an updatable field of {spec.name}; use {allowed}")
+        check_field(name, ftype, value, max_payload)
+    return dict(changes)
+
+
+Filters = dict[str, tuple[Any, ...]]
+
+
+def normalize_filters(spec: KindSpec, filters: Mapping[str, Any] | None) -> Filters:
+    """Equality filters as `{field: (allowed values...)}`; a list means "any of"."""
+    if filters is None:
+        return {}
+    if not isinstance(filters, Mapping):
+        raise ValidationError("filters", f"must be a dict, got {type(filters).__name__}")
+    out: Filters = {}
+    for name, value in filters.items():
+        if name not in spec.filterable:
+            raise ValidationError(
+                f"filters.{name}",
+                f"unknown filter for {spec.name}; allowed: {', '.join(spec.filterable)}",
+            )
+        values = tuple(value) if isinstance(value, list | tuple | set | frozenset) else (value,)
+        ftype = spec.field_types[name]
+        for v in values:
+            if ftype is FieldType.BOOL:
+                if not isinstance(v, bool):
+                    raise ValidationError(f"filters.{name}", f"must be a bool, got {v!r}")
+            else:
+                check_text(f"filters.{name}", v, max_bytes=MAX_INDEXED_BYTES)
+        out[name] = tuple(dict.fromkeys(values))
+    return out
+
+
+def validate_paging(limit: Any, offset: Any) -> tuple[int | None, int]:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise ValidationError("limit", f"must be None or an integer >= 0, got {limit!r}")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValidationError("offset", f"must be an integer >= 0, got {offset!r}")
+    return limit, offset
+
+
+def validate_batch_size(batch_size: Any) -> int:
+    return check_version("batch_size", batch_size, minimum=1)
