@@ -95,9 +95,7 @@ class Settings:
             max_overflow=_int_env(env, "STORAGE_MAX_OVERFLOW", 20),
             pool_timeout=float(_int_env(env, "STORAGE_POOL_TIMEOUT", 30)),
             connect_timeout=float(_int_env(env, "STORAGE_CONNECT_TIMEOUT", 10)),
-            max_payload_bytes=_int_env(
-                env, "STORAGE_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES
-            ),
+            max_payload_bytes=_int_env(env, "STORAGE_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES),
             plugins_allow=_list_env(env, "STORAGE_PLUGINS"),
             plugins_block=_list_env(env, "STORAGE_DISABLE_PLUGINS") or (),
             env=env,

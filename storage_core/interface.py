@@ -89,9 +89,7 @@ class StorageBackend(ABC):
 
     # --- many records ----------------------------------------------------------------
     @abstractmethod
-    def list(
-        self, spec: KindSpec, filters: Filters, limit: int | None, offset: int
-    ) -> list[Any]:
+    def list(self, spec: KindSpec, filters: Filters, limit: int | None, offset: int) -> list[Any]:
         """Records matching every filter (each a tuple of allowed values), in order."""
 
     @abstractmethod

@@ -183,7 +183,7 @@ class StorageManager:
         return self._sql().engine
 
     @property
-    def SessionLocal(self) -> Any:  # noqa: N802 - the original API's name
+    def SessionLocal(self) -> Any:
         return self._sql().SessionLocal
 
     def get_session(self) -> Any:
@@ -196,9 +196,7 @@ class StorageManager:
         spec = _spec_of_record(record)
         now = utcnow()
         if spec.timestamps:
-            record = spec.record(
-                **{**_fields(spec, record), "created_at": now, "updated_at": now}
-            )
+            record = spec.record(**{**_fields(spec, record), "created_at": now, "updated_at": now})
         record = validate_record(spec, record, max_payload=self._max_payload, now=now)
         return self.backend.create(spec, _with_version(record, 1))
 
@@ -251,9 +249,7 @@ class StorageManager:
             check_version("expected_version", expected_version, minimum=0)
         now = utcnow()
         if spec.timestamps:
-            record = spec.record(
-                **{**_fields(spec, record), "created_at": now, "updated_at": now}
-            )
+            record = spec.record(**{**_fields(spec, record), "created_at": now, "updated_at": now})
         record = validate_record(spec, record, max_payload=self._max_payload, now=now)
         return self.backend.upsert(spec, _with_version(record, 1), expected_version)
 
@@ -502,7 +498,10 @@ class StorageManager:
     ) -> TestResource:
         return self.create_record(
             TestResource(
-                resource_id=resource_id, scid=scid, content=content, tags={} if tags is None else tags
+                resource_id=resource_id,
+                scid=scid,
+                content=content,
+                tags={} if tags is None else tags,
             )
         )
 
@@ -530,8 +529,9 @@ def _fields(spec: KindSpec, record: Any) -> dict[str, Any]:
 def _with_version(record: Any, version: int) -> Any:
     if record.record_version == version:
         return record
-    return type(record)(**{**_fields(K.SPEC_BY_RECORD[type(record)], record),
-                           "record_version": version})
+    return type(record)(
+        **{**_fields(K.SPEC_BY_RECORD[type(record)], record), "record_version": version}
+    )
 
 
 def _matches_nothing(filters: Mapping[str, tuple[Any, ...]]) -> bool:

@@ -51,8 +51,7 @@ class BackendInfo:
         if missing:
             hint = self.install_hint or f"install {', '.join(missing)}"
             raise MissingDependencyError(
-                f"backend {self.name!r} needs {', '.join(missing)}, which is not installed; "
-                f"{hint}"
+                f"backend {self.name!r} needs {', '.join(missing)}, which is not installed; {hint}"
             )
         try:
             obj: Any = importlib.import_module(module_name)
@@ -209,4 +208,3 @@ def clear_registry_cache() -> None:
     """Forget loaded plugins (after installing one at run time, and in tests)."""
     with _lock:
         _cache.clear()
-

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from storage_core.plugins import clear_registry_cache
-from storage_core.testing.plugin import provisioned_storage
-from tests.pg import PgServer, admin_url, require_pg
+pytest.register_assert_rewrite("storage_core.testing")
+
+from storage_core.plugins import clear_registry_cache  # noqa: E402
+from storage_core.testing.plugin import provisioned_storage  # noqa: E402
+from tests.pg import PgServer, admin_url, require_pg  # noqa: E402
 
 pytest_plugins = ["storage_core.testing.plugin"]
 
@@ -56,9 +58,7 @@ def pg_database(pg_server: PgServer) -> str:
 def askar_pg_database(pg_server: PgServer) -> str:
     """An Askar URI to an empty database that lives for the test run."""
     require_pg(pg_server)
-    return pg_server.askar_uri(
-        pg_server.create_database("webvh_test_askar"), max_connections="10"
-    )
+    return pg_server.askar_uri(pg_server.create_database("webvh_test_askar"), max_connections="10")
 
 
 def variant_config(variant: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict:
@@ -93,7 +93,9 @@ def storage_manager(storage_backend_config: dict[str, Any]):
 def dual_storage(tmp_path: Path):
     """The same data written through SQL and Askar, to compare what each returns."""
     with (
-        provisioned_storage({"backend": "sqlalchemy", "url": f"sqlite:///{tmp_path}/sql.db"}) as sql,
+        provisioned_storage(
+            {"backend": "sqlalchemy", "url": f"sqlite:///{tmp_path}/sql.db"}
+        ) as sql,
         provisioned_storage({"backend": "askar", "url": f"sqlite://{tmp_path}/askar.db"}) as askar,
     ):
         yield {"storage": sql, "askar": askar}

@@ -1,0 +1,103 @@
+"""The shared input checks, directly: what is refused and what each error names."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import pytest
+
+from storage_core import kinds as K
+from storage_core.errors import ValidationError
+from storage_core.records import LogEntry
+from storage_core.validation import (
+    check_json,
+    normalize_filters,
+    validate_changes,
+    validate_paging,
+    validate_record,
+)
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def entry(**overrides):
+    fields = dict(
+        scid="s", did="did:webvh:s:example.com:ns:id", domain="example.com",
+        namespace="ns", identifier="id", logs=[{"a": 1}],
+    )
+    return LogEntry(**{**fields, **overrides})
+
+
+def test_valid_record_gets_timestamps():
+    rec = validate_record(K.LOG_ENTRY, entry(), max_payload=1 << 20, now=NOW)
+    assert rec.created_at == rec.updated_at == NOW
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "problem"),
+    [
+        ({"scid": ""}, "scid", "empty"),
+        ({"scid": "a\x00b"}, "scid", "NUL"),
+        ({"scid": "\ud800"}, "scid", "surrogate"),
+        ({"scid": "x" * 2000}, "scid", "limit"),
+        ({"did": 5}, "did", "string"),
+        ({"logs": {"not": "a list"}}, "logs", "list"),
+        ({"logs": [math.nan]}, "logs", "nan"),
+        ({"logs": [float("inf")]}, "logs", "inf"),
+        ({"logs": [{1: "int key"}]}, "logs", "JSON"),
+        ({"logs": [2**70]}, "logs", "JSON"),
+        ({"deactivated": "False"}, "deactivated", "bool"),
+        ({"created_at": datetime(2026, 1, 1)}, "created_at", "timezone"),
+        ({"record_version": 0}, "record_version", ">= 1"),
+    ],
+)
+def test_bad_fields_are_named(overrides, field, problem):
+    with pytest.raises(ValidationError) as info:
+        validate_record(K.LOG_ENTRY, entry(**overrides), max_payload=1 << 20, now=NOW)
+    assert info.value.field == field
+    assert problem.lower() in info.value.problem.lower()
+
+
+def test_deep_nesting_is_refused():
+    doc: list = []
+    for _ in range(300):
+        doc = [doc]
+    with pytest.raises(ValidationError, match="logs"):
+        validate_record(K.LOG_ENTRY, entry(logs=doc), max_payload=1 << 20, now=NOW)
+
+
+def test_payload_limit():
+    with pytest.raises(ValidationError, match="limit is 100"):
+        check_json("content", "x" * 200, max_bytes=100)
+
+
+def test_nul_inside_json_is_storable():
+    assert check_json("content", {"a": "x\x00y"}, max_bytes=100) == b'{"a":"x\\u0000y"}'
+
+
+def test_filters_normalise_and_reject_unknown_keys():
+    assert normalize_filters(K.TASK, {"status": ["a", "b", "a"], "task_type": "t"}) == {
+        "status": ("a", "b"),
+        "task_type": ("t",),
+    }
+    with pytest.raises(ValidationError) as info:
+        normalize_filters(K.TASK, {"status; DROP TABLE tasks": "x"})
+    assert info.value.field == "filters.status; DROP TABLE tasks"
+    with pytest.raises(ValidationError, match="filters.deactivated"):
+        normalize_filters(K.LOG_ENTRY, {"deactivated": "true"})
+
+
+def test_changes_cannot_touch_key_version_or_timestamps():
+    for name in ("scid", "record_version", "created_at", "nope"):
+        with pytest.raises(ValidationError) as info:
+            validate_changes(K.LOG_ENTRY, {name: "x"}, max_payload=100)
+        assert info.value.field == name
+    with pytest.raises(ValidationError, match="at least one"):
+        validate_changes(K.LOG_ENTRY, {}, max_payload=100)
+
+
+@pytest.mark.parametrize(("limit", "offset"), [(-1, 0), (True, 0), (1, -5), ("3", 0)])
+def test_paging_is_checked(limit, offset):
+    with pytest.raises(ValidationError):
+        validate_paging(limit, offset)
