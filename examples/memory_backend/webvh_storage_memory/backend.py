@@ -1,0 +1,168 @@
+"""`MemoryBackend`: every record in process memory, behind one lock.
+
+It is the smallest complete backend, written to be read: the template for a new
+backend and a fast store for tests. Data lives only as long as the object.
+
+How it honours the contract:
+
+* Ordering - each kind is a `dict`, which keeps insertion order: replacing a value
+  keeps its place, deleting then re-inserting moves the key to the end.
+* Transactions - one re-entrant lock guards every read and write, so each call (a bulk
+  upsert included) is atomic and isolated.
+* Isolation from callers - records are frozen, but their JSON fields (lists, dicts) are
+  mutable, so records are deep-copied on the way in and on the way out.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, ClassVar
+
+from storage_core.config import Settings
+from storage_core.errors import ConflictError, DuplicateRecordError
+from storage_core.interface import StorageBackend
+from storage_core.kinds import KINDS, KindSpec
+from storage_core.validation import Filters
+
+
+class MemoryBackend(StorageBackend):
+    """A thread-safe, non-persistent store; it has none of the optional capabilities."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings
+        self._lock = threading.RLock()
+        self._tables: dict[str, dict[str, Any]] = {}
+        self._closed = False
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def provision(self, recreate: bool = False) -> None:
+        with self._lock:
+            for name in KINDS:
+                if recreate or name not in self._tables:
+                    self._tables[name] = {}
+            self._closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+
+    def health_check(self) -> bool:
+        return not self._closed
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            rows = {name: len(table) for name, table in self._tables.items()}
+        return {"backend": self.name, "url": None, "persistent": False, "rows": rows}
+
+    # --- single records --------------------------------------------------------------
+    def create(self, spec: KindSpec, record: Any) -> Any:
+        key = spec.key_of(record)
+        with self._lock:
+            table = self._table(spec)
+            if key in table:
+                raise DuplicateRecordError(spec.name, key)
+            table[key] = copy.deepcopy(record)
+            return copy.deepcopy(table[key])
+
+    def get(self, spec: KindSpec, key: str) -> Any | None:
+        with self._lock:
+            return copy.deepcopy(self._table(spec).get(key))
+
+    def update(
+        self,
+        spec: KindSpec,
+        key: str,
+        changes: dict[str, Any],
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> Any | None:
+        with self._lock:
+            table = self._table(spec)
+            current = table.get(key)
+            if current is None:
+                return None
+            _check_version(spec, key, expected_version, current.record_version)
+            fields = copy.deepcopy(changes)
+            fields["record_version"] = current.record_version + 1
+            if spec.timestamps:
+                fields["updated_at"] = now
+            table[key] = replace(current, **fields)  # same key: keeps its place
+            return copy.deepcopy(table[key])
+
+    def upsert(self, spec: KindSpec, record: Any, expected_version: int | None = None) -> Any:
+        key = spec.key_of(record)
+        with self._lock:
+            table = self._table(spec)
+            current = table.get(key)
+            actual = None if current is None else current.record_version
+            if expected_version is not None and expected_version != (actual or 0):
+                raise ConflictError(spec.name, key, expected_version, actual)
+            stored = copy.deepcopy(record)
+            if current is not None:
+                kept: dict[str, Any] = {"record_version": current.record_version + 1}
+                if spec.timestamps:
+                    kept["created_at"] = current.created_at
+                stored = replace(stored, **kept)
+            table[key] = stored
+            return copy.deepcopy(stored)
+
+    def delete(self, spec: KindSpec, key: str) -> bool:
+        with self._lock:
+            return self._table(spec).pop(key, None) is not None
+
+    # --- many records ----------------------------------------------------------------
+    def list(
+        self, spec: KindSpec, filters: Filters, limit: int | None, offset: int
+    ) -> list[Any]:
+        with self._lock:
+            matching = [r for r in self._table(spec).values() if _matches(r, filters)]
+            end = None if limit is None else offset + limit
+            return copy.deepcopy(matching[offset:end])
+
+    def count(self, spec: KindSpec, filters: Filters) -> int:
+        with self._lock:
+            return sum(1 for r in self._table(spec).values() if _matches(r, filters))
+
+    def stream(self, spec: KindSpec, filters: Filters, batch_size: int) -> Iterator[Any]:
+        """Pages by position under the lock, so no lock is held between batches.
+
+        A snapshot of the keys is taken up front: records deleted meanwhile are
+        skipped, records created meanwhile are not seen. Nothing needs releasing.
+        """
+        with self._lock:
+            keys = [k for k, r in self._table(spec).items() if _matches(r, filters)]
+        for start in range(0, len(keys), batch_size):
+            with self._lock:
+                table = self._table(spec)
+                batch = [copy.deepcopy(table[k]) for k in keys[start : start + batch_size]
+                         if k in table]
+            yield from batch
+
+    def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:
+        """Records are stored exactly as given; existing keys keep their place."""
+        copies = copy.deepcopy(list(records))
+        with self._lock:
+            table = self._table(spec)
+            for record in copies:
+                table[spec.key_of(record)] = record
+        return len(copies)
+
+    # --- helpers ---------------------------------------------------------------------
+    def _table(self, spec: KindSpec) -> dict[str, Any]:
+        """The kind's dict; a store used before `provision` behaves as provisioned."""
+        return self._tables.setdefault(spec.name, {})
+
+
+def _check_version(spec: KindSpec, key: str, expected: int | None, actual: int) -> None:
+    if expected is not None and expected != actual:
+        raise ConflictError(spec.name, key, expected, actual)
+
+
+def _matches(record: Any, filters: Filters) -> bool:
+    return all(getattr(record, name) in allowed for name, allowed in filters.items())
