@@ -1,0 +1,71 @@
+"""Alembic environment: the same database settings as the library.
+
+URL: `-x url=...` wins, then DATABASE_URL (or POSTGRES_*), then sqlite:///app.db.
+The library's provision() passes its own connection in `config.attributes["connection"]`
+and migrates on it, inside its transaction.
+"""
+
+from __future__ import annotations
+
+import os
+from logging.config import fileConfig
+
+from alembic import context
+from backends.sqlalchemy.engine import build_engine
+from backends.sqlalchemy.models import Base
+from storage_core.config import Settings, database_url_from_env
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def _url() -> str:
+    x_args = context.get_x_argument(as_dictionary=True)
+    return x_args.get("url") or database_url_from_env(os.environ)
+
+
+def _configure(connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        compare_type=True,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        compare_type=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    given = config.attributes.get("connection")
+    if given is not None:
+        _configure(given)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = build_engine(Settings.from_env(url=_url())).engine
+    try:
+        with engine.connect() as connection:
+            _configure(connection)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
+
+
+if config.config_file_name and config.attributes.get("connection") is None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -15,7 +15,9 @@ DEFAULT_BACKEND = "sqlalchemy"
 DEFAULT_DATABASE_URL = "sqlite:///app.db"
 _SECRET_OPTION = re.compile(r"(key|pass|secret|token)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/@:\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
-_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:admin_)?pass(?:word)?=)(?P<pw>[^&\s]*)", re.I)
+_QUERY_SECRET = re.compile(
+    r"(?P<head>\b(?:admin_)?(?:pass(?:word)?|pwd|pass_key)\s*=\s*)(?P<pw>[^&\s'\"]*)", re.I
+)
 
 
 def mask_url(url: str | None) -> str | None:
@@ -49,8 +51,8 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
 
 def _list_env(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     raw = env.get(name)
-    if raw is None:
-        return None
+    if raw is None or not raw.strip():
+        return None  # unset and empty both mean "no list"
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 

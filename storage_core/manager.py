@@ -553,5 +553,13 @@ def open_storage(
     backend: str | None = None, url: str | None = None, **options: Any
 ) -> StorageManager:
     """An independent StorageManager (not the process-wide one): for tools, tests and
-    processes that use several stores. Unset arguments come from the environment."""
-    return StorageManager(Settings.from_env(backend=backend, url=url, options=options or None))
+    processes that use several stores. Unset arguments come from the environment.
+    Settings fields (max_payload_bytes, connect_timeout, pool_size, ...) passed here set
+    those fields; every other keyword is a backend option."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(Settings)} - {"backend", "url", "options", "env"}
+    overrides = {name: options.pop(name) for name in list(options) if name in fields}
+    return StorageManager(
+        Settings.from_env(backend=backend, url=url, options=options or None, **overrides)
+    )

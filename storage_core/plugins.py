@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,15 +45,15 @@ class BackendInfo:
         return all(importlib.util.find_spec(m) is not None for m in self.requires)
 
     def load_factory(self) -> Callable[..., Any]:
-        if callable(self.factory):
-            return self.factory
-        module_name, _, attr = self.factory.partition(":")
         missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
         if missing:
             hint = self.install_hint or f"install {', '.join(missing)}"
             raise MissingDependencyError(
                 f"backend {self.name!r} needs {', '.join(missing)}, which is not installed; {hint}"
             )
+        if callable(self.factory):
+            return self.factory
+        module_name, _, attr = self.factory.partition(":")
         try:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split(".") if attr else ():
@@ -122,6 +123,11 @@ def _distribution_of(ep: EntryPoint) -> tuple[str, str]:
     return (dist.metadata["Name"] or dist.name, dist.version)
 
 
+def _normalize(name: str) -> str:
+    """Compare names as pip does (PEP 503): case, `-`, `_` and `.` runs are equivalent."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def build_registry(
     allow: Iterable[str] | None = None,
     block: Iterable[str] = (),
@@ -132,8 +138,8 @@ def build_registry(
     `allow`/`block` name distributions (or entry-point names). `extra_plugins` are
     (name, module-or-object) pairs registered as if they came from an entry point.
     """
-    allow_set = None if allow is None else {a.lower() for a in allow}
-    block_set = {b.lower() for b in block}
+    allow_set = None if allow is None else {_normalize(a) for a in allow}
+    block_set = {_normalize(b) for b in block}
     pm = pluggy.PluginManager("storage_core")
     pm.add_hookspecs(hookspecs)
     registry = Registry(plugin_manager=pm)
@@ -141,7 +147,7 @@ def build_registry(
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist, version = _distribution_of(ep)
-        names = {ep.name.lower(), dist.lower()}
+        names = {_normalize(ep.name), _normalize(dist)}
         if allow_set is not None and not names & allow_set:
             continue
         if names & block_set:

@@ -123,6 +123,24 @@ def validate_key(spec: KindSpec, key: Any) -> str:
     return key
 
 
+def _plainly_valid(ftype: FieldType, value: Any) -> bool:
+    """True when `value` obviously passes `check_field` without a JSON payload to check:
+    a short ASCII str without NUL for keys and indexed strings (non-empty for keys), a
+    bool for bools. Anything else (False) goes through `check_field`, which decides and
+    words the error, so the outcome is exactly `check_field`'s. Saves a few calls per
+    field on every write (bulk imports validate 100k records)."""
+    if ftype is FieldType.BOOL:
+        return value is True or value is False
+    if ftype is FieldType.KEY or ftype is FieldType.INDEXED_STR:
+        return (
+            type(value) is str
+            and 0 < len(value) <= MAX_INDEXED_BYTES
+            and value.isascii()
+            and "\x00" not in value
+        )
+    return False
+
+
 def validate_record(spec: KindSpec, record: Any, *, max_payload: int, now: datetime) -> Any:
     """Check every field; fill missing timestamps with `now`. Returns the record to store."""
     if type(record) is not spec.record:
@@ -130,7 +148,9 @@ def validate_record(spec: KindSpec, record: Any, *, max_payload: int, now: datet
             "record", f"expected {spec.record.__name__}, got {type(record).__name__}"
         )
     for name, ftype in spec.field_types.items():
-        check_field(name, ftype, getattr(record, name), max_payload)
+        value = getattr(record, name)
+        if not _plainly_valid(ftype, value):
+            check_field(name, ftype, value, max_payload)
     check_version("record_version", record.record_version)
     if not spec.timestamps:
         return record

@@ -11,3 +11,13 @@ def register_storage_backends(register):
         requires=("aries_askar",),
         install_hint="install the extra: pip install 'webvh-storage[askar]'",
     )
+
+
+
+@hookimpl
+def register_commands(subparsers):
+    """`storage-core migrate-askar`. Imported here, not at module load: the migration's CLI
+    module is light, and aries_askar is imported only once the command runs."""
+    from backends.askar.migration.cli import add_subcommand
+
+    add_subcommand(subparsers)

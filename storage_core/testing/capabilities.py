@@ -23,7 +23,8 @@ def requires_capability(*names: str) -> pytest.MarkDecorator:
     """
     unknown = set(names) - KNOWN_CAPABILITIES
     if unknown:
-        raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {sorted(KNOWN_CAPABILITIES)}")
+        known = ", ".join(sorted(KNOWN_CAPABILITIES))
+        raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {known}")
     return getattr(pytest.mark, MARKER)(*names)
 
 

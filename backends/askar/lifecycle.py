@@ -1,0 +1,126 @@
+"""Opening, provisioning and securing an Askar store.
+
+Kept apart from the record operations: this is where existing data is either kept
+(open) or dropped (recreate), and where a new SQLite file is made owner-only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from backends.askar.config import AskarConfig
+from backends.askar.errors import Code, code_of
+from storage_core.errors import BackendUnavailableError
+
+OWNER_ONLY = 0o600
+_SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+async def open_store(config: AskarConfig, *, recreate: bool = False) -> Any:
+    """Open the store, creating it when missing; `recreate` drops all data first.
+
+    An existing store is opened with `Store.open` so its data is never touched;
+    `Store.provision` runs only for a new (or recreated) store. Returns an
+    `aries_askar.Store` whose profile (if configured) exists.
+    """
+    from aries_askar import Store  # imported where used: see errors.py
+
+    path = config.sqlite_path
+    if path is not None:
+        if recreate:
+            # Askar's own recreate deletes and re-creates the file with the umask's
+            # mode; removing it here lets the new file be created owner-only below.
+            _remove_sqlite_files(path)
+        if _is_new_file(path):
+            _create_owner_only(path)
+            store = await _provision(Store, config, recreate=False)
+        else:
+            store = await Store.open(config.uri, config.key_method, config.key)
+        restrict_file_mode(path)
+    elif recreate or config.in_memory:
+        store = await _provision(Store, config, recreate=recreate)
+    else:
+        store = await _open_or_provision_postgres(Store, config)
+    try:
+        await ensure_profile(store, config.profile)
+    except BaseException:
+        await store.close()
+        raise
+    return store
+
+
+async def _open_or_provision_postgres(store_cls: Any, config: AskarConfig) -> Any:
+    from aries_askar import AskarError
+
+    try:
+        return await store_cls.open(config.uri, config.key_method, config.key)
+    except AskarError as exc:
+        if not _means_missing(exc):
+            raise
+    return await _provision(store_cls, config, recreate=False)
+
+
+async def _provision(store_cls: Any, config: AskarConfig, *, recreate: bool) -> Any:
+    return await store_cls.provision(
+        config.uri, config.key_method, config.key, profile=config.profile, recreate=recreate
+    )
+
+
+def _means_missing(exc: BaseException) -> bool:
+    """Store.open failed because there is no store yet (not because of a bad key):
+    a missing database, or an empty one without Askar's tables."""
+    code = code_of(exc)
+    if code == Code.NOT_FOUND:
+        return True
+    text = str(exc).lower()
+    return code == Code.BACKEND and ("does not exist" in text or "no such table" in text)
+
+
+async def ensure_profile(store: Any, profile: str | None) -> None:
+    """Create the configured profile in an existing store that lacks it."""
+    if profile and profile not in await store.list_profiles():
+        await store.create_profile(profile)
+
+
+def _is_new_file(path: Path) -> bool:
+    """No database yet: the file is missing or empty (SQLite treats both as new)."""
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+    except OSError as exc:  # e.g. a parent that is a regular file
+        raise _unavailable(path, exc) from None
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create the database file empty with mode 0600 before SQLite opens it, so it is
+    never readable by others (SQLite gives -wal/-shm the database file's mode)."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, OWNER_ONLY))
+        os.chmod(path, OWNER_ONLY)
+    except OSError as exc:
+        raise _unavailable(path, exc) from None
+
+
+def _unavailable(path: Path, exc: OSError) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"cannot open or create the Askar store file {str(path)!r}: {exc.strerror or exc}"
+    )
+
+
+def _remove_sqlite_files(path: Path) -> None:
+    for suffix in _SQLITE_SIDE_FILES:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            path.with_name(path.name + suffix).unlink()
+
+
+def restrict_file_mode(path: Path) -> None:
+    """chmod 0600 the database file and its -wal/-shm/-journal companions if present."""
+    for suffix in _SQLITE_SIDE_FILES:
+        side = path.with_name(path.name + suffix)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(side, OWNER_ONLY)

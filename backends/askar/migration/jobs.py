@@ -1,0 +1,86 @@
+"""A job per source category: its plan and a way to stream its converted Items.
+
+The engine and the verify pass take a list of jobs and never care whether the items
+come from an Askar store (forward) or a SQL store (reverse).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from backends.askar.migration import legacy
+from backends.askar.migration.convert import Converter
+from backends.askar.migration.items import Item
+from backends.askar.migration.layout_detect import (
+    KNOWN,
+    Action,
+    CategoryPlan,
+    plan_categories,
+)
+from backends.askar.migration.lookup import RunIndex
+from backends.askar.migration.source import AskarStore
+
+_LIGHT_TAGS = ("logEntries", "witnessFile", "whois")  # big categories: tags are not kept
+
+
+@dataclass
+class Job:
+    plan: CategoryPlan
+    chunks: Callable[[], Iterator[list[Item]]]
+
+    @property
+    def category(self) -> str:
+        return self.plan.category
+
+
+class AskarSource:
+    """Jobs over an Askar store in either layout (legacy server or this project's)."""
+
+    def __init__(self, store: AskarStore, index: RunIndex, batch_size: int) -> None:
+        self.store = store
+        self.index = index
+        self.batch_size = batch_size
+        self.converter = Converter(index, fetch_tags=self._tags_of)
+        self.discovered = False
+        self._clients_indexed = False
+
+    def _tags_of(self, category: str, name: str) -> dict[str, str] | None:
+        entry = self.store.fetch(category, name)
+        return None if entry is None else entry.tags
+
+    def survey(self) -> dict[str, int]:
+        """Entries per category. Counts known categories; scans only if some are unknown."""
+        counts = {category: self.store.count(category) for category in KNOWN}
+        total = self.store.count(None)
+        if sum(counts.values()) < total:
+            self.discovered = True
+            counts = self.store.discover_categories()
+        return {c: n for c, n in counts.items() if n > 0}
+
+    def plans(self, counts: dict[str, int], only: list[str] | None) -> list[CategoryPlan]:
+        return plan_categories(counts, only)
+
+    def jobs(self, plans: list[CategoryPlan]) -> list[Job]:
+        return [Job(plan, self._chunker(plan)) for plan in plans]
+
+    def _chunker(self, plan: CategoryPlan) -> Callable[[], Iterator[list[Item]]]:
+        def chunks() -> Iterator[list[Item]]:
+            if plan.action is Action.SKIP:
+                return
+            if plan.category in legacy.BY_CLIENT_SCID and not self._clients_indexed:
+                self.build_client_index()
+            with_tags = plan.category not in _LIGHT_TAGS
+            for raw in self.store.iter_chunks(plan.category, self.batch_size, with_tags=with_tags):
+                yield self.converter.convert(plan, raw)
+            if plan.category == "logEntries":
+                self._clients_indexed = True
+
+        return chunks
+
+    def build_client_index(self) -> None:
+        """Fill client_id -> scid from logEntries, writing nothing: for runs that take
+        witnessFile/whois without logEntries (e.g. `--categories whois`)."""
+        for raw in self.store.iter_chunks("logEntries", self.batch_size):
+            self.converter.index_clients(raw)
+        self._clients_indexed = True

@@ -1,0 +1,384 @@
+"""`SQLAlchemyBackend`: the StorageBackend for SQLite and PostgreSQL.
+
+Hot paths use SQLAlchemy Core statements prebuilt per kind (statements.py) on a pooled
+connection, one statement per call where the contract allows, and build records straight
+from rows; no ORM Session is involved. SQLite files read by key and bulk-write on the
+DBAPI connection directly (fastread.py). PostgreSQL reads use a second, autocommit pool.
+`engine` and `SessionLocal` are exposed for callers who want the ORM models (models.py);
+on `sqlite:///:memory:` there is one shared connection, so ORM sessions must not be used
+from several threads at once (the backend's own calls are serialised by a lock).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy.orm import sessionmaker
+
+from backends.sqlalchemy import migrations
+from backends.sqlalchemy.engine import (
+    SQLITE_AUTOCOMMIT_OPTION,
+    SQLITE_BEGIN_OPTION,
+    build_engine,
+)
+from backends.sqlalchemy.errors import translate
+from backends.sqlalchemy.fastread import ReadConnections
+from backends.sqlalchemy.models import KIND_TABLES, archive_table
+from backends.sqlalchemy.statements import KindStatements, dialect_insert
+from storage_core.codec import utcnow
+from storage_core.config import Settings, mask_url
+from storage_core.errors import ConflictError
+from storage_core.interface import Capability, StorageBackend
+from storage_core.kinds import KINDS, KindSpec
+from storage_core.validation import Filters
+
+#: Rows per executemany call in bulk writes (bounds memory; one transaction for all).
+BULK_CHUNK_ROWS = 1000
+ArchiveRow = tuple[str, str, str, dict]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class SQLAlchemyBackend(StorageBackend):
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {
+            Capability.SQL_SESSIONS,
+            Capability.SERVER_SIDE_CURSORS,
+            Capability.CROSS_KIND_TRANSACTIONS,
+            Capability.PERSISTENT,
+            Capability.MIGRATIONS,
+        }
+    )
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._secrets = settings.secrets
+        self._url = settings.url or settings.database_url
+        self._closed = True
+        try:
+            bundle = build_engine(settings)
+        except Exception as exc:
+            raise translate(exc, self._secrets, action="opening the database") from None
+        self.engine = bundle.engine
+        self.dialect = bundle.dialect
+        self.in_memory = bundle.in_memory
+        self._lock = bundle.lock
+        self._extra_engine = bundle.read_engine
+        self.SessionLocal = sessionmaker(bind=self.engine, expire_on_commit=False)
+        caps = set(type(self).capabilities)
+        if self.dialect == "sqlite":
+            caps.discard(Capability.SERVER_SIDE_CURSORS)
+            # Writes take the lock up front; reads need no transaction at all.
+            self._write_engine = self.engine.execution_options(
+                **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
+            )
+            self._read_engine = self.engine.execution_options(
+                **{SQLITE_AUTOCOMMIT_OPTION: True}
+            )
+        else:
+            self._write_engine = self.engine
+            self._read_engine = bundle.read_engine or self.engine
+        if self.in_memory:
+            caps.discard(Capability.PERSISTENT)
+        self.capabilities = frozenset(caps)  # type: ignore[misc]  # narrowed per instance
+        self._statements = {
+            name: KindStatements(spec, KIND_TABLES[name], self.dialect)
+            for name, spec in KINDS.items()
+        }
+        self._archive_insert = dialect_insert(self.dialect)
+        # SQLite files: reads by key skip SQLAlchemy's layers (see fastread.py).
+        self._readers = (
+            ReadConnections(self.engine, settings.pool_size)
+            if self.dialect == "sqlite" and not self.in_memory
+            else None
+        )
+        self._closed = False
+
+    def _error(self, exc: BaseException, action: str, spec: KindSpec | None = None,
+               key: str | None = None) -> Exception:
+        return translate(exc, self._secrets, kind=spec.name if spec else None, key=key,
+                         action=action)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def provision(self, recreate: bool = False) -> None:
+        try:
+            with self._lock:
+                migrations.provision(self._write_engine, recreate=recreate)
+        except Exception as exc:
+            raise self._error(exc, "provisioning") from None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._readers is not None:
+                self._readers.close()
+            if self._extra_engine is not None:
+                self._extra_engine.dispose()
+            self.engine.dispose()
+
+    def health_check(self) -> bool:
+        try:
+            with self._lock, self._read_engine.connect() as conn:
+                return conn.exec_driver_sql("SELECT 1").scalar() == 1
+        except Exception:
+            return False
+
+    def describe(self) -> dict[str, Any]:
+        with self._lock:
+            revision = migrations.describe_revision(self.engine)
+        return {
+            "backend": self.name,
+            "url": mask_url(self._url),
+            "dialect": self.dialect,
+            "schema_revision": revision,
+        }
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyBackend(url={mask_url(self._url)!r})"
+
+    # --- single records ------------------------------------------------------------------
+    def create(self, spec: KindSpec, record: Any) -> Any:
+        st = self._statements[spec.name]
+        try:
+            with self._lock, self._write_engine.begin() as conn:
+                conn.execute(st.insert, st.params(record))
+        except Exception as exc:
+            raise self._error(exc, f"creating {spec.name}", spec, spec.key_of(record)) from None
+        return record
+
+    def get(self, spec: KindSpec, key: str) -> Any | None:
+        st = self._statements[spec.name]
+        if self._readers is not None:
+            return self._get_direct(st, spec, key)
+        try:
+            with self._lock, self._read_engine.connect() as conn:
+                row = conn.execute(st.get, {"key": key}).first()
+        except Exception as exc:
+            raise self._error(exc, f"reading {spec.name}") from None
+        return None if row is None else st.to_record(row)
+
+    def _get_direct(self, st: KindStatements, spec: KindSpec, key: str) -> Any | None:
+        readers = self._readers
+        assert readers is not None
+        try:
+            conn = readers.acquire()
+        except Exception as exc:
+            raise self._error(exc, f"reading {spec.name}") from None
+        try:
+            row = conn.execute(st.get_sql, (key,)).fetchone()
+        except Exception as exc:
+            readers.discard(conn)
+            raise self._error(exc, f"reading {spec.name}") from None
+        readers.release(conn)
+        return None if row is None else st.from_raw_row(row)
+
+    def update(
+        self,
+        spec: KindSpec,
+        key: str,
+        changes: dict[str, Any],
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> Any | None:
+        st = self._statements[spec.name]
+        values = dict(changes)
+        if spec.timestamps:
+            values["updated_at"] = now
+        values["record_version"] = st.version + 1
+        stmt = update(st.table).where(st.key_column == bindparam("key"))
+        if expected_version is not None:
+            stmt = stmt.where(st.version == expected_version)
+        stmt = stmt.values(values).returning(*st.columns)
+        try:
+            with self._lock, self._write_engine.begin() as conn:
+                row = conn.execute(stmt, {"key": key}).first()
+                if row is not None:
+                    return st.to_record(row)
+                actual = conn.execute(st.get_version, {"key": key}).scalar()
+        except Exception as exc:
+            raise self._error(exc, f"updating {spec.name}", spec, key) from None
+        if actual is None:
+            return None
+        raise ConflictError(spec.name, key, expected_version or 0, actual)
+
+    def upsert(self, spec: KindSpec, record: Any, expected_version: int | None = None) -> Any:
+        st = self._statements[spec.name]
+        key = spec.key_of(record)
+        try:
+            with self._lock, self._write_engine.begin() as conn:
+                if expected_version is None:
+                    row = conn.execute(st.upsert, st.params(record)).first()
+                elif expected_version == 0:
+                    row = conn.execute(st.insert_if_absent, st.params(record)).first()
+                else:
+                    stmt = (
+                        update(st.table)
+                        .where(st.key_column == bindparam("key"), st.version == expected_version)
+                        .values({**st.data_params(record), "record_version": st.version + 1})
+                        .returning(*st.columns)
+                    )
+                    row = conn.execute(stmt, {"key": key}).first()
+                if row is not None:
+                    return st.to_record(row)
+                actual = conn.execute(st.get_version, {"key": key}).scalar()
+        except Exception as exc:
+            raise self._error(exc, f"writing {spec.name}", spec, key) from None
+        raise ConflictError(spec.name, key, expected_version or 0, actual)
+
+    def delete(self, spec: KindSpec, key: str) -> bool:
+        st = self._statements[spec.name]
+        try:
+            with self._lock, self._write_engine.begin() as conn:
+                return conn.execute(st.delete, {"key": key}).rowcount > 0
+        except Exception as exc:
+            raise self._error(exc, f"deleting {spec.name}") from None
+
+    # --- many records --------------------------------------------------------------------
+    def list(
+        self, spec: KindSpec, filters: Filters, limit: int | None, offset: int
+    ) -> list[Any]:
+        st = self._statements[spec.name]
+        stmt = st.listing(filters)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        try:
+            with self._lock, self._read_engine.connect() as conn:
+                rows = conn.execute(stmt).all()
+        except Exception as exc:
+            raise self._error(exc, f"listing {spec.name}") from None
+        to_record = st.to_record
+        return [to_record(row) for row in rows]
+
+    def count(self, spec: KindSpec, filters: Filters) -> int:
+        st = self._statements[spec.name]
+        stmt = st.count.where(*st.where(filters)) if filters else st.count
+        try:
+            with self._lock, self._read_engine.connect() as conn:
+                return int(conn.execute(stmt).scalar_one())
+        except Exception as exc:
+            raise self._error(exc, f"counting {spec.name}") from None
+
+    def stream(self, spec: KindSpec, filters: Filters, batch_size: int) -> Iterator[Any]:
+        if self.dialect == "postgresql":
+            return self._stream_server_side(spec, filters, batch_size)
+        return self._stream_keyset(spec, filters, batch_size)
+
+    def _stream_server_side(
+        self, spec: KindSpec, filters: Filters, batch_size: int
+    ) -> Iterator[Any]:
+        """One named (server-side) cursor; the connection is released in `finally`,
+        also when the caller abandons the generator."""
+        st = self._statements[spec.name]
+        stmt = st.listing(filters)
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(yield_per=batch_size).execute(stmt)
+                try:
+                    for row in result:
+                        yield st.to_record(row)
+                finally:
+                    result.close()
+        except Exception as exc:
+            raise self._error(exc, f"streaming {spec.name}") from None
+
+    def _stream_keyset(self, spec: KindSpec, filters: Filters, batch_size: int) -> Iterator[Any]:
+        """Pages of `seq > last ORDER BY seq LIMIT batch`: no connection (or :memory:
+        lock) is held between batches, so the caller may write while iterating."""
+        st = self._statements[spec.name]
+        stmt = (
+            select(*st.columns, st.seq)
+            .where(*st.where(filters), st.seq > bindparam("after"))
+            .order_by(st.seq)
+            .limit(batch_size)
+        )
+        after = 0
+        while True:
+            try:
+                with self._lock, self._read_engine.connect() as conn:
+                    rows = conn.execute(stmt, {"after": after}).all()
+            except Exception as exc:
+                raise self._error(exc, f"streaming {spec.name}") from None
+            for row in rows:
+                yield st.to_record(row)
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][-1]
+
+    def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:
+        st = self._statements[spec.name]
+        try:
+            with self._lock, self._write_engine.begin() as conn:
+                if st.bulk_upsert_sql is not None:  # SQLite: executemany in C (fastread.py)
+                    cursor = conn.connection.dbapi_connection.cursor()
+                    try:
+                        cursor.executemany(st.bulk_upsert_sql, map(st.to_raw_params, records))
+                    finally:
+                        cursor.close()
+                else:
+                    for chunk in _chunks(records, BULK_CHUNK_ROWS):
+                        conn.execute(st.bulk_upsert, [st.params(r) for r in chunk])
+        except Exception as exc:
+            raise self._error(exc, f"bulk writing {spec.name}") from None
+        return len(records)
+
+    # --- Askar archive (tools/migrate_askar.py) --------------------------------------------
+    def bulk_upsert_archive(self, rows: Sequence[ArchiveRow]) -> int:
+        """Store Askar entries verbatim (category, name, value, tags) in one transaction;
+        an existing (category, name) is replaced. Returns the number of rows written."""
+        insert = self._archive_insert(archive_table)
+        stmt = insert.on_conflict_do_update(
+            index_elements=[archive_table.c.category, archive_table.c.name],
+            set_={n: insert.excluded[n] for n in ("value", "tags", "archived_at")},
+        )
+        now = utcnow()
+        try:
+            with self._lock, self._write_engine.begin() as conn:
+                for chunk in _chunks(rows, BULK_CHUNK_ROWS):
+                    conn.execute(stmt, [
+                        {"category": c, "name": n, "value": v, "tags": t, "archived_at": now}
+                        for c, n, v, t in chunk
+                    ])
+        except Exception as exc:
+            raise self._error(exc, "archiving Askar entries") from None
+        return len(rows)
+
+    def iter_archive(self, category: str | None = None,
+                     batch_size: int = 500) -> Iterator[ArchiveRow]:
+        """Archived entries ordered by (category, name), fetched in keyset pages."""
+        t = archive_table
+        stmt = select(t.c.category, t.c.name, t.c.value, t.c.tags)
+        if category is not None:
+            stmt = stmt.where(t.c.category == category)
+        stmt = stmt.order_by(t.c.category, t.c.name).limit(batch_size)
+        after: tuple[str, str] | None = None
+        while True:
+            page = stmt
+            if after is not None:
+                page = stmt.where(tuple_(t.c.category, t.c.name) > tuple_(*after))
+            try:
+                with self._lock, self._read_engine.connect() as conn:
+                    rows = conn.execute(page).all()
+            except Exception as exc:
+                raise self._error(exc, "reading the Askar archive") from None
+            yield from ((c, n, v, tags) for c, n, v, tags in rows)
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1][0], rows[-1][1])
+
+    def count_archive(self, category: str | None = None) -> int:
+        stmt = select(func.count()).select_from(archive_table)
+        if category is not None:
+            stmt = stmt.where(archive_table.c.category == category)
+        try:
+            with self._lock, self._read_engine.connect() as conn:
+                return int(conn.execute(stmt).scalar_one())
+        except Exception as exc:
+            raise self._error(exc, "counting the Askar archive") from None

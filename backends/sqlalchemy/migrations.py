@@ -1,0 +1,135 @@
+"""Alembic wiring: where the revision scripts are, which revision is head, and
+`provision()`, which brings a database to head as fast as the case allows.
+
+The contract suite provisions a fresh store for every test, so the common cases are
+short-cut: an empty database gets `create_all` + the head revision written straight into
+alembic_version (equivalent to `upgrade head`, which the tests check with `alembic check`);
+`recreate=True` on a database already at head only empties the tables. A database at an
+older revision goes through the real `alembic upgrade head`.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy import inspect as sa_inspect
+
+from alembic import command
+from backends.sqlalchemy.columns import sequence_name
+from backends.sqlalchemy.models import KIND_TABLES, Base
+from storage_core.errors import StorageError
+
+VERSION_TABLE = "alembic_version"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# Same layout Alembic creates, so a stamped database is indistinguishable from an upgraded one.
+_version_table = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+
+
+def script_location() -> Path:
+    """The repository's alembic/ directory, else the copy packaged into wheels."""
+    in_repo = _PACKAGE_DIR.parent.parent / "alembic"
+    if (in_repo / "env.py").is_file():
+        return in_repo
+    return _PACKAGE_DIR / "alembic_scripts"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """A Config for the command API; with a connection, env.py migrates on it."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.cache
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise StorageError(f"no Alembic revisions found in {script_location()}")
+    return head
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def provision(engine: Engine, recreate: bool = False) -> None:
+    """Bring the database to head in one transaction (`engine` should be the write one)."""
+    head = head_revision()
+    ours = set(Base.metadata.tables)
+    with engine.begin() as conn:
+        existing = set(sa_inspect(conn).get_table_names())
+        current = current_revision(conn) if VERSION_TABLE in existing else None
+        if recreate and current == head and ours <= existing:
+            _empty_tables(conn)
+            return
+        if recreate:
+            _drop_everything(conn)
+            existing, current = set(), None
+        if current is None:
+            if existing & ours:
+                raise StorageError(
+                    "the database has storage tables but no Alembic revision; stamp it with "
+                    "`alembic stamp <revision>` matching its schema, or provision with "
+                    "recreate=True to start empty"
+                )
+            Base.metadata.create_all(conn)
+            _stamp(conn, head)
+        elif current != head:
+            _upgrade(conn)
+
+
+def _stamp(conn: Connection, revision: str) -> None:
+    _version_table.create(conn, checkfirst=True)
+    conn.execute(_version_table.delete())
+    conn.execute(_version_table.insert().values(version_num=revision))
+
+
+def _upgrade(conn: Connection) -> None:
+    command.upgrade(alembic_config(conn), "head")
+
+
+def _empty_tables(conn: Connection) -> None:
+    for table in reversed(Base.metadata.sorted_tables):
+        conn.execute(table.delete())
+    if conn.dialect.name == "postgresql":
+        resets = ", ".join(
+            f"setval('{sequence_name(name)}', 1, false)"
+            for name in sorted(t.name for t in KIND_TABLES.values())
+        )
+        conn.execute(text(f"SELECT {resets}"))
+
+
+def _drop_everything(conn: Connection) -> None:
+    Base.metadata.drop_all(conn, checkfirst=True)
+    _version_table.drop(conn, checkfirst=True)
+
+
+def describe_revision(engine: Engine) -> Any:
+    """The schema revision for describe(); None when unprovisioned or unreachable."""
+    try:
+        with engine.connect() as conn:
+            return current_revision(conn)
+    except Exception:
+        return None

@@ -1,0 +1,147 @@
+"""The SQL schema: one table per kind (built from `storage_core.kinds`) plus the Askar
+archive, all on ONE declarative Base whose MetaData has a naming convention, so
+constraint and index names are the same in create_all, the migrations and Alembic's diffs.
+
+Every kind table has the record fields, `record_version` (optimistic concurrency) and
+`seq`: the insertion-order number list/stream sort by. `seq` is assigned on INSERT
+(`NextSeq`) and never updated, so updates keep a record's place and delete + re-create
+moves it to the end. On PostgreSQL it is also the column's server default
+(`nextval('<table>_seq_seq')`, the sequence owned by the column) so plain SQL inserts work.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    Boolean,
+    Column,
+    FetchedValue,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase
+
+from backends.sqlalchemy.columns import JSONDocument, NextSeq, UTCDateTime, sequence_name
+from storage_core.kinds import KINDS, FieldType, KindSpec
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+# Keys and indexed strings are limited to 1024 UTF-8 bytes by validation (<= 1024 chars).
+INDEXED_LENGTH = 1024
+ARCHIVE_TABLE = "askar_archive"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _column_for(spec: KindSpec, name: str, ftype: FieldType) -> Column:
+    if ftype is FieldType.KEY:
+        return Column(name, String(INDEXED_LENGTH), primary_key=True)
+    if ftype is FieldType.INDEXED_STR:
+        return Column(name, String(INDEXED_LENGTH), nullable=False)
+    if ftype is FieldType.STR:
+        return Column(name, Text, nullable=False)
+    if ftype is FieldType.OPT_STR:
+        return Column(name, Text, nullable=True)
+    if ftype is FieldType.BOOL:
+        return Column(name, Boolean, nullable=False)
+    # JSON: only a "JSON value" may be null (it reads back as None).
+    return Column(name, JSONDocument, nullable=ftype is FieldType.JSON)
+
+
+def _kind_table(spec: KindSpec) -> Table:
+    columns = [_column_for(spec, n, t) for n, t in spec.field_types.items()]
+    if spec.timestamps:
+        columns += [
+            Column("created_at", UTCDateTime, nullable=False),
+            Column("updated_at", UTCDateTime, nullable=False),
+        ]
+    columns += [
+        Column("record_version", BigInteger, nullable=False, server_default="1"),
+        Column("seq", BigInteger, nullable=False, default=NextSeq(spec.table),
+               server_default=FetchedValue()),
+    ]
+    indexes = [Index(None, f) for f in spec.filterable if f != spec.key]
+    indexes.append(Index(None, "seq", unique=True))
+    table = Table(spec.table, Base.metadata, *columns, *indexes)
+    _attach_postgresql_sequence(table)
+    return table
+
+
+def _attach_postgresql_sequence(table: Table) -> None:
+    """PostgreSQL: the sequence behind `seq`, owned by the column (dropped with it)."""
+    seq = sequence_name(table.name)
+    for statement in (
+        f"CREATE SEQUENCE IF NOT EXISTS {seq} OWNED BY {table.name}.seq",
+        f"ALTER TABLE {table.name} ALTER COLUMN seq SET DEFAULT nextval('{seq}')",
+    ):
+        event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
+
+
+KIND_TABLES: dict[str, Table] = {name: _kind_table(spec) for name, spec in KINDS.items()}
+
+archive_table = Table(
+    ARCHIVE_TABLE,
+    Base.metadata,
+    Column("category", String(INDEXED_LENGTH), primary_key=True),
+    Column("name", String(INDEXED_LENGTH), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("tags", JSONDocument, nullable=False),
+    Column("archived_at", UTCDateTime, nullable=False),
+)
+
+
+# ORM classes over the same tables, for callers who use `SessionLocal` directly.
+class LogEntryRow(Base):
+    __table__ = KIND_TABLES["log_entry"]
+
+
+class ResourceRow(Base):
+    __table__ = KIND_TABLES["resource"]
+    # `metadata` is reserved on declarative classes; the column is `metadata_` here.
+    metadata_ = KIND_TABLES["resource"].c.metadata
+
+
+class WitnessFileRow(Base):
+    __table__ = KIND_TABLES["witness_file"]
+
+
+class WhoisPresentationRow(Base):
+    __table__ = KIND_TABLES["whois"]
+
+
+class TaskRow(Base):
+    __table__ = KIND_TABLES["task"]
+
+
+class PolicyRow(Base):
+    __table__ = KIND_TABLES["policy"]
+
+
+class RegistryRow(Base):
+    __table__ = KIND_TABLES["registry"]
+
+
+class TestLogEntryRow(Base):
+    __test__ = False
+    __table__ = KIND_TABLES["test_log_entry"]
+
+
+class TestResourceRow(Base):
+    __test__ = False
+    __table__ = KIND_TABLES["test_resource"]
+
+
+class AskarArchiveRow(Base):
+    __table__ = archive_table

@@ -1,0 +1,115 @@
+"""Prebuilt SQL for one kind: built once per backend, reused on every call so the hot
+paths only bind parameters (SQLAlchemy's compiled cache does the rest), plus the
+row -> record conversion."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage_core.kinds import KindSpec
+
+_DIALECT_INSERT = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The INSERT with ON CONFLICT support for this dialect."""
+    try:
+        return _DIALECT_INSERT[dialect]
+    except KeyError:
+        from storage_core.errors import UnsupportedOperationError
+
+        raise UnsupportedOperationError(
+            f"the sqlalchemy backend supports sqlite and postgresql, not {dialect!r}"
+        ) from None
+
+
+class KindStatements:
+    """Everything a backend call needs for one kind, compiled-cache friendly."""
+
+    def __init__(self, spec: KindSpec, table: Table, dialect: str) -> None:
+        self.spec = spec
+        self.table = table
+        self.record_type = spec.record
+        self.fields: tuple[str, ...] = spec.all_fields
+        self.columns = [table.c[name] for name in self.fields]
+        self.key_column = table.c[spec.key]
+        self.seq = table.c.seq
+        self.version = table.c.record_version
+        insert = dialect_insert(dialect)
+        by_key = self.key_column == bindparam("key")
+
+        self.get = select(*self.columns).where(by_key)
+        self.get_version = select(self.version).where(by_key)
+        self.delete = delete(table).where(by_key)
+        # seq is left out: its column default (NextSeq) numbers the row on INSERT.
+        self.insert = insert(table)
+        self.count = select(func.count()).select_from(table)
+
+        # bulk: write every field as given; an existing row keeps only its seq.
+        bulk = insert(table)
+        self.bulk_upsert = bulk.on_conflict_do_update(
+            index_elements=[self.key_column],
+            set_={name: bulk.excluded[name] for name in self.fields if name != spec.key},
+        )
+        # upsert: replace data fields, keep created_at and seq, bump record_version.
+        upsert = insert(table)
+        replaced = [n for n in spec.data_fields if n != spec.key]
+        if spec.timestamps:
+            replaced.append("updated_at")
+        set_: dict[str, Any] = {name: upsert.excluded[name] for name in replaced}
+        set_["record_version"] = self.version + 1
+        self.upsert = upsert.on_conflict_do_update(
+            index_elements=[self.key_column], set_=set_
+        ).returning(*self.columns)
+        self.insert_if_absent = (
+            insert(table).on_conflict_do_nothing(index_elements=[self.key_column])
+            .returning(*self.columns)
+        )
+
+        # the same SELECT as driver SQL, for the SQLite read fast path (fastread.py)
+        self.get_sql: str | None = None
+        self.bulk_upsert_sql: str | None = None
+        self.to_raw_params: Any = None
+        self.from_raw_row: Any = None
+        if dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+
+            from backends.sqlalchemy.fastread import param_converter, row_converter
+
+            self.get_sql = str(self.get.compile(dialect=sqlite_dialect()))
+            self.from_raw_row = row_converter(spec, self.fields)
+            compiled = self.bulk_upsert.compile(
+                dialect=sqlite_dialect(), column_keys=list(self.fields)
+            )
+            assert tuple(compiled.positiontup or ()) == self.fields
+            self.bulk_upsert_sql = compiled.string
+            self.to_raw_params = param_converter(spec, self.fields)
+
+    # --- rows and records ---------------------------------------------------------------
+    def to_record(self, row: Sequence[Any]) -> Any:
+        return self.record_type(**dict(zip(self.fields, row, strict=False)))
+
+    def params(self, record: Any) -> dict[str, Any]:
+        return {name: getattr(record, name) for name in self.fields}
+
+    def data_params(self, record: Any) -> dict[str, Any]:
+        """Fields an upsert replaces (no key, created_at or version)."""
+        out = {n: getattr(record, n) for n in self.spec.data_fields if n != self.spec.key}
+        if self.spec.timestamps:
+            out["updated_at"] = record.updated_at
+        return out
+
+    def where(self, filters: Mapping[str, tuple[Any, ...]]) -> list[ColumnElement[bool]]:
+        """`col = v` for one allowed value, `col IN (...)` for several."""
+        conditions = []
+        for name, values in filters.items():
+            column = self.table.c[name]
+            conditions.append(column == values[0] if len(values) == 1 else column.in_(values))
+        return conditions
+
+    def listing(self, filters: Mapping[str, tuple[Any, ...]]) -> Any:
+        return select(*self.columns).where(*self.where(filters)).order_by(self.seq)
