@@ -269,10 +269,13 @@ def test_missing_database_file_with_mode_rw_is_backend_unavailable(tmp_path):
 
 ASKAR_DISK_FULL = pytest.mark.xfail(
     strict=True,
-    reason="askar backend bug: backends/askar/errors.py:translate maps every BACKEND code to "
-    "BackendUnavailableError, so SQLite 'database or disk is full' (code 13) becomes "
-    "BackendUnavailableError while the SQL backend raises StorageIOError for the same fault; "
-    "fix: check the message for disk-full/read-only/corrupt before the code",
+    reason="DATA LOSS in the askar backend on SQLite (aries-askar 0.5.0): after the first "
+    "'database or disk is full' errors, later creates return success and read back in the "
+    "same process, but are gone after close/reopen (18 of 23 acknowledged writes lost in a "
+    "manual run; the WAL does not grow, later calls get 'database is locked'). The failed "
+    "COMMIT seems to leave a pooled connection inside an open transaction that later writes "
+    "join and close() rolls back. Not fixable from tests; needs a backends/askar change "
+    "(e.g. close and reopen the store after a disk-full/IO error) or an aries-askar fix",
 )
 
 
@@ -284,32 +287,38 @@ ASKAR_DISK_FULL = pytest.mark.xfail(
 @pytest.mark.timeout(60)
 def test_full_disk_refuses_writes_cleanly_and_recovers(backend, scheme):
     """A 1 MiB tmpfs filled up: writes fail with StorageIOError "database or disk is
-    full", nothing is half-written, reads keep working, and once space is freed writes
-    succeed again in the same process and the file passes integrity_check."""
+    full", and once space is freed writes succeed again in the same process. Every write
+    that was acknowledged (before, during or after) is still there after reopening, in
+    order, and the file passes integrity_check."""
     with small_filesystem(1024 * 1024) as fs:
         url = f"{scheme}{fs.path}/store.db"
         with open_storage(backend, url) as manager:
             manager.init_db()
             for n in range(5):
                 manager.create_log_entry(f"s{n}", "did:x", "x", "n", "i", [{"pad": "y" * 1000}])
+            acknowledged = [f"s{n}" for n in range(5)]
             ballast = fs.fill()
             refused = 0
             for n in range(5, 25):
                 try:
                     manager.create_log_entry(f"s{n}", "d", "x", "n", "i", [{"pad": "y" * 20000}])
+                    acknowledged.append(f"s{n}")
                 except StorageError as exc:
                     refused += 1
                     assert isinstance(exc, StorageIOError), repr(exc)
                     assert "full" in str(exc)
-            assert refused >= 15, "the disk never filled up"
-            stored = [e.scid for e in manager.get_log_entries()]
-            assert stored[:5] == [f"s{n}" for n in range(5)]
-            for scid in stored:
-                assert manager.get_log_entry(scid).logs[0]["pad"].startswith("y")
+            assert refused >= 1, "the disk never filled up"
             ballast.unlink()
             manager.create_log_entry("after", "did:x", "x", "n", "i", [])
+            acknowledged.append("after")
             assert manager.get_log_entry("after") is not None
         assert integrity_ok(fs.path / "store.db")
+        with open_storage(backend, url) as reopened:  # acknowledged means durable
+            reopened.init_db()
+            stored = [e.scid for e in reopened.get_log_entries()]
+            assert stored == acknowledged, "acknowledged writes lost after the disk was full"
+            for scid in stored[:5]:
+                assert reopened.get_log_entry(scid).logs[0]["pad"] == "y" * 1000
 
 
 # --- a wrong Askar key --------------------------------------------------------------------
