@@ -267,22 +267,11 @@ def test_missing_database_file_with_mode_rw_is_backend_unavailable(tmp_path):
     assert not (tmp_path / "absent.db").exists()
 
 
-ASKAR_DISK_FULL = pytest.mark.xfail(
-    strict=True,
-    reason="DATA LOSS in the askar backend on SQLite (aries-askar 0.5.0): after the first "
-    "'database or disk is full' errors, later creates return success and read back in the "
-    "same process, but are gone after close/reopen (18 of 23 acknowledged writes lost in a "
-    "manual run; the WAL does not grow, later calls get 'database is locked'). The failed "
-    "COMMIT seems to leave a pooled connection inside an open transaction that later writes "
-    "join and close() rolls back. Not fixable from tests; needs a backends/askar change "
-    "(e.g. close and reopen the store after a disk-full/IO error) or an aries-askar fix",
-)
-
 
 @needs_mount
 @pytest.mark.parametrize(
     ("backend", "scheme"),
-    [("sqlalchemy", "sqlite:///"), pytest.param("askar", "sqlite://", marks=ASKAR_DISK_FULL)],
+    [("sqlalchemy", "sqlite:///"), ("askar", "sqlite://")],
 )
 @pytest.mark.timeout(60)
 def test_full_disk_refuses_writes_cleanly_and_recovers(backend, scheme):

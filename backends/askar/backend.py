@@ -32,7 +32,12 @@ from backends.askar.sessions import IdleSessions
 from storage_core import codec
 from storage_core.codec import format_timestamp
 from storage_core.config import Settings
-from storage_core.errors import BackendUnavailableError, ConflictError, StorageError
+from storage_core.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    StorageError,
+    StorageIOError,
+)
 from storage_core.interface import Capability, StorageBackend
 from storage_core.kinds import KindSpec
 from storage_core.validation import Filters
@@ -187,10 +192,28 @@ class AskarBackend(StorageBackend):
             except AskarError as exc:
                 if attempt < attempts - 1 and (is_lost(exc) or is_stale_connection(exc)):
                     continue
-                raise self._error(exc, action, spec, key) from None
+                error = self._error(exc, action, spec, key)
+                if isinstance(error, StorageIOError):
+                    self._discard_store()
+                raise error from None
             except LoopClosedError:
                 raise BackendUnavailableError("the Askar backend is closed") from None
         raise AssertionError("unreachable")
+
+    def _discard_store(self) -> None:
+        """Drop the store after the disk refused a write (full, read-only, I/O error).
+
+        A COMMIT that failed that way can leave a pooled SQLite connection inside its
+        transaction; later writes would join it, report success, and vanish on close
+        (seen with aries-askar 0.5.0). Closing the store rolls that back; the next call
+        opens fresh connections. An in-memory store is kept: closing it loses its data.
+        """
+        if self.config.in_memory or self._loop.closed:
+            return
+        try:
+            self._loop.run(self._slot.close_store())
+        except (AskarError, LoopClosedError):
+            self._slot.store = None
 
     def _error(
         self, exc: AskarError, action: str, spec: KindSpec | None = None, key: str | None = None

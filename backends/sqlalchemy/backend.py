@@ -294,11 +294,12 @@ class SQLAlchemyBackend(StorageBackend):
         lock) is held between batches, so the caller may write while iterating."""
         st = self._statements[spec.name]
         stmt = (
-            select(*st.columns, st.seq)
+            select(*st.stream_columns, st.seq)
             .where(*st.where(filters), st.seq > bindparam("after"))
             .order_by(st.seq)
             .limit(batch_size)
         )
+        to_record = st.stream_record  # converts a row when it is yielded, not before
         after = 0
         while True:
             try:
@@ -307,7 +308,7 @@ class SQLAlchemyBackend(StorageBackend):
             except Exception as exc:
                 raise self._error(exc, f"streaming {spec.name}") from None
             for row in rows:
-                yield st.to_record(row)
+                yield to_record(row)
             if len(rows) < batch_size:
                 return
             after = rows[-1][-1]

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, func, select
+from sqlalchemy import ColumnElement, Table, bindparam, delete, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.types import NullType
 
 from storage_core.kinds import KindSpec
 
@@ -75,6 +76,11 @@ class KindStatements:
         self.bulk_upsert_sql: str | None = None
         self.to_raw_params: Any = None
         self.from_raw_row: Any = None
+        # Columns for streaming: on SQLite untyped (the driver's raw values), so a page of
+        # rows is fetched undecoded and each row is converted only when it is yielded
+        # (decoding 500 JSON logs up front costs ~3x more: allocation and GC).
+        self.stream_columns: list[Any] = self.columns
+        self.stream_record: Any = self.to_record
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
@@ -82,6 +88,8 @@ class KindStatements:
 
             self.get_sql = str(self.get.compile(dialect=sqlite_dialect()))
             self.from_raw_row = row_converter(spec, self.fields)
+            self.stream_columns = [type_coerce(c, NullType()).label(c.name) for c in self.columns]
+            self.stream_record = self.from_raw_row
             compiled = self.bulk_upsert.compile(
                 dialect=sqlite_dialect(), column_keys=list(self.fields)
             )
