@@ -84,7 +84,7 @@ def test_filters_normalise_and_reject_unknown_keys():
     with pytest.raises(ValidationError) as info:
         normalize_filters(K.TASK, {"status; DROP TABLE tasks": "x"})
     assert info.value.field == "filters.status; DROP TABLE tasks"
-    with pytest.raises(ValidationError, match="filters.deactivated"):
+    with pytest.raises(ValidationError, match=r"filters\.deactivated"):
         normalize_filters(K.LOG_ENTRY, {"deactivated": "true"})
 
 
