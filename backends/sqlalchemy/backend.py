@@ -277,13 +277,14 @@ class SQLAlchemyBackend(StorageBackend):
         """One named (server-side) cursor; the connection is released in `finally`,
         also when the caller abandons the generator."""
         st = self._statements[spec.name]
-        stmt = st.listing(filters)
+        stmt = select(*st.stream_columns).where(*st.where(filters)).order_by(st.seq)
+        to_record = st.stream_record  # JSON fetched as text, decoded per yielded row
         try:
             with self.engine.connect() as conn:
                 result = conn.execution_options(yield_per=batch_size).execute(stmt)
                 try:
                     for row in result:
-                        yield st.to_record(row)
+                        yield to_record(row)
                 finally:
                     result.close()
         except Exception as exc:

@@ -23,6 +23,7 @@ from storage_core.codec import dumps_str, loads
 from storage_core.kinds import FieldType, KindSpec
 
 _JSON_TYPES = (FieldType.LIST, FieldType.DICT, FieldType.JSON, FieldType.STR_DICT)
+JSON_TYPES = _JSON_TYPES
 
 
 class ReadConnections:
@@ -92,6 +93,23 @@ def row_converter(spec: KindSpec, fields: Sequence[str]) -> Callable[[Sequence[A
             **{name: (value if fn is None else fn(value))
                for (name, fn), value in zip(plan, row, strict=False)}
         )
+
+    return convert
+
+
+def json_text_converter(spec: KindSpec, fields: Sequence[str]) -> Callable[[Sequence[Any]], Any]:
+    """Like `row_converter` for rows whose JSON fields are text and every other column
+    already has its Python value (PostgreSQL streams): decodes only the JSON."""
+    json_fields = tuple(
+        (i, name) for i, name in enumerate(fields) if spec.field_types.get(name) in _JSON_TYPES
+    )
+    record_type = spec.record
+
+    def convert(row: Sequence[Any]) -> Any:
+        values = dict(zip(fields, row, strict=False))
+        for i, name in json_fields:
+            values[name] = _load_json(row[i])
+        return record_type(**values)
 
     return convert
 

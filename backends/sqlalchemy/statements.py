@@ -7,7 +7,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, func, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.types import NullType
 
@@ -96,6 +106,16 @@ class KindStatements:
             assert tuple(compiled.positiontup or ()) == self.fields
             self.bulk_upsert_sql = compiled.string
             self.to_raw_params = param_converter(spec, self.fields)
+        elif dialect == "postgresql":
+            # psycopg2 decodes `json` for a whole fetchmany batch: fetch JSON as text
+            # (json::text is the stored text) and decode it per row when yielded.
+            from backends.sqlalchemy.fastread import JSON_TYPES, json_text_converter
+
+            self.stream_columns = [
+                cast(c, Text).label(c.name) if spec.field_types.get(c.name) in JSON_TYPES else c
+                for c in self.columns
+            ]
+            self.stream_record = json_text_converter(spec, self.fields)
 
     # --- rows and records ---------------------------------------------------------------
     def to_record(self, row: Sequence[Any]) -> Any:
