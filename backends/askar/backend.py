@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from ctypes import c_size_t
@@ -50,6 +51,7 @@ BUSY_BACKOFF = 0.005
 #: wrapper (errors.is_lost) or it met a dead pooled connection (errors.is_stale_connection;
 #: a pool can hold several, each fails at once).
 RERUNS = 5
+FAST_FAILURE_SECONDS = 0.5
 HEALTH_CATEGORY = "webvh:log_entry"
 
 
@@ -186,11 +188,22 @@ class AskarBackend(StorageBackend):
         is all-or-nothing - except scan steps, which cannot be repeated."""
         store = self._store()
         attempts = 1 + (RERUNS if rerun_if_lost else 0)
+        slow_reruns = 0
         for attempt in range(attempts):
+            started = time.monotonic()
             try:
                 return self._loop.run(work(store))
             except AskarError as exc:
-                if attempt < attempts - 1 and (is_lost(exc) or is_stale_connection(exc)):
+                # A dead pooled connection fails at once and is re-run freely. A slow
+                # failure means an outage: re-running it would multiply the caller's wait
+                # by the connect timeout, so only a lost error (which says nothing) gets
+                # one more slow try to find out what happened.
+                failed_fast = time.monotonic() - started < FAST_FAILURE_SECONDS
+                retry = is_lost(exc) or (failed_fast and is_stale_connection(exc))
+                if retry and not failed_fast:
+                    slow_reruns += 1
+                    retry = slow_reruns <= 1
+                if retry and attempt < attempts - 1:
                     continue
                 error = self._error(exc, action, spec, key)
                 if isinstance(error, StorageIOError):

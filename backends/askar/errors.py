@@ -93,6 +93,13 @@ def translate(
         return DuplicateRecordError(kind, key)
     if code == Code.ENCRYPTION or _is_key_method_mismatch(exc):
         return StorageIOError(f"{action} on Askar store {store} failed: {WRONG_KEY_MESSAGE}")
+    if is_lost(exc):
+        # Re-runs did not recover it (backend._call): the call had no effect and Askar
+        # dropped the reason; seen when connections fail under load, so: retry later.
+        return BackendUnavailableError(
+            f"{action} on Askar store {store} failed without a reason from aries-askar "
+            "(nothing was written); the store may be unreachable, retry later"
+        )
     detail = mask_text(_one_line(exc), secrets)
     message = f"{action} on Askar store {store} failed: {detail}"
     if any(sign in detail.lower() for sign in _STORAGE_REFUSED):
