@@ -19,6 +19,7 @@ import os
 import random
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -402,22 +403,44 @@ def check_same(suite: Suite, n: int) -> None:
 
 
 # --- memory (fresh subprocesses) ------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """This process's peak RSS. On Linux ru_maxrss survives fork + exec, so a child
+    started by a big parent reports the parent's size: VmHWM (the high-water mark of
+    this address space, reset by exec) is used where it exists."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def probe_main(args: argparse.Namespace) -> None:
-    """Child process: stream one store and print peak RSS as JSON."""
+    """Child process: stream one store and print peak RSS as JSON; or run
+    bench_migrate.run_size from a small process (its own children report ru_maxrss,
+    which would otherwise start at this benchmark's size)."""
     if args.probe == "stream":
         m = open_storage(args.probe_backend, args.probe_url)
         n = sum(1 for _ in m.stream_records("log_entry", batch_size=500))
         m.close()
+        print(json.dumps({"rows": n, "maxrss_mb": peak_rss_mb()}))
+    elif args.probe == "migrate":
+        import bench_migrate
+
+        size, batch = (int(x) for x in args.probe_backend.split(","))
+        with contextlib.redirect_stdout(sys.stderr):
+            result = bench_migrate.run_size(size, batch, Path(args.probe_url))
+        print(json.dumps(result))
     else:
         raise SystemExit(f"unknown probe {args.probe}")
-    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": n, "maxrss_mb": rss_kb / 1024}))
 
 
 def run_probe(kind: str, backend: str, url: str) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", kind,
            "--probe-backend", backend, "--probe-url", url]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -448,16 +471,15 @@ def memory_stream(suite: Suite, small: int, large: int) -> dict[str, Any]:
 
 # --- migration (benchmarks/bench_migrate.py, by the migration tool's author) ----------------
 def bench_migration(wd: Path, sizes: tuple[int, int], batch: int) -> tuple[Result, dict]:
-    """bench_migrate.run_size per size: a legacy Askar store of N log entries (plus N
-    witness files and N/5 resources) built in one subprocess; a fresh subprocess scans it
-    raw (the baseline) and then runs migrate-askar into a new SQLite file, and reports
-    its peak RSS. The row is the larger size; memory compares the two."""
-    import bench_migrate
-
+    """bench_migrate.run_size per size (called in a small helper process): a legacy
+    Askar store of N log entries (plus N witness files and N/5 resources) built in one
+    subprocess; a fresh subprocess scans it raw (the baseline), then runs migrate-askar
+    into a new SQLite file and reports its peak RSS (ru_maxrss). The row is the larger
+    size; memory compares the two."""
     runs = []
     for size in sizes:
         log(f"migration: {size} log entries (bench_migrate.run_size)")
-        runs.append(bench_migrate.run_size(size, batch, wd))
+        runs.append(run_probe("migrate", f"{size},{batch}", str(wd)))
     big = runs[-1]
     if big["status"] != 0 or big["migrated"] < big["entries"]:
         log(f"migration: status {big['status']}, {big['migrated']} of {big['entries']} written")
@@ -604,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.probe:
         probe_main(args)
         return 0
+    # SIGTERM (and SIGINT, which background jobs ignore) still run the cleanup: temp
+    # stores are removed and the benchmark's PostgreSQL databases dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     backends = args.backend or list(BACKENDS)
     started = time.time()
     results: list[Result] = []

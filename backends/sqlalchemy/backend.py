@@ -2,8 +2,10 @@
 
 Hot paths use SQLAlchemy Core statements prebuilt per kind (statements.py) on a pooled
 connection, one statement per call where the contract allows, and build records straight
-from rows; no ORM Session is involved. SQLite files read by key and bulk-write on the
-DBAPI connection directly (fastread.py). PostgreSQL reads use a second, autocommit pool.
+from rows; no ORM Session is involved. Gets by key, creates, counts and bulk writes run
+on the DBAPI connection directly (fastread.py; SQLite files and PostgreSQL). Other
+PostgreSQL reads use a second, autocommit pool without pre-ping (retried once on a
+dropped connection); streams fetch rows undecoded and convert each when yielded.
 `engine` and `SessionLocal` are exposed for callers who want the ORM models (models.py);
 on `sqlite:///:memory:` there is one shared connection, so ORM sessions must not be used
 from several threads at once (the backend's own calls are serialised by a lock).
@@ -11,11 +13,12 @@ from several threads at once (the backend's own calls are serialised by a lock).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, bindparam, func, select, tuple_, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
 from backends.sqlalchemy import migrations
@@ -37,6 +40,7 @@ from storage_core.validation import Filters
 
 #: Rows per executemany call in bulk writes (bounds memory; one transaction for all).
 BULK_CHUNK_ROWS = 1000
+T = TypeVar("T")
 ArchiveRow = tuple[str, str, str, dict]
 
 
@@ -98,12 +102,36 @@ class SQLAlchemyBackend(StorageBackend):
             if self.dialect == "sqlite" and not self.in_memory
             else None
         )
+        self._direct_engine = bundle.direct_engine
+        if self._direct_engine is not None:  # PostgreSQL gets by key, likewise (fastread.py)
+            self._readers = ReadConnections(
+                self._direct_engine,
+                settings.pool_size,
+                limit=settings.pool_size + settings.max_overflow,
+                timeout=settings.pool_timeout,
+            )
+        self._get_params = (lambda key: {"key": key}) if self.dialect == "postgresql" else (
+            lambda key: (key,)
+        )
         self._closed = False
 
     def _error(self, exc: BaseException, action: str, spec: KindSpec | None = None,
                key: str | None = None) -> Exception:
         return translate(exc, self._secrets, kind=spec.name if spec else None, key=key,
                          action=action)
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` on a read connection. The PostgreSQL read pool has no pre-ping: a
+        stale pooled connection (server restart, failover) fails the first attempt,
+        SQLAlchemy invalidates the pool, and the read runs once more on a new one."""
+        try:
+            with self._lock, self._read_engine.connect() as conn:
+                return work(conn)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        with self._lock, self._read_engine.connect() as conn:
+            return work(conn)
 
     # --- lifecycle ---------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
@@ -120,12 +148,13 @@ class SQLAlchemyBackend(StorageBackend):
                 self._readers.close()
             if self._extra_engine is not None:
                 self._extra_engine.dispose()
+            if self._direct_engine is not None:
+                self._direct_engine.dispose()
             self.engine.dispose()
 
     def health_check(self) -> bool:
         try:
-            with self._lock, self._read_engine.connect() as conn:
-                return conn.exec_driver_sql("SELECT 1").scalar() == 1
+            return self._read(lambda conn: conn.exec_driver_sql("SELECT 1").scalar() == 1)
         except Exception:
             return False
 
@@ -145,6 +174,10 @@ class SQLAlchemyBackend(StorageBackend):
     # --- single records ------------------------------------------------------------------
     def create(self, spec: KindSpec, record: Any) -> Any:
         st = self._statements[spec.name]
+        if st.insert_sql is not None and self._readers is not None:  # SQLite file
+            return self._create_direct(st, spec, record)
+        if st.pg_insert_sql is not None and self._readers is not None:
+            return self._create_pg(st, spec, record)
         try:
             with self._lock, self._write_engine.begin() as conn:
                 conn.execute(st.insert, st.params(record))
@@ -152,31 +185,108 @@ class SQLAlchemyBackend(StorageBackend):
             raise self._error(exc, f"creating {spec.name}", spec, spec.key_of(record)) from None
         return record
 
-    def get(self, spec: KindSpec, key: str) -> Any | None:
-        st = self._statements[spec.name]
-        if self._readers is not None:
-            return self._get_direct(st, spec, key)
-        try:
-            with self._lock, self._read_engine.connect() as conn:
-                row = conn.execute(st.get, {"key": key}).first()
-        except Exception as exc:
-            raise self._error(exc, f"reading {spec.name}") from None
-        return None if row is None else st.to_record(row)
-
-    def _get_direct(self, st: KindStatements, spec: KindSpec, key: str) -> Any | None:
+    def _create_direct(self, st: KindStatements, spec: KindSpec, record: Any) -> Any:
+        """SQLite: the compiled INSERT in a BEGIN IMMEDIATE transaction on a DBAPI
+        connection of the engine (fastread.py); SQLAlchemy's layers cost about as much
+        as the insert itself."""
         readers = self._readers
         assert readers is not None
         try:
             conn = readers.acquire()
         except Exception as exc:
-            raise self._error(exc, f"reading {spec.name}") from None
+            raise self._error(exc, f"creating {spec.name}", spec, spec.key_of(record)) from None
         try:
-            row = conn.execute(st.get_sql, (key,)).fetchone()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(st.insert_sql, st.to_raw_params(record))
+            conn.execute("COMMIT")
         except Exception as exc:
-            readers.discard(conn)
-            raise self._error(exc, f"reading {spec.name}") from None
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except Exception:  # the connection is thrown away
+                readers.discard(conn)
+            else:
+                readers.release(conn)
+            raise self._error(exc, f"creating {spec.name}", spec, spec.key_of(record)) from None
         readers.release(conn)
+        return record
+
+    def _create_pg(self, st: KindStatements, spec: KindSpec, record: Any) -> Any:
+        """PostgreSQL: the compiled INSERT as one autocommit statement on a kept
+        connection (fastread.py): one round trip, where BEGIN + INSERT + COMMIT on a
+        pre-pinged pooled connection took four. A connection the server closed while
+        idle is noticed before use; a failure after sending is not retried."""
+        readers = self._readers
+        assert readers is not None
+        key = spec.key_of(record)
+        try:
+            conn = readers.acquire()
+        except Exception as exc:
+            raise self._error(exc, f"creating {spec.name}", spec, key) from None
+        try:
+            readers.execute(conn, st.pg_insert_sql, st.to_pg_params(record))
+        except Exception as exc:
+            if readers.is_disconnect(exc, conn):
+                readers.discard(conn)
+            else:
+                readers.release(conn)
+            raise self._error(exc, f"creating {spec.name}", spec, key) from None
+        readers.release(conn)
+        return record
+
+    def get(self, spec: KindSpec, key: str) -> Any | None:
+        st = self._statements[spec.name]
+        if self._readers is not None:
+            return self._get_direct(st, spec, key)
+        try:
+            row = self._read(lambda conn: conn.execute(st.get, {"key": key}).first())
+        except Exception as exc:
+            raise self._error(exc, f"reading {spec.name}") from None
+        return None if row is None else st.to_record(row)
+
+    def _get_direct(self, st: KindStatements, spec: KindSpec, key: str) -> Any | None:
+        row = self._fetch_one_direct(st.get_sql, self._get_params(key), f"reading {spec.name}")
         return None if row is None else st.from_raw_row(row)
+
+    def _fetch_one_direct(self, sql: str, params: Any, action: str) -> Any:
+        """One row of a read on a kept DBAPI connection (fastread.py), retried once if
+        the server had dropped the connection."""
+        readers = self._readers
+        assert readers is not None
+        for attempt in (1, 2):
+            try:
+                conn = readers.acquire()
+            except Exception as exc:
+                raise self._error(exc, action) from None
+            try:
+                row = readers.fetch_one(conn, sql, params)
+            except Exception as exc:
+                readers.discard(conn)
+                if attempt == 1 and readers.is_disconnect(exc, conn):
+                    readers.drop_idle()  # the server dropped us: the others are stale too
+                    continue
+                raise self._error(exc, action) from None
+            readers.release(conn)
+            return row
+        raise AssertionError("unreachable")
+
+    def _count_direct(self, spec: KindSpec, filters: Filters) -> int:
+        """count(*) with equality filters as driver SQL on a kept connection: the query
+        is an index lookup, several times cheaper than SQLAlchemy's layers around it."""
+        quote = self.engine.dialect.identifier_preparer.quote
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        where, params = [], []
+        for name, values in filters.items():
+            column = quote(KIND_TABLES[spec.name].c[name].name)
+            if len(values) == 1:
+                where.append(f"{column} = {mark}")
+            else:
+                where.append(f"{column} IN ({', '.join([mark] * len(values))})")
+            params.extend(values)
+        sql = f"SELECT count(*) FROM {quote(spec.table)}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return int(self._fetch_one_direct(sql, params, f"counting {spec.name}")[0])
 
     def update(
         self,
@@ -250,19 +360,21 @@ class SQLAlchemyBackend(StorageBackend):
         if offset:
             stmt = stmt.offset(offset)
         try:
-            with self._lock, self._read_engine.connect() as conn:
-                rows = conn.execute(stmt).all()
+            rows = self._read(lambda conn: conn.execute(stmt).all())
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
         to_record = st.to_record
         return [to_record(row) for row in rows]
 
     def count(self, spec: KindSpec, filters: Filters) -> int:
+        if any(not values for values in filters.values()):
+            return 0
+        if self._readers is not None:
+            return self._count_direct(spec, filters)
         st = self._statements[spec.name]
         stmt = st.count.where(*st.where(filters)) if filters else st.count
         try:
-            with self._lock, self._read_engine.connect() as conn:
-                return int(conn.execute(stmt).scalar_one())
+            return int(self._read(lambda conn: conn.execute(stmt).scalar_one()))
         except Exception as exc:
             raise self._error(exc, f"counting {spec.name}") from None
 
@@ -322,6 +434,17 @@ class SQLAlchemyBackend(StorageBackend):
                     cursor = conn.connection.dbapi_connection.cursor()
                     try:
                         cursor.executemany(st.bulk_upsert_sql, map(st.to_raw_params, records))
+                    finally:
+                        cursor.close()
+                elif st.pg_bulk_upsert is not None:  # PostgreSQL: many rows per statement
+                    from psycopg2.extras import execute_values
+
+                    sql, template = st.pg_bulk_upsert
+                    cursor = conn.connection.dbapi_connection.cursor()
+                    try:
+                        for chunk in _chunks(records, BULK_CHUNK_ROWS):
+                            execute_values(cursor, sql, [st.to_pg_params(r) for r in chunk],
+                                           template=template, page_size=BULK_CHUNK_ROWS)
                     finally:
                         cursor.close()
                 else:

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from storage_core.codec import dumps_str, loads
 from storage_core.config import Settings
@@ -49,6 +49,9 @@ class EngineBundle:
     #: PostgreSQL: a second pool whose connections stay in autocommit, for single-statement
     #: reads (no BEGIN/ROLLBACK round trips, no isolation-level switching per checkout).
     read_engine: Engine | None = None
+    #: PostgreSQL: fresh autocommit connections (no pool) for fastread.ReadConnections,
+    #: which keeps them itself; a new connection can never be a stale pooled one.
+    direct_engine: Engine | None = None
 
 
 def database_url(settings: Settings) -> URL:
@@ -78,20 +81,34 @@ def build_engine(settings: Settings) -> EngineBundle:
 
 
 def _postgresql_engine(url: URL, settings: Settings) -> EngineBundle:
-    def make(**extra: Any) -> Engine:
+    def make(pre_ping: bool = True, pooled: bool = True, **extra: Any) -> Engine:
+        pool_args: dict[str, Any] = (
+            {
+                "pool_size": settings.pool_size,
+                "max_overflow": settings.max_overflow,
+                "pool_timeout": settings.pool_timeout,
+                "pool_pre_ping": pre_ping,
+            }
+            if pooled
+            else {"poolclass": NullPool}
+        )
         return create_engine(
             url,
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
-            pool_timeout=settings.pool_timeout,
-            pool_pre_ping=True,
             json_serializer=dumps_str,
             json_deserializer=loads,
             connect_args={"connect_timeout": max(1, round(settings.connect_timeout))},
+            **pool_args,
             **extra,
         )
 
-    return EngineBundle(make(), url, "postgresql", read_engine=make(isolation_level="AUTOCOMMIT"))
+    # The read pool skips the pre-ping (a round trip per call, as much as the read): a
+    # read on a stale connection fails, SQLAlchemy invalidates the pool, and the backend
+    # retries the read once on a fresh connection (SQLAlchemyBackend._read).
+    read_engine = make(pre_ping=False, isolation_level="AUTOCOMMIT")
+    direct_engine = make(pooled=False, isolation_level="AUTOCOMMIT")
+    return EngineBundle(
+        make(), url, "postgresql", read_engine=read_engine, direct_engine=direct_engine
+    )
 
 
 def is_memory_sqlite(url: URL) -> bool:

@@ -4,6 +4,7 @@ row -> record conversion."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -90,6 +91,10 @@ class KindStatements:
         # rows is fetched undecoded and each row is converted only when it is yielded
         # (decoding 500 JSON logs up front costs ~3x more: allocation and GC).
         self.stream_columns: list[Any] = self.columns
+        self.insert_sql: str | None = None
+        self.pg_insert_sql = None
+        self.pg_bulk_upsert: tuple[str, str] | None = None  # (SQL, VALUES template)
+        self.to_pg_params: Any = None
         self.stream_record: Any = self.to_record
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
@@ -106,10 +111,42 @@ class KindStatements:
             assert tuple(compiled.positiontup or ()) == self.fields
             self.bulk_upsert_sql = compiled.string
             self.to_raw_params = param_converter(spec, self.fields)
+            compiled = self.insert.compile(dialect=sqlite_dialect(), column_keys=list(self.fields))
+            assert tuple(compiled.positiontup or ()) == self.fields
+            self.insert_sql = compiled.string  # create on the DBAPI connection
         elif dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
+
+            from backends.sqlalchemy.fastread import (
+                JSON_TYPES,
+                json_text_converter,
+                pg_param_converter,
+                pg_row_converter,
+            )
+
+            # get by key on a DBAPI connection (fastread.ReadConnections), pyformat SQL
+            self.get_sql = str(self.get.compile(dialect=pg_dialect.dialect()))
+            self.from_raw_row = pg_row_converter(spec, self.fields)
+            # bulk: the same INSERT ... ON CONFLICT for psycopg2's execute_values (many
+            # rows per statement; SQLAlchemy ran it as one round trip per row).
+            sql = self.bulk_upsert.compile(
+                dialect=pg_dialect.dialect(), column_keys=list(self.fields)
+            ).string
+            head, _, rest = sql.partition(" VALUES (")
+            template, _, tail = rest.partition(") ON CONFLICT ")
+            # positional placeholders (rows are lists in field order)
+            assert re.findall(r"%\((\w+)\)s", template) == list(self.fields), sql
+            template = re.sub(r"%\(\w+\)s", "%s", template)
+            self.pg_bulk_upsert = (f"{head} VALUES %s ON CONFLICT {tail}", f"({template})")
+            self.to_pg_params = pg_param_converter(spec, self.fields)
+            # create: the same INSERT, positional, one autocommit statement
+            sql = self.insert.compile(
+                dialect=pg_dialect.dialect(), column_keys=list(self.fields)
+            ).string
+            assert re.findall(r"%\((\w+)\)s", sql) == list(self.fields), sql
+            self.pg_insert_sql: str | None = re.sub(r"%\(\w+\)s", "%s", sql)
             # psycopg2 decodes `json` for a whole fetchmany batch: fetch JSON as text
             # (json::text is the stored text) and decode it per row when yielded.
-            from backends.sqlalchemy.fastread import JSON_TYPES, json_text_converter
 
             self.stream_columns = [
                 cast(c, Text).label(c.name) if spec.field_types.get(c.name) in JSON_TYPES else c
