@@ -160,17 +160,33 @@ class SqliteRaw:
             db.execute(
                 f"INSERT INTO log_entries ({_COLS}, seq) VALUES "
                 f"(?, ?, ?, ?, ?, ?, ?, ?, ?, 1, {_SQLITE_NEXT_SEQ})",
-                (e.scid, e.did, e.domain, e.namespace, e.identifier, orjson.dumps(e.logs).decode(),
-                 e.deactivated, text, text),
+                (
+                    e.scid,
+                    e.did,
+                    e.domain,
+                    e.namespace,
+                    e.identifier,
+                    orjson.dumps(e.logs).decode(),
+                    e.deactivated,
+                    text,
+                    text,
+                ),
             )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
         return LogEntry(
-            scid=e.scid, did=e.did, domain=e.domain, namespace=e.namespace,
-            identifier=e.identifier, logs=e.logs, deactivated=e.deactivated,
-            created_at=ts, updated_at=ts, record_version=1,
+            scid=e.scid,
+            did=e.did,
+            domain=e.domain,
+            namespace=e.namespace,
+            identifier=e.identifier,
+            logs=e.logs,
+            deactivated=e.deactivated,
+            created_at=ts,
+            updated_at=ts,
+            record_version=1,
         )
 
     def update(self, scid: str, logs: list[Any]) -> LogEntry | None:
@@ -191,8 +207,18 @@ class SqliteRaw:
     def bulk(self, entries: list[LogEntry]) -> int:
         db = self.db
         rows = [
-            (e.scid, e.did, e.domain, e.namespace, e.identifier, orjson.dumps(e.logs).decode(),
-             e.deactivated, _sqlite_ts(e.created_at), _sqlite_ts(e.updated_at), e.record_version)
+            (
+                e.scid,
+                e.did,
+                e.domain,
+                e.namespace,
+                e.identifier,
+                orjson.dumps(e.logs).decode(),
+                e.deactivated,
+                _sqlite_ts(e.created_at),
+                _sqlite_ts(e.updated_at),
+                e.record_version,
+            )
             for e in entries
         ]
         db.execute("BEGIN IMMEDIATE")
@@ -285,15 +311,30 @@ class PostgresRaw:
         ts = now()
         with self.db.cursor() as cur:
             cur.execute(
-                f"INSERT INTO log_entries ({_COLS}) VALUES "
-                "(%s, %s, %s, %s, %s, %s, %s, %s, %s, 1)",
-                (e.scid, e.did, e.domain, e.namespace, e.identifier, orjson.dumps(e.logs).decode(),
-                 e.deactivated, ts, ts),
+                f"INSERT INTO log_entries ({_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1)",
+                (
+                    e.scid,
+                    e.did,
+                    e.domain,
+                    e.namespace,
+                    e.identifier,
+                    orjson.dumps(e.logs).decode(),
+                    e.deactivated,
+                    ts,
+                    ts,
+                ),
             )
         return LogEntry(
-            scid=e.scid, did=e.did, domain=e.domain, namespace=e.namespace,
-            identifier=e.identifier, logs=e.logs, deactivated=e.deactivated,
-            created_at=ts, updated_at=ts, record_version=1,
+            scid=e.scid,
+            did=e.did,
+            domain=e.domain,
+            namespace=e.namespace,
+            identifier=e.identifier,
+            logs=e.logs,
+            deactivated=e.deactivated,
+            created_at=ts,
+            updated_at=ts,
+            record_version=1,
         )
 
     def update(self, scid: str, logs: list[Any]) -> LogEntry | None:
@@ -308,8 +349,18 @@ class PostgresRaw:
         from psycopg2.extras import execute_values
 
         rows = [
-            (e.scid, e.did, e.domain, e.namespace, e.identifier, orjson.dumps(e.logs).decode(),
-             e.deactivated, e.created_at, e.updated_at, e.record_version)
+            (
+                e.scid,
+                e.did,
+                e.domain,
+                e.namespace,
+                e.identifier,
+                orjson.dumps(e.logs).decode(),
+                e.deactivated,
+                e.created_at,
+                e.updated_at,
+                e.record_version,
+            )
             for e in entries
         ]
         with self.db.cursor() as cur:
@@ -406,9 +457,7 @@ class AskarRaw:
     async def page(self, namespace: str, offset: int) -> list[LogEntry]:
         wql = {"namespace": namespace}
         if offset == 0:  # one round trip
-            entries = await (await self._reader()).fetch_all(
-                CATEGORY, wql, PAGE, order_by="id"
-            )
+            entries = await (await self._reader()).fetch_all(CATEGORY, wql, PAGE, order_by="id")
             return [_askar_record(e.raw_value) for e in entries]
         scan = self.store.scan(CATEGORY, wql, offset=offset, limit=PAGE, order_by="id")
         return [_askar_record(e.raw_value) async for e in scan]
@@ -419,9 +468,16 @@ class AskarRaw:
     async def create(self, e: LogEntry) -> LogEntry:
         ts = now()
         rec = LogEntry(
-            scid=e.scid, did=e.did, domain=e.domain, namespace=e.namespace,
-            identifier=e.identifier, logs=e.logs, deactivated=e.deactivated,
-            created_at=ts, updated_at=ts, record_version=1,
+            scid=e.scid,
+            did=e.did,
+            domain=e.domain,
+            namespace=e.namespace,
+            identifier=e.identifier,
+            logs=e.logs,
+            deactivated=e.deactivated,
+            created_at=ts,
+            updated_at=ts,
+            record_version=1,
         )
         d = record_to_dict(K.LOG_ENTRY, rec)
         async with self.store.session() as s:
@@ -480,8 +536,12 @@ class Seed:
         M = self.Model
         with self.SessionLocal() as session:
             return (
-                session.query(M).filter(M.namespace == namespace).order_by(M.seq)
-                .offset(offset).limit(PAGE).all()
+                session.query(M)
+                .filter(M.namespace == namespace)
+                .order_by(M.seq)
+                .offset(offset)
+                .limit(PAGE)
+                .all()
             )
 
     def count(self, namespace: str) -> int:
@@ -492,9 +552,16 @@ class Seed:
     def create(self, e: LogEntry) -> Any:
         ts = now()
         row = self.Model(
-            scid=e.scid, did=e.did, domain=e.domain, namespace=e.namespace,
-            identifier=e.identifier, logs=e.logs, deactivated=e.deactivated,
-            created_at=ts, updated_at=ts, record_version=1,
+            scid=e.scid,
+            did=e.did,
+            domain=e.domain,
+            namespace=e.namespace,
+            identifier=e.identifier,
+            logs=e.logs,
+            deactivated=e.deactivated,
+            created_at=ts,
+            updated_at=ts,
+            record_version=1,
         )
         with self.SessionLocal() as session:
             session.add(row)

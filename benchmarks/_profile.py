@@ -49,8 +49,10 @@ def main() -> None:
             if args.op == "get":
                 calls = [(_data.scid_for(rng.randrange(n)),) for _ in range(args.calls)]
             elif args.op == "page":
-                calls = [(_data.namespace_of(rng.randrange(100)), 50 * rng.randrange(4))
-                         for _ in range(args.calls)]
+                calls = [
+                    (_data.namespace_of(rng.randrange(100)), 50 * rng.randrange(4))
+                    for _ in range(args.calls)
+                ]
             elif args.op == "count":
                 calls = [(_data.namespace_of(rng.randrange(100)),) for _ in range(args.calls)]
             elif args.op == "create":

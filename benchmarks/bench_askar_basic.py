@@ -145,16 +145,25 @@ def main() -> int:
         finally:
             manager.close()
 
-    print(f"askar backend vs raw aries-askar, SQLite file, {args.rows} rows, "
-          f"{args.gets} gets, best of {args.rounds} interleaved rounds")
-    print(f"  get   ours {best['get ours']:9.0f} ops/s   raw {best['get raw']:9.0f} ops/s   "
-          f"ratio {best['get ours'] / best['get raw']:.2f}  (target >= 0.8)")
-    print(f"        raw reusing one session {best['get raw shared']:9.0f} ops/s   "
-          f"ratio {best['get ours'] / best['get raw shared']:.2f}  (for information)")
-    print(f"  bulk  ours {best['bulk ours']:9.0f} rows/s  raw {best['bulk raw']:9.0f} rows/s  "
-          f"ratio {best['bulk ours'] / best['bulk raw']:.2f}  (target >= 0.8)")
-    print(f"  bulk over existing keys (insert, duplicate, replace): "
-          f"{best['rebulk ours']:.0f} rows/s")
+    print(
+        f"askar backend vs raw aries-askar, SQLite file, {args.rows} rows, "
+        f"{args.gets} gets, best of {args.rounds} interleaved rounds"
+    )
+    print(
+        f"  get   ours {best['get ours']:9.0f} ops/s   raw {best['get raw']:9.0f} ops/s   "
+        f"ratio {best['get ours'] / best['get raw']:.2f}  (target >= 0.8)"
+    )
+    print(
+        f"        raw reusing one session {best['get raw shared']:9.0f} ops/s   "
+        f"ratio {best['get ours'] / best['get raw shared']:.2f}  (for information)"
+    )
+    print(
+        f"  bulk  ours {best['bulk ours']:9.0f} rows/s  raw {best['bulk raw']:9.0f} rows/s  "
+        f"ratio {best['bulk ours'] / best['bulk raw']:.2f}  (target >= 0.8)"
+    )
+    print(
+        f"  bulk over existing keys (insert, duplicate, replace): {best['rebulk ours']:.0f} rows/s"
+    )
     return 0
 
 

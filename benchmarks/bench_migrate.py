@@ -66,8 +66,19 @@ def measure(uri: str, target: str, batch_size: int) -> dict:
     entries, scan_seconds = raw_scan(uri)
     report = Path(target.removeprefix("sqlite:///") + ".report.json")
     started = time.perf_counter()
-    status = main(["--quiet", "--askar", uri, "--to", target, "--batch-size", str(batch_size),
-                   "--report", str(report)])
+    status = main(
+        [
+            "--quiet",
+            "--askar",
+            uri,
+            "--to",
+            target,
+            "--batch-size",
+            str(batch_size),
+            "--report",
+            str(report),
+        ]
+    )
     seconds = time.perf_counter() - started
     data = json.loads(report.read_text())
     return {
@@ -89,7 +100,9 @@ def run_size(size: int, batch_size: int, workdir: Path) -> dict:
     subprocess.run([sys.executable, here, "--child-generate", uri, str(size)], check=True)
     out = subprocess.run(
         [sys.executable, here, "--child-measure", uri, target, str(batch_size)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     result = json.loads(out.strip().splitlines()[-1])
     result["size"] = size
@@ -102,8 +115,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--child-generate", nargs=2, metavar=("URI", "N"), help=argparse.SUPPRESS)
-    parser.add_argument("--child-measure", nargs=3, metavar=("URI", "URL", "B"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child-measure", nargs=3, metavar=("URI", "URL", "B"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child_generate:
         uri, size = args.child_generate
@@ -130,8 +144,10 @@ def main() -> int:
             )
     if len(results) >= 2:
         growth = results[-1]["peak_rss_mb"] - results[0]["peak_rss_mb"]
-        print(f"peak RSS growth {results[0]['size']} -> {results[-1]['size']}: "
-              f"{growth:+.1f} MB (target <= 50 MB)")
+        print(
+            f"peak RSS growth {results[0]['size']} -> {results[-1]['size']}: "
+            f"{growth:+.1f} MB (target <= 50 MB)"
+        )
     print(json.dumps(results))
     return 0
 

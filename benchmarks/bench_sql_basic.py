@@ -26,8 +26,18 @@ from storage_core import LogEntry, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT.parent / "shared" / "vectors"
-COLUMNS = ("scid", "did", "domain", "namespace", "identifier", "logs", "deactivated",
-           "created_at", "updated_at", "record_version")
+COLUMNS = (
+    "scid",
+    "did",
+    "domain",
+    "namespace",
+    "identifier",
+    "logs",
+    "deactivated",
+    "created_at",
+    "updated_at",
+    "record_version",
+)
 
 
 def load_logs() -> list[list]:
@@ -42,9 +52,16 @@ def load_logs() -> list[list]:
 def make_records(prefix: str, n: int, logs: list[list]) -> list[LogEntry]:
     now = datetime.now(UTC)
     return [
-        LogEntry(scid=f"{prefix}{i:08d}", did=f"did:webvh:{prefix}{i}:example.com",
-                 domain="example.com", namespace="ns", identifier=f"id{i}",
-                 logs=logs[i % len(logs)], created_at=now, updated_at=now)
+        LogEntry(
+            scid=f"{prefix}{i:08d}",
+            did=f"did:webvh:{prefix}{i}:example.com",
+            domain="example.com",
+            namespace="ns",
+            identifier=f"id{i}",
+            logs=logs[i % len(logs)],
+            created_at=now,
+            updated_at=now,
+        )
         for i in range(n)
     ]
 
@@ -71,14 +88,25 @@ def bench_bulk(
     ours = rate(rows, time.perf_counter() - start)
 
     raw_records = make_records(f"raw{round_}-", rows, logs)
-    sql = (f"INSERT OR REPLACE INTO log_entries ({', '.join(COLUMNS)}, seq) "
-           f"VALUES ({', '.join('?' * len(COLUMNS))}, "
-           "(SELECT COALESCE(MAX(seq), 0) + 1 FROM log_entries))")
+    sql = (
+        f"INSERT OR REPLACE INTO log_entries ({', '.join(COLUMNS)}, seq) "
+        f"VALUES ({', '.join('?' * len(COLUMNS))}, "
+        "(SELECT COALESCE(MAX(seq), 0) + 1 FROM log_entries))"
+    )
     start = time.perf_counter()
     params = [
-        (r.scid, r.did, r.domain, r.namespace, r.identifier, orjson.dumps(r.logs).decode(),
-         r.deactivated, r.created_at.replace(tzinfo=None).isoformat(" "),
-         r.updated_at.replace(tzinfo=None).isoformat(" "), r.record_version)
+        (
+            r.scid,
+            r.did,
+            r.domain,
+            r.namespace,
+            r.identifier,
+            orjson.dumps(r.logs).decode(),
+            r.deactivated,
+            r.created_at.replace(tzinfo=None).isoformat(" "),
+            r.updated_at.replace(tzinfo=None).isoformat(" "),
+            r.record_version,
+        )
         for r in raw_records
     ]
     raw.execute("BEGIN IMMEDIATE")
@@ -128,12 +156,18 @@ def main() -> None:
         finally:
             raw.close()
             manager.close()
-    print(f"SQLite file (WAL, synchronous=FULL), {args.rows} rows per bulk, {args.gets} gets, "
-          f"best of {args.rounds}, {len(logs)} DID logs from the shared vectors")
-    print(f"get by key   ours {get_ours:12,.0f} ops/s   raw {get_raw:12,.0f} ops/s   "
-          f"ratio {get_ours / get_raw:.2f} (target >= 0.5)")
-    print(f"bulk upsert  ours {bulk_ours:12,.0f} rows/s  raw {bulk_raw:12,.0f} rows/s  "
-          f"ratio {bulk_ours / bulk_raw:.2f} (target >= 0.8)")
+    print(
+        f"SQLite file (WAL, synchronous=FULL), {args.rows} rows per bulk, {args.gets} gets, "
+        f"best of {args.rounds}, {len(logs)} DID logs from the shared vectors"
+    )
+    print(
+        f"get by key   ours {get_ours:12,.0f} ops/s   raw {get_raw:12,.0f} ops/s   "
+        f"ratio {get_ours / get_raw:.2f} (target >= 0.5)"
+    )
+    print(
+        f"bulk upsert  ours {bulk_ours:12,.0f} rows/s  raw {bulk_raw:12,.0f} rows/s  "
+        f"ratio {bulk_ours / bulk_raw:.2f} (target >= 0.8)"
+    )
 
 
 if __name__ == "__main__":

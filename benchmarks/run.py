@@ -369,9 +369,7 @@ def bench_update(suite: Suite, n: int, calls: int, rounds: int) -> Result:
             out.append((_data.scid_for(i), [*_data.entry(i).logs, extra]))
         return out
 
-    res = _result(
-        suite, "update one per call", "ops", f"{calls} per round: logs += one version"
-    )
+    res = _result(suite, "update one per call", "ops", f"{calls} per round: logs += one version")
     return _compare_calls(suite, res, "update", make, rounds)
 
 
@@ -438,8 +436,16 @@ def probe_main(args: argparse.Namespace) -> None:
 
 
 def run_probe(kind: str, backend: str, url: str) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", kind,
-           "--probe-backend", backend, "--probe-url", url]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--probe",
+        kind,
+        "--probe-backend",
+        backend,
+        "--probe-url",
+        url,
+    ]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -576,13 +582,16 @@ def memory_table(rows: list[dict[str, Any]]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--backend", action="append", choices=BACKENDS,
-                    help="repeatable; default: all three")
+    ap.add_argument(
+        "--backend", action="append", choices=BACKENDS, help="repeatable; default: all three"
+    )
     ap.add_argument("--size", type=int, default=100_000, help="entries in the store (100000)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
-    ap.add_argument("--pg-url", default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG),
-                    help="PostgreSQL server (admin) URL; benchmark databases are created and "
-                    "dropped there")
+    ap.add_argument(
+        "--pg-url",
+        default=os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG),
+        help="PostgreSQL server (admin) URL; benchmark databases are created and dropped there",
+    )
     ap.add_argument("--rounds", type=int, default=5, help="rounds for the read operations")
     ap.add_argument("--write-rounds", type=int, default=3, help="rounds for create/update")
     ap.add_argument("--stream-rounds", type=int, default=3)
@@ -590,13 +599,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--pages", type=int, default=300, help="pages per round")
     ap.add_argument("--counts", type=int, default=300, help="counts per round")
     ap.add_argument("--writes", type=int, default=500, help="creates/updates per round")
-    ap.add_argument("--ops", action="append",
-                    choices=("get", "page", "count", "stream", "memory", "update", "create",
-                             "migrate"),
-                    help="only these operations (repeatable; bulk upsert always runs: it "
-                    "loads the data)")
-    ap.add_argument("--no-migrate", dest="migrate", action="store_false",
-                    help="skip the migration row")
+    ap.add_argument(
+        "--ops",
+        action="append",
+        choices=("get", "page", "count", "stream", "memory", "update", "create", "migrate"),
+        help="only these operations (repeatable; bulk upsert always runs: it loads the data)",
+    )
+    ap.add_argument(
+        "--no-migrate", dest="migrate", action="store_false", help="skip the migration row"
+    )
     ap.add_argument("--migrate-size", type=int, help="entries to migrate (default: --size)")
     ap.add_argument("--migrate-batch", type=int, default=500, help="migrate-askar --batch-size")
     ap.add_argument("--no-memory", action="store_true", help="skip the subprocess memory probes")
@@ -647,8 +658,10 @@ def main(argv: list[str] | None = None) -> int:
             memory.append(mem)
             print(table([res]), flush=True)
     print()
-    print(f"## {args.size} entries; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
-          f"{time.time() - started:.0f} s")
+    print(
+        f"## {args.size} entries; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+        f"{time.time() - started:.0f} s"
+    )
     print(table(results))
     if memory:
         print()

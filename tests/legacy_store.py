@@ -105,8 +105,14 @@ def human_date(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%B %d, %Y")
 
 
-def make_did(vector: Vector, copy: int, domain: str, namespace: str, identifier: str,
-             deactivate_flag_from_lines: bool = True) -> GeneratedDid:
+def make_did(
+    vector: Vector,
+    copy: int,
+    domain: str,
+    namespace: str,
+    identifier: str,
+    deactivate_flag_from_lines: bool = True,
+) -> GeneratedDid:
     """Rewrite a vector into a server DID with a fresh scid (text rewrite, proofs unchecked)."""
     scid = derived_scid(vector.scid, copy)
     encoded_host = domain.replace(":", "%3A")
@@ -151,10 +157,15 @@ def did_tags(d: GeneratedDid, *, stale: bool = False) -> dict[str, str]:
     }
 
 
-def attested_resource(d: GeneratedDid, number: int, *, with_created: bool,
-                      with_links: bool) -> dict[str, Any]:
-    content = {"issuerId": d.did, "name": f"Schema {number}", "version": "1.0",
-               "attrNames": ["name", "age", f"attr{number}"]}
+def attested_resource(
+    d: GeneratedDid, number: int, *, with_created: bool, with_links: bool
+) -> dict[str, Any]:
+    content = {
+        "issuerId": d.did,
+        "name": f"Schema {number}",
+        "version": "1.0",
+        "attrNames": ["name", "age", f"attr{number}"],
+    }
     digest = "z" + b58(hashlib.sha256(json.dumps(content).encode()).digest())
     proof = {
         "type": "DataIntegrityProof",
@@ -170,8 +181,11 @@ def attested_resource(d: GeneratedDid, number: int, *, with_created: bool,
         "type": ["AttestedResource"],
         "id": f"{d.did}/resources/{digest}",
         "content": content,
-        "metadata": {"resourceId": digest, "resourceType": "anonCredsSchema",
-                     **({"resourceName": f"Schema {number}"} if number % 3 else {})},
+        "metadata": {
+            "resourceId": digest,
+            "resourceType": "anonCredsSchema",
+            **({"resourceName": f"Schema {number}"} if number % 3 else {}),
+        },
     }
     if with_links:
         value["links"] = [{"id": f"{d.did}/resources/zLinked", "type": "anonCredsStatusList"}]
@@ -184,10 +198,19 @@ def whois_vp(d: GeneratedDid) -> dict[str, Any]:
         "@context": ["https://www.w3.org/ns/credentials/v2"],
         "type": ["VerifiablePresentation"],
         "holder": d.did,
-        "verifiableCredential": [{"type": ["VerifiableCredential"], "issuer": d.did,
-                                  "credentialSubject": {"id": d.did, "name": d.identifier}}],
-        "proof": {"type": "DataIntegrityProof", "cryptosuite": "eddsa-jcs-2022",
-                  "verificationMethod": f"{d.did}#key-01", "proofValue": "zSig"},
+        "verifiableCredential": [
+            {
+                "type": ["VerifiableCredential"],
+                "issuer": d.did,
+                "credentialSubject": {"id": d.did, "name": d.identifier},
+            }
+        ],
+        "proof": {
+            "type": "DataIntegrityProof",
+            "cryptosuite": "eddsa-jcs-2022",
+            "verificationMethod": f"{d.did}#key-01",
+            "proofValue": "zSig",
+        },
     }
 
 
@@ -200,8 +223,9 @@ class _Writer:
         self.pending: list[tuple[str, str, str, dict[str, str] | None]] = []
         self.count = 0
 
-    async def add(self, category: str, name: str, value: str,
-                  tags: dict[str, str] | None = None) -> None:
+    async def add(
+        self, category: str, name: str, value: str, tags: dict[str, str] | None = None
+    ) -> None:
         self.pending.append((category, name, value, tags))
         self.count += 1
         if len(self.pending) >= self.per_txn:
@@ -217,8 +241,9 @@ class _Writer:
         self.pending = []
 
 
-async def _build(uri: str, vectors: list[Vector], n_dids: int, resources_every: int,
-                 extras: bool, corrupt: bool) -> LegacyFixture:
+async def _build(
+    uri: str, vectors: list[Vector], n_dids: int, resources_every: int, extras: bool, corrupt: bool
+) -> LegacyFixture:
     from aries_askar import Store
 
     store = await Store.provision(uri, "none", None, recreate=True)
@@ -241,8 +266,12 @@ async def _build(uri: str, vectors: list[Vector], n_dids: int, resources_every: 
             if resources_every and i % resources_every == 0:
                 r = attested_resource(d, i, with_created=i % 2 == 0, with_links=i % 3 == 0)
                 name = f"{d.client_id}:{r['id'].rsplit('/', 1)[-1]}"
-                rtags = {"did": d.did, "scid": d.scid, "resource_id": r["metadata"]["resourceId"],
-                         "resource_type": "anonCredsSchema"}
+                rtags = {
+                    "did": d.did,
+                    "scid": d.scid,
+                    "resource_id": r["metadata"]["resourceId"],
+                    "resource_type": "anonCredsSchema",
+                }
                 text = json.dumps(r)
                 await w.add("resource", name, text, rtags)
                 fx.resources.append((name, r, rtags))
@@ -277,21 +306,37 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     await w.add("whois", "gone:whois", json.dumps({"type": ["VerifiablePresentation"]}))
     fx.rejects[("whois", "gone:whois")] = "no convertible logEntries entry"
     # policy, registry, tasks
-    fx.policy = {"version": "1.0", "witness": True, "watcher": "https://watcher.example.org",
-                 "portability": False, "prerotation": True, "endorsement": False,
-                 "validity": 0, "witness_registry_url": "https://example.org/registry.json"}
+    fx.policy = {
+        "version": "1.0",
+        "witness": True,
+        "watcher": "https://watcher.example.org",
+        "portability": False,
+        "prerotation": True,
+        "endorsement": False,
+        "validity": 0,
+        "witness_registry_url": "https://example.org/registry.json",
+    }
     await w.add("policy", "active", json.dumps(fx.policy))
-    fx.registry = {"meta": {"created": "2025-10-08T10:00:00Z", "updated": "2025-10-09T10:00:00Z"},
-                   "registry": {"did:key:z6MkwitnessAAA": {"name": "Witness A"},
-                                "did:key:z6MkwitnessBBB": {"name": "Witness B"}}}
+    fx.registry = {
+        "meta": {"created": "2025-10-08T10:00:00Z", "updated": "2025-10-09T10:00:00Z"},
+        "registry": {
+            "did:key:z6MkwitnessAAA": {"name": "Witness A"},
+            "did:key:z6MkwitnessBBB": {"name": "Witness B"},
+        },
+    }
     await w.add("registry", "knownWitnesses", json.dumps(fx.registry))
     for n, (ttype, status) in enumerate(
         [("set_policy", "finished"), ("sync_records", "started"), ("sync_records", "abandonned")]
     ):
         task_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"task-{n}"))
-        value = {"id": task_id, "type": ttype, "created": f"2025-10-0{n + 1}T08:00:00+00:00",
-                 "updated": f"2025-10-0{n + 1}T09:30:00+00:00", "status": status,
-                 "progress": {"done": n, "total": 3}}
+        value = {
+            "id": task_id,
+            "type": ttype,
+            "created": f"2025-10-0{n + 1}T08:00:00+00:00",
+            "updated": f"2025-10-0{n + 1}T09:30:00+00:00",
+            "status": status,
+            "progress": {"done": n, "total": 3},
+        }
         if status != "started":
             value["message"] = f"{status} after {n} steps"
         await w.add("task", task_id, json.dumps(value), {"status": status, "task_type": ttype})
@@ -303,8 +348,12 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     fx.archived.append(("tailsFile", tails_name, json.dumps(tails_hex), {}))
     # derived caches: skipped
     for d in dids[:4]:
-        await w.add("didRecord", d.client_id, json.dumps({"did": d.did, "logs": len(d.logs)}),
-                    did_tags(d) if d.identifier.endswith("0") else None)
+        await w.add(
+            "didRecord",
+            d.client_id,
+            json.dumps({"did": d.did, "logs": len(d.logs)}),
+            did_tags(d) if d.identifier.endswith("0") else None,
+        )
     fx.skipped["didRecord"] = 4
     if fx.resources:
         name, value, rtags = fx.resources[0]
@@ -317,8 +366,9 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     await w.add("didDocument", web, doc)
     fx.archived.append(("didDocument", web, doc, {}))
     await w.add("mysteryCategory", "thing-1", '{"keep": "me",  "spacing":  1}', {"~plain": "x"})
-    fx.archived.append(("mysteryCategory", "thing-1", '{"keep": "me",  "spacing":  1}',
-                        {"~plain": "x"}))
+    fx.archived.append(
+        ("mysteryCategory", "thing-1", '{"keep": "me",  "spacing":  1}', {"~plain": "x"})
+    )
 
 
 async def _corrupt(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
@@ -326,8 +376,10 @@ async def _corrupt(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None
     fx.rejects[("logEntries", "bad:json")] = "invalid JSON"
     noscid = make_did(vectors[0], 9100, "example.org", "bad", "noscid")
     lines = [dict(line) for line in noscid.logs]
-    lines[0] = {**lines[0], "parameters": {k: v for k, v in lines[0]["parameters"].items()
-                                          if k != "scid"}}
+    lines[0] = {
+        **lines[0],
+        "parameters": {k: v for k, v in lines[0]["parameters"].items() if k != "scid"},
+    }
     await w.add("logEntries", "bad:noscid", json.dumps(lines))
     fx.rejects[("logEntries", "bad:noscid")] = "no scid"
     baddid = make_did(vectors[0], 9200, "example.org", "bad", "did")
@@ -336,8 +388,13 @@ async def _corrupt(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None
     fx.rejects[("logEntries", "bad:did")] = "does not parse as a server DID"
     await w.add("resource", "bad:shape:z1", json.dumps([1, 2, 3]))
     fx.rejects[("resource", "bad:shape:z1")] = "must be a JSON object"
-    await w.add("task", "bad-task", json.dumps({"id": "bad-task", "type": "sync_records",
-                                                "status": "started", "created": "yesterday"}))
+    await w.add(
+        "task",
+        "bad-task",
+        json.dumps(
+            {"id": "bad-task", "type": "sync_records", "status": "started", "created": "yesterday"}
+        ),
+    )
     fx.rejects[("task", "bad-task")] = "not a timestamp"
 
 

@@ -52,7 +52,9 @@ def test_head_is_the_last_revision():
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     assert script.get_current_head() == HEAD == head_revision()
     assert [r.revision for r in script.walk_revisions()] == [
-        "0003_askar_archive", "0002_record_version", "0001_initial"
+        "0003_askar_archive",
+        "0002_record_version",
+        "0001_initial",
     ]
 
 
@@ -109,12 +111,15 @@ def test_provision_upgrades_a_0001_database_and_keeps_its_rows(fresh_url: str):
     try:
         with engine.begin() as conn:
             seq = ", 1" if engine.dialect.name == "sqlite" else ""  # PG: the sequence default
-            conn.execute(text(
-                "INSERT INTO log_entries (scid, did, domain, namespace, identifier, logs,"
-                f" deactivated, created_at, updated_at{', seq' if seq else ''}) VALUES"
-                " ('old', 'did:webvh:old:example.com', 'example.com', 'ns', 'old',"
-                f" '[{{\"b\": 1, \"a\": 2}}]', false, :ts, :ts{seq})"
-            ), {"ts": "2024-01-02 03:04:05.000006"})
+            conn.execute(
+                text(
+                    "INSERT INTO log_entries (scid, did, domain, namespace, identifier, logs,"
+                    f" deactivated, created_at, updated_at{', seq' if seq else ''}) VALUES"
+                    " ('old', 'did:webvh:old:example.com', 'example.com', 'ns', 'old',"
+                    f' \'[{{"b": 1, "a": 2}}]\', false, :ts, :ts{seq})'
+                ),
+                {"ts": "2024-01-02 03:04:05.000006"},
+            )
     finally:
         engine.dispose()
 

@@ -82,26 +82,46 @@ def sample(kind: str, i: int = 0) -> Any:
     doc = {"id": f"doc{i}", "nested": {"list": [1, 2.5, None, True], "é": "ü"}}
     return {
         "log_entry": LogEntry(
-            scid=f"scid{i}", did=f"did:webvh:scid{i}:example.com:ns:id{i}",
-            domain="example.com", namespace="ns", identifier=f"id{i}", logs=[doc],
+            scid=f"scid{i}",
+            did=f"did:webvh:scid{i}:example.com:ns:id{i}",
+            domain="example.com",
+            namespace="ns",
+            identifier=f"id{i}",
+            logs=[doc],
             deactivated=i % 2 == 1,
         ),
         "resource": Resource(
-            resource_id=f"res{i}", scid=f"scid{i % 2}", did="did:webvh:x:example.com",
-            resource_type="anonCredsSchema", resource_name=f"name{i}", content=doc,
-            metadata={"m": i}, proof=[doc],
+            resource_id=f"res{i}",
+            scid=f"scid{i % 2}",
+            did="did:webvh:x:example.com",
+            resource_type="anonCredsSchema",
+            resource_name=f"name{i}",
+            content=doc,
+            metadata={"m": i},
+            proof=[doc],
         ),
         "witness_file": WitnessFile(scid=f"scid{i}", witness_proofs=[doc]),
         "whois": WhoisPresentation(scid=f"scid{i}", presentation=doc),
-        "task": Task(task_id=f"task{i}", task_type="sync_records", status="started",
-                     progress={"done": i}, message=None if i % 2 else "hi"),
-        "policy": Policy(policy_id=f"pol{i}", version="1.0", witness=True, watcher="w",
-                         policy_data=doc),
-        "registry": Registry(registry_id=f"reg{i}", registry_type="knownWitnesses",
-                             registry_data=doc, meta={"created": "now"}),
+        "task": Task(
+            task_id=f"task{i}",
+            task_type="sync_records",
+            status="started",
+            progress={"done": i},
+            message=None if i % 2 else "hi",
+        ),
+        "policy": Policy(
+            policy_id=f"pol{i}", version="1.0", witness=True, watcher="w", policy_data=doc
+        ),
+        "registry": Registry(
+            registry_id=f"reg{i}",
+            registry_type="knownWitnesses",
+            registry_data=doc,
+            meta={"created": "now"},
+        ),
         "test_log_entry": TestLogEntry(scid=f"scid{i}", logs=[doc], tags={"a": "b"}),
-        "test_resource": TestResource(resource_id=f"res{i}", scid="s", content=doc,
-                                      tags={"c": "d"}),
+        "test_resource": TestResource(
+            resource_id=f"res{i}", scid="s", content=doc, tags={"c": "d"}
+        ),
     }[kind]
 
 
@@ -126,8 +146,11 @@ def test_every_kind_create_get_update_upsert_delete(askar: StorageManager, kind:
         askar.create_record(first)
     askar.create_record(second)
 
-    field = next(f for f, t in spec.field_types.items()
-                 if t in (K.FieldType.DICT, K.FieldType.LIST, K.FieldType.JSON))
+    field = next(
+        f
+        for f, t in spec.field_types.items()
+        if t in (K.FieldType.DICT, K.FieldType.LIST, K.FieldType.JSON)
+    )
     new_value = [{"changed": True}] if spec.field_types[field] is K.FieldType.LIST else {"x": 1}
     updated = askar.update_record(kind, spec.key_of(first), **{field: new_value})
     assert getattr(updated, field) == new_value and updated.record_version == 2
@@ -173,8 +196,12 @@ def test_upsert_creates_when_missing(askar: StorageManager) -> None:
 # --- exact round trips --------------------------------------------------------------------
 def test_bulk_upsert_stores_records_exactly_as_given(askar: StorageManager) -> None:
     records = [
-        replace(sample("log_entry", i), created_at=T0 + timedelta(microseconds=i),
-                updated_at=T0 + timedelta(days=1, microseconds=7), record_version=5 + i)
+        replace(
+            sample("log_entry", i),
+            created_at=T0 + timedelta(microseconds=i),
+            updated_at=T0 + timedelta(days=1, microseconds=7),
+            record_version=5 + i,
+        )
         for i in range(3)
     ]
     assert askar.bulk_upsert("log_entry", records) == 3
@@ -191,8 +218,15 @@ def test_real_did_log_round_trips_byte_for_byte(askar: StorageManager, vectors_d
         witness = folder / "did-witness.json"
         proofs = orjson.loads(witness.read_bytes()) if witness.exists() else []
         scid = f"{logs[0]['parameters']['scid']}-{folder.name}"  # suites reuse SCIDs
-        askar.create_log_entry(scid, logs[-1]["state"]["id"], "example.com", "ns", f"id{i}",
-                               logs, deactivated=bool(logs[-1]["parameters"].get("deactivated")))
+        askar.create_log_entry(
+            scid,
+            logs[-1]["state"]["id"],
+            "example.com",
+            "ns",
+            f"id{i}",
+            logs,
+            deactivated=bool(logs[-1]["parameters"].get("deactivated")),
+        )
         askar.create_or_update_witness_file(scid, proofs)
         stored = askar.get_log_entry(scid)
         assert [orjson.dumps(line) for line in stored.logs] == [
@@ -265,8 +299,12 @@ def test_same_pages_as_the_sql_backend(tmp_path: Path, request: pytest.FixtureRe
         manager.create_record(sample("resource", 3))
         manager.update_resource("res5", resource_type="other")
     queries = [
-        ({}, None, 0), ({}, 4, 3), ({"scid": "scid1"}, 3, 1), ({"resource_type": "other"}, None, 0),
-        ({"resource_id": ["res9", "res3", "res1"]}, None, 0), ({"scid": ["scid0"]}, 2, 5),
+        ({}, None, 0),
+        ({}, 4, 3),
+        ({"scid": "scid1"}, 3, 1),
+        ({"resource_type": "other"}, None, 0),
+        ({"resource_id": ["res9", "res3", "res1"]}, None, 0),
+        ({"scid": ["scid0"]}, 2, 5),
     ]
     for filters, limit, offset in queries:
         pages = {
@@ -303,8 +341,11 @@ def test_many_threads_share_one_backend(askar: StorageManager) -> None:
                 while True:  # optimistic increment: retry on conflict
                     current = askar.get_task("counter")
                     try:
-                        askar.update_task("counter", expected_version=current.record_version,
-                                          progress={"n": current.progress["n"] + 1})
+                        askar.update_task(
+                            "counter",
+                            expected_version=current.record_version,
+                            progress={"n": current.progress["n"] + 1},
+                        )
                         break
                     except ConflictError:
                         continue
@@ -376,7 +417,8 @@ def test_stream_yields_everything_in_order_with_small_batches(askar: StorageMana
         f"task{i}" for i in range(70)
     ]
     assert [t.task_id for t in askar.stream_records("task", {"task_id": ["task3", "task1"]})] == [
-        "task1", "task3",
+        "task1",
+        "task3",
     ]
 
 
@@ -402,8 +444,11 @@ def test_raw_key_never_shown_and_wrong_key_is_a_clear_error(tmp_path: Path) -> N
         shown = f"{manager!r} {manager.info()} {manager.backend!r} {manager.backend.describe()}"
         assert key not in shown and manager.info()["key_method"] == "raw"
 
-    for options in ({"key": wrong, "key_method": "raw"}, {"key_method": "none"},
-                    {"key": "pass", "key_method": "kdf:argon2i"}):
+    for options in (
+        {"key": wrong, "key_method": "raw"},
+        {"key_method": "none"},
+        {"key": "pass", "key_method": "kdf:argon2i"},
+    ):
         manager = open_storage("askar", uri, **options)
         try:
             with pytest.raises(StorageIOError) as caught:
@@ -432,8 +477,10 @@ def test_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with provisioned_storage({"backend": "askar"}) as manager:
         manager.create_task("t1", "sync_records", "started")
         assert manager.backend.describe() == {
-            "backend": "askar", "url": f"sqlite://{tmp_path}/env.db",
-            "key_method": "raw", "profile": "webvh",
+            "backend": "askar",
+            "url": f"sqlite://{tmp_path}/env.db",
+            "key_method": "raw",
+            "profile": "webvh",
         }
         assert key not in repr(manager.backend.config)
     assert (tmp_path / "env.db").exists()
@@ -474,8 +521,11 @@ def test_bad_uri_is_refused() -> None:
 def test_provision_keeps_data_and_recreate_empties(
     where: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    uri = (f"sqlite://{tmp_path}/p.db" if where == "sqlite"
-           else request.getfixturevalue("askar_pg_database"))
+    uri = (
+        f"sqlite://{tmp_path}/p.db"
+        if where == "sqlite"
+        else request.getfixturevalue("askar_pg_database")
+    )
     with provisioned_storage({"backend": "askar", "url": uri}) as manager:
         manager.create_task("t1", "sync_records", "started")
         assert Capability.PERSISTENT in manager.capabilities
@@ -562,8 +612,9 @@ def test_abandoned_backend_is_cleaned_up_at_exit(tmp_path: Path) -> None:
         "m.init_db(); m.create_task('t', 'sync_records', 'started')\n"
         "print('ok')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
     assert "Error" not in done.stderr

@@ -51,9 +51,15 @@ def expected_records(fx: LegacyFixture) -> dict[str, dict[str, Any]]:
     for d in fx.logs:
         clients[d.client_id] = d.scid
         out["log_entry"][d.scid] = LogEntry(
-            scid=d.scid, did=d.did, domain=d.domain, namespace=d.namespace,
-            identifier=d.identifier, logs=d.logs, deactivated=d.deactivated,
-            created_at=ts(d.created), updated_at=ts(d.updated),
+            scid=d.scid,
+            did=d.did,
+            domain=d.domain,
+            namespace=d.namespace,
+            identifier=d.identifier,
+            logs=d.logs,
+            deactivated=d.deactivated,
+            created_at=ts(d.created),
+            updated_at=ts(d.updated),
         )
         if d.witness_stored is not None:
             out["witness_file"][d.scid] = WitnessFile(scid=d.scid, witness_proofs=d.witness_stored)
@@ -63,28 +69,43 @@ def expected_records(fx: LegacyFixture) -> dict[str, dict[str, Any]]:
         did = value["id"].split("/")[0]
         created = value["proof"].get("created")
         out["resource"][value["id"]] = Resource(
-            resource_id=value["id"], scid=did.split(":")[2], did=did,
+            resource_id=value["id"],
+            scid=did.split(":")[2],
+            did=did,
             resource_type=value["metadata"]["resourceType"],
             resource_name=value["metadata"].get("resourceName", ""),
-            content=value["content"], metadata=value["metadata"], proof=value["proof"],
+            content=value["content"],
+            metadata=value["metadata"],
+            proof=value["proof"],
             created_at=ts(created) if created else None,
             updated_at=ts(created) if created else None,
         )
     p = fx.policy
     out["policy"]["active"] = Policy(
-        policy_id="active", version=p["version"], witness=p["witness"], watcher=p["watcher"],
-        portability=p["portability"], prerotation=p["prerotation"],
-        endorsement=p["endorsement"], policy_data=p,
+        policy_id="active",
+        version=p["version"],
+        witness=p["witness"],
+        watcher=p["watcher"],
+        portability=p["portability"],
+        prerotation=p["prerotation"],
+        endorsement=p["endorsement"],
+        policy_data=p,
     )
     out["registry"]["knownWitnesses"] = Registry(
-        registry_id="knownWitnesses", registry_type="knownWitnesses",
-        registry_data=fx.registry["registry"], meta=fx.registry["meta"],
+        registry_id="knownWitnesses",
+        registry_type="knownWitnesses",
+        registry_data=fx.registry["registry"],
+        meta=fx.registry["meta"],
     )
     for task_id, value in fx.tasks:
         out["task"][task_id] = Task(
-            task_id=task_id, task_type=value["type"], status=value["status"],
-            progress=value["progress"], message=value.get("message"),
-            created_at=ts(value["created"]), updated_at=ts(value["updated"]),
+            task_id=task_id,
+            task_type=value["type"],
+            status=value["status"],
+            progress=value["progress"],
+            message=value.get("message"),
+            created_at=ts(value["created"]),
+            updated_at=ts(value["updated"]),
         )
     return out
 
@@ -151,11 +172,18 @@ def legacy_sqlite(tmp_path: Path, vectors_dir: Path) -> tuple[str, LegacyFixture
 # --- the migration ------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("source_kind", "target_kind"),
-    [("sqlite", "sqlite"), ("sqlite", "postgres"), ("postgres", "sqlite"),
-     ("postgres", "postgres")],
+    [
+        ("sqlite", "sqlite"),
+        ("sqlite", "postgres"),
+        ("postgres", "sqlite"),
+        ("postgres", "postgres"),
+    ],
 )
 def test_migrates_every_record_and_is_idempotent(
-    source_kind: str, target_kind: str, tmp_path: Path, vectors_dir: Path,
+    source_kind: str,
+    target_kind: str,
+    tmp_path: Path,
+    vectors_dir: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     source = askar_uri(source_kind, tmp_path, request, "legacy")
@@ -163,8 +191,19 @@ def test_migrates_every_record_and_is_idempotent(
     target = sql_url(target_kind, tmp_path, request, "target")
     report_path, rejects_path = tmp_path / "report.json", tmp_path / "rejects.jsonl"
 
-    status = run_cli("--askar", source, "--to", target, "--batch-size", "4",
-                     "--report", str(report_path), "--rejects", str(rejects_path), "--verify")
+    status = run_cli(
+        "--askar",
+        source,
+        "--to",
+        target,
+        "--batch-size",
+        "4",
+        "--report",
+        str(report_path),
+        "--rejects",
+        str(rejects_path),
+        "--verify",
+    )
 
     assert status == 1  # the corrupt entries were rejected
     assert_target_matches(target, fx)
@@ -204,8 +243,9 @@ def test_dry_run_writes_nothing(legacy_sqlite, tmp_path: Path) -> None:
     with open_storage("sqlalchemy", target) as sql:
         sql.init_db()
     report_path = tmp_path / "dry.json"
-    assert run_cli("--askar", source, "--to", target, "--dry-run",
-                   "--report", str(report_path)) == 1
+    assert (
+        run_cli("--askar", source, "--to", target, "--dry-run", "--report", str(report_path)) == 1
+    )
     report = json.loads(report_path.read_text())
     assert report["dry_run"] is True
     assert report["totals"]["rejected"] == len(fx.rejects)
@@ -232,28 +272,40 @@ def test_verify_catches_a_record_altered_after_migration(legacy_sqlite, tmp_path
     task_id = fx.tasks[0][0]
     engine = sa.create_engine(target)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE tasks SET status = 'tampered' WHERE task_id = :t"),
-                     {"t": task_id})
+        conn.execute(
+            sa.text("UPDATE tasks SET status = 'tampered' WHERE task_id = :t"), {"t": task_id}
+        )
         conn.execute(sa.text("DELETE FROM askar_archive WHERE category = 'tailsFile'"))
     engine.dispose()
     report_path = tmp_path / "verify.json"
-    assert run_cli("--askar", source, "--to", target, "--verify-only",
-                   "--report", str(report_path)) == 1
+    assert (
+        run_cli("--askar", source, "--to", target, "--verify-only", "--report", str(report_path))
+        == 1
+    )
     verify = json.loads(report_path.read_text())["verify"]
     assert verify["ok"] is False
     problems = {(m["category"], m["name"]): m["problem"] for m in verify["mismatches"]}
     assert "differs" in problems[("task", task_id)]
     assert verify["categories"]["task"]["different"] == 1
-    assert verify["categories"]["task"]["source_digest"] != (
-        verify["categories"]["task"]["target_digest"])
+    assert (
+        verify["categories"]["task"]["source_digest"]
+        != (verify["categories"]["task"]["target_digest"])
+    )
     assert any(c == "tailsFile" for c, _ in problems)
 
 
 def test_strict_stops_at_the_first_bad_entry(legacy_sqlite, tmp_path: Path) -> None:
     source, _fx = legacy_sqlite
     rejects = tmp_path / "rejects.jsonl"
-    status = run_cli("--askar", source, "--to", f"sqlite:///{tmp_path}/t.db", "--strict",
-                     "--rejects", str(rejects))
+    status = run_cli(
+        "--askar",
+        source,
+        "--to",
+        f"sqlite:///{tmp_path}/t.db",
+        "--strict",
+        "--rejects",
+        str(rejects),
+    )
     assert status == 1
     assert len(rejects.read_text().splitlines()) == 1
 
@@ -279,8 +331,7 @@ def test_reverse_round_trip(legacy_sqlite, tmp_path: Path) -> None:
     assert run_cli("--reverse", "--askar", back, "--to", first, "--verify") == 0
     second = f"sqlite:///{tmp_path}/second.db"
     report_path = tmp_path / "again.json"
-    assert run_cli("--askar", back, "--to", second, "--verify",
-                   "--report", str(report_path)) == 0
+    assert run_cli("--askar", back, "--to", second, "--verify", "--report", str(report_path)) == 0
     assert json.loads(report_path.read_text())["layout"] == "mixed"
     with open_storage("sqlalchemy", first) as a, open_storage("sqlalchemy", second) as b:
         for spec in KINDS_MIGRATED:
@@ -294,8 +345,17 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, vector
     source = f"sqlite://{tmp_path}/big.db"
     fx = build_legacy_store(source, vectors_dir, 500, resources_every=2)
     killed_db = tmp_path / "killed.db"
-    cmd = [sys.executable, str(ROOT / "tools" / "migrate_askar.py"), "--quiet",
-           "--askar", source, "--to", f"sqlite:///{killed_db}", "--batch-size", "2"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "tools" / "migrate_askar.py"),
+        "--quiet",
+        "--askar",
+        source,
+        "--to",
+        f"sqlite:///{killed_db}",
+        "--batch-size",
+        "2",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -317,14 +377,20 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path, vector
     assert run_cli("--askar", source, "--to", clean) == 1
     assert_target_matches(f"sqlite:///{killed_db}", fx)
     expected = expected_records(fx)
-    with open_storage("sqlalchemy", f"sqlite:///{killed_db}") as a, \
-            open_storage("sqlalchemy", clean) as b:
+    with (
+        open_storage("sqlalchemy", f"sqlite:///{killed_db}") as a,
+        open_storage("sqlalchemy", clean) as b,
+    ):
         for spec in KINDS_MIGRATED:
             want = expected[spec.name]
-            left = {spec.key_of(r): fields_without_unknown_times(spec, r, want[spec.key_of(r)])
-                    for r in a.list_records(spec)}
-            right = {spec.key_of(r): fields_without_unknown_times(spec, r, want[spec.key_of(r)])
-                     for r in b.list_records(spec)}
+            left = {
+                spec.key_of(r): fields_without_unknown_times(spec, r, want[spec.key_of(r)])
+                for r in a.list_records(spec)
+            }
+            right = {
+                spec.key_of(r): fields_without_unknown_times(spec, r, want[spec.key_of(r)])
+                for r in b.list_records(spec)
+            }
             assert left == right, spec.name
         assert sorted(a.backend.iter_archive()) == sorted(b.backend.iter_archive())
 
@@ -363,8 +429,15 @@ def test_secrets_are_never_printed(legacy_sqlite, tmp_path: Path, capsys, monkey
 
 
 def test_postgres_uri_password_is_masked(tmp_path: Path, capsys) -> None:
-    status = main(["--askar", "postgres://user:hunter2@127.0.0.1:1/none?connect_timeout=1",
-                   "--to", f"sqlite:///{tmp_path}/t.db", "--quiet"])
+    status = main(
+        [
+            "--askar",
+            "postgres://user:hunter2@127.0.0.1:1/none?connect_timeout=1",
+            "--to",
+            f"sqlite:///{tmp_path}/t.db",
+            "--quiet",
+        ]
+    )
     assert status == 2
     out = capsys.readouterr()
     assert "hunter2" not in out.out + out.err
@@ -382,8 +455,10 @@ def test_server_did_parsing(did: str, parts: tuple[str, ...]) -> None:
     assert (parsed.scid, parsed.domain, parsed.namespace, parsed.identifier) == parts
 
 
-@pytest.mark.parametrize("did", ["did:webvh:QmA:example.org", "did:web:x:a:b", "", None,
-                                 "did:webvh:QmA:example.org:a:b:c"])
+@pytest.mark.parametrize(
+    "did",
+    ["did:webvh:QmA:example.org", "did:web:x:a:b", "", None, "did:webvh:QmA:example.org:a:b:c"],
+)
 def test_unparseable_dids_are_rejected(did: Any) -> None:
     from backends.askar.migration.items import Rejected
 

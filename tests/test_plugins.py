@@ -120,8 +120,8 @@ class TestSelectingTheMemoryPlugin:
 
 class TestAllowAndBlockLists:
     @pytest.mark.parametrize(
-        "blocked", ["webvh-storage-memory", "memory", "WebVH-Storage-Memory",
-                    "webvh_storage_memory"]
+        "blocked",
+        ["webvh-storage-memory", "memory", "WebVH-Storage-Memory", "webvh_storage_memory"],
     )
     def test_disable_plugins_blocks_it(
         self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], blocked: str
@@ -151,11 +151,14 @@ class TestBrokenPlugins:
     def test_two_plugins_registering_one_name(
         self, make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        hook = _hook('def register_storage_backends(register):\n'
-                     '    register("twin", "{pkg}.backend:FakeBackend")\n')
+        hook = _hook(
+            "def register_storage_backends(register):\n"
+            '    register("twin", "{pkg}.backend:FakeBackend")\n'
+        )
         for dist, pkg in (("alpha-storage", "alpha_storage"), ("beta-storage", "beta_storage")):
-            make_dist(dist, pkg, pkg, {"plugin.py": hook.format(pkg=pkg),
-                                       "backend.py": FAKE_BACKEND})
+            make_dist(
+                dist, pkg, pkg, {"plugin.py": hook.format(pkg=pkg), "backend.py": FAKE_BACKEND}
+            )
         with pytest.raises(DuplicateBackendError) as err:
             open_storage("twin")
         message = str(err.value)
@@ -169,9 +172,14 @@ class TestBrokenPlugins:
     def test_plugin_failing_to_import(
         self, make_dist: MakeDist, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        make_dist("broken-storage", "broken_storage", "broken", {
-            "plugin.py": "import not_installed_dependency_xyz  # noqa\n",
-        })
+        make_dist(
+            "broken-storage",
+            "broken_storage",
+            "broken",
+            {
+                "plugin.py": "import not_installed_dependency_xyz  # noqa\n",
+            },
+        )
         with open_storage("memory") as manager:  # the others keep working
             assert manager.backend_name == "memory"
         with pytest.raises(PluginLoadError) as err:
@@ -184,10 +192,17 @@ class TestBrokenPlugins:
             open_storage("nonexistent")
 
     def test_factory_returning_a_non_backend(self, make_dist: MakeDist) -> None:
-        make_dist("odd-storage", "odd_storage", "odd", {
-            "plugin.py": _hook('def register_storage_backends(register):\n'
-                               '    register("odd", lambda settings: {"not": "a backend"})\n'),
-        })
+        make_dist(
+            "odd-storage",
+            "odd_storage",
+            "odd",
+            {
+                "plugin.py": _hook(
+                    "def register_storage_backends(register):\n"
+                    '    register("odd", lambda settings: {"not": "a backend"})\n'
+                ),
+            },
+        )
         with pytest.raises(InvalidBackendError) as err:
             open_storage("odd")
         message = str(err.value)
@@ -197,18 +212,23 @@ class TestBrokenPlugins:
     def test_missing_optional_dependency_gives_the_install_hint(
         self, make_dist: MakeDist, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        make_dist("needy-storage", "needy_storage", "needy", {
-            "plugin.py": _hook(
-                'def register_storage_backends(register):\n'
-                '    register("needy", "needy_storage.backend:FakeBackend",\n'
-                '             requires=("absent_driver_xyz",),\n'
-                '             install_hint="pip install \'needy-storage[driver]\'")\n'
-                '    register("needy-late", "needy_storage.late:FakeBackend",\n'
-                '             install_hint="pip install late-driver")\n'
-            ),
-            "backend.py": FAKE_BACKEND,
-            "late.py": "import absent_late_driver_xyz  # noqa\n" + FAKE_BACKEND,
-        })
+        make_dist(
+            "needy-storage",
+            "needy_storage",
+            "needy",
+            {
+                "plugin.py": _hook(
+                    "def register_storage_backends(register):\n"
+                    '    register("needy", "needy_storage.backend:FakeBackend",\n'
+                    '             requires=("absent_driver_xyz",),\n'
+                    "             install_hint=\"pip install 'needy-storage[driver]'\")\n"
+                    '    register("needy-late", "needy_storage.late:FakeBackend",\n'
+                    '             install_hint="pip install late-driver")\n'
+                ),
+                "backend.py": FAKE_BACKEND,
+                "late.py": "import absent_late_driver_xyz  # noqa\n" + FAKE_BACKEND,
+            },
+        )
         with pytest.raises(MissingDependencyError) as err:
             open_storage("needy")
         message = str(err.value)
@@ -228,20 +248,29 @@ class TestLazyLoading:
     def test_plugins_load_once_and_factories_only_when_chosen(
         self, make_dist: MakeDist, monkeypatch: pytest.MonkeyPatch, fresh_singleton: None
     ) -> None:
-        log = "from pathlib import Path\n" \
-              "def note(what):\n" \
-              "    with open(Path(__file__).with_name('loads.log'), 'a') as f:\n" \
-              "        f.write(what + '\\n')\n"
-        package = make_dist("counted-storage", "counted_storage", "counted", {
-            "log.py": log,
-            "plugin.py": "from counted_storage.log import note\nnote('plugin module')\n"
-                         + _hook('def register_storage_backends(register):\n'
-                                 '    note("hook")\n'
-                                 '    register("counted",'
-                                 ' "counted_storage.backend:FakeBackend")\n'),
-            "backend.py": "from counted_storage.log import note\nnote('backend module')\n"
-                          + FAKE_BACKEND,
-        })
+        log = (
+            "from pathlib import Path\n"
+            "def note(what):\n"
+            "    with open(Path(__file__).with_name('loads.log'), 'a') as f:\n"
+            "        f.write(what + '\\n')\n"
+        )
+        package = make_dist(
+            "counted-storage",
+            "counted_storage",
+            "counted",
+            {
+                "log.py": log,
+                "plugin.py": "from counted_storage.log import note\nnote('plugin module')\n"
+                + _hook(
+                    "def register_storage_backends(register):\n"
+                    '    note("hook")\n'
+                    '    register("counted",'
+                    ' "counted_storage.backend:FakeBackend")\n'
+                ),
+                "backend.py": "from counted_storage.log import note\nnote('backend module')\n"
+                + FAKE_BACKEND,
+            },
+        )
 
         def loads() -> list[str]:
             path = package / "loads.log"

@@ -267,7 +267,6 @@ def test_missing_database_file_with_mode_rw_is_backend_unavailable(tmp_path):
     assert not (tmp_path / "absent.db").exists()
 
 
-
 @needs_mount
 @pytest.mark.parametrize(
     ("backend", "scheme"),

@@ -59,8 +59,15 @@ def pg_store(pg_database: str):
 
 
 def _entry(scid: str, logs=None, **kw) -> LogEntry:
-    return LogEntry(scid=scid, did=f"did:webvh:{scid}:example.com", domain="example.com",
-                    namespace="ns", identifier=scid, logs=logs or [{"v": scid}], **kw)
+    return LogEntry(
+        scid=scid,
+        did=f"did:webvh:{scid}:example.com",
+        domain="example.com",
+        namespace="ns",
+        identifier=scid,
+        logs=logs or [{"v": scid}],
+        **kw,
+    )
 
 
 def _add(manager, scid: str, **kw) -> LogEntry:
@@ -145,16 +152,29 @@ def test_did_log_round_trips_byte_identical(store, vectors_dir: Path):
 
 def test_key_order_is_kept_not_sorted(store):
     doc = {"z": 1, "a": {"y": [3, {"c": 1, "b": 2}], "x": None}, "m": 1.5}
-    store.create_record(Resource(resource_id="r", scid="s", did="d", resource_type="t",
-                                 resource_name="n", content=doc, metadata=None, proof=[doc]))
+    store.create_record(
+        Resource(
+            resource_id="r",
+            scid="s",
+            did="d",
+            resource_type="t",
+            resource_name="n",
+            content=doc,
+            metadata=None,
+            proof=[doc],
+        )
+    )
     got = store.get_resource("r")
     assert orjson.dumps(got.content) == orjson.dumps(doc)
     assert got.metadata is None and orjson.dumps(got.proof) == orjson.dumps([doc])
 
 
 def test_json_null_reads_back_as_none(store):
-    store.create_record(Resource(resource_id="r", scid="s", did="d", resource_type="t",
-                                 resource_name="n", content=None))
+    store.create_record(
+        Resource(
+            resource_id="r", scid="s", did="d", resource_type="t", resource_name="n", content=None
+        )
+    )
     assert store.get_resource("r").content is None
     assert store.update_resource("r", content={"a": 1}).content == {"a": 1}
     assert store.update_resource("r", content=None).content is None
@@ -162,10 +182,15 @@ def test_json_null_reads_back_as_none(store):
 
 def test_pg_json_columns_are_json_not_jsonb(pg_store):
     with pg_store.engine.connect() as conn:
-        types = dict(conn.execute(text(
-            "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
-            " WHERE data_type IN ('json', 'jsonb')"
-        )).all())
+        types = dict(
+            conn.execute(
+                text(
+                    "SELECT table_name || '.' || column_name, data_type"
+                    " FROM information_schema.columns"
+                    " WHERE data_type IN ('json', 'jsonb')"
+                )
+            ).all()
+        )
     assert types["log_entries.logs"] == "json"
     assert types["resources.content"] == "json"
     assert "jsonb" not in types.values()
@@ -173,8 +198,9 @@ def test_pg_json_columns_are_json_not_jsonb(pg_store):
 
 def test_timestamps_are_aware_utc_with_microseconds(store):
     when = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=5)))
-    store.bulk_upsert("task", [Task(task_id="t", task_type="x", status="s",
-                                    created_at=when, updated_at=when)])
+    store.bulk_upsert(
+        "task", [Task(task_id="t", task_type="x", status="s", created_at=when, updated_at=when)]
+    )
     got = store.get_task("t")
     assert got.created_at == when and got.created_at.tzinfo == UTC
     assert got.created_at.microsecond == 123456
@@ -273,8 +299,9 @@ def test_version_conflicts(store):
 
 def test_unreachable_postgres_is_unavailable_quickly_and_masked():
     start = time.monotonic()
-    store = open_storage("sqlalchemy", "postgresql://admin:hunter2secret@127.0.0.1:1/nodb",
-                         connect_timeout=2)
+    store = open_storage(
+        "sqlalchemy", "postgresql://admin:hunter2secret@127.0.0.1:1/nodb", connect_timeout=2
+    )
     try:
         with pytest.raises(BackendUnavailableError) as info:
             store.init_db()
@@ -316,8 +343,13 @@ def test_url_password_is_masked(pg_database: str):
     url = pg_database.replace("postgres@", "postgres:pw-4a9f17@", 1)
     assert "pw-4a9f17" in url  # trust auth ignores the password
     with provisioned_storage({"backend": "sqlalchemy", "url": url}) as store:
-        for shown in (repr(store), repr(store.backend), str(store.info()),
-                      str(store.backend.describe()), str(store.masked_url)):
+        for shown in (
+            repr(store),
+            repr(store.backend),
+            str(store.info()),
+            str(store.backend.describe()),
+            str(store.masked_url),
+        ):
             assert "pw-4a9f17" not in shown
         assert "***" in store.info()["url"]
 
@@ -325,9 +357,11 @@ def test_url_password_is_masked(pg_database: str):
 # --- Askar archive -----------------------------------------------------------------------
 def test_archive_round_trip(store):
     backend = store.backend
-    rows = [("webvh:b", "2", '{"x": 1}', {"scid": "s2"}),
-            ("webvh:a", "1", "verbatim \u00e9 text", {}),
-            ("webvh:b", "1", "", {"t": "v", "a": "b"})]
+    rows = [
+        ("webvh:b", "2", '{"x": 1}', {"scid": "s2"}),
+        ("webvh:a", "1", "verbatim \u00e9 text", {}),
+        ("webvh:b", "1", "", {"t": "v", "a": "b"}),
+    ]
     assert backend.bulk_upsert_archive(rows) == 3
     assert backend.bulk_upsert_archive([("webvh:a", "1", "replaced", {"k": "v"})]) == 1
     assert list(backend.iter_archive()) == [

@@ -72,8 +72,16 @@ def test_bulk_upsert_replaces_in_place_and_keeps_json_null(store):
     store.bulk_upsert("log_entry", [changed])
     assert [r.scid for r in store.get_log_entries()] == ["scid-00001", "scid-00002"]
     assert store.get_log_entry("scid-00001").record_version == 5
-    res = Resource(resource_id="r1", scid="s", did="d", resource_type="t", resource_name="n",
-                   content={"k": None}, metadata=None, proof=[1, None])
+    res = Resource(
+        resource_id="r1",
+        scid="s",
+        did="d",
+        resource_type="t",
+        resource_name="n",
+        content={"k": None},
+        metadata=None,
+        proof=[1, None],
+    )
     store.bulk_upsert("resource", [res])
     assert next(iter(store.stream_records("resource"))) == store.get_resource("r1")
     got = store.get_resource("r1")

@@ -23,8 +23,12 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def entry(**overrides):
     fields = dict(
-        scid="s", did="did:webvh:s:example.com:ns:id", domain="example.com",
-        namespace="ns", identifier="id", logs=[{"a": 1}],
+        scid="s",
+        did="did:webvh:s:example.com:ns:id",
+        domain="example.com",
+        namespace="ns",
+        identifier="id",
+        logs=[{"a": 1}],
     )
     return LogEntry(**{**fields, **overrides})
 

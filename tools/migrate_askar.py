@@ -1,6 +1,6 @@
 """Migrate a did:webvh server's Askar store into the SQL store: see docs/migration.md.
 
-    python tools/migrate_askar.py --askar sqlite://app.db --to postgresql+psycopg2://...
+python tools/migrate_askar.py --askar sqlite://app.db --to postgresql+psycopg2://...
 """
 
 from __future__ import annotations

@@ -296,8 +296,9 @@ class AskarBackend(StorageBackend):
                 await txn.commit()
                 return value
 
-        stored = self._call("update", lambda s: self._write_retrying(lambda: read_modify_write(s)),
-                            spec, key)
+        stored = self._call(
+            "update", lambda s: self._write_retrying(lambda: read_modify_write(s)), spec, key
+        )
         return None if stored is None else layout.decode(spec, stored)
 
     def upsert(self, spec: KindSpec, record: Any, expected_version: int | None = None) -> Any:
@@ -351,9 +352,7 @@ class AskarBackend(StorageBackend):
         return self._call("delete", remove, spec)
 
     # --- many records ----------------------------------------------------------------
-    def list(
-        self, spec: KindSpec, filters: Filters, limit: int | None, offset: int
-    ) -> list[Any]:
+    def list(self, spec: KindSpec, filters: Filters, limit: int | None, offset: int) -> list[Any]:
         if limit == 0 or _matches_nothing(filters):
             return []
         wql = layout.tag_filter(filters)
@@ -397,7 +396,9 @@ class AskarBackend(StorageBackend):
         try:
             while True:
                 batch = self._call(
-                    "stream", lambda _s: self._next_batch(scan, batch_size), spec,
+                    "stream",
+                    lambda _s: self._next_batch(scan, batch_size),
+                    spec,
                     rerun_if_lost=False,
                 )
                 for entry in batch:

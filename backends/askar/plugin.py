@@ -13,7 +13,6 @@ def register_storage_backends(register):
     )
 
 
-
 @hookimpl
 def register_commands(subparsers):
     """`storage-core migrate-askar`. Imported here, not at module load: the migration's CLI

@@ -79,12 +79,8 @@ class SQLAlchemyBackend(StorageBackend):
         if self.dialect == "sqlite":
             caps.discard(Capability.SERVER_SIDE_CURSORS)
             # Writes take the lock up front; reads need no transaction at all.
-            self._write_engine = self.engine.execution_options(
-                **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
-            )
-            self._read_engine = self.engine.execution_options(
-                **{SQLITE_AUTOCOMMIT_OPTION: True}
-            )
+            self._write_engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+            self._read_engine = self.engine.execution_options(**{SQLITE_AUTOCOMMIT_OPTION: True})
         else:
             self._write_engine = self.engine
             self._read_engine = bundle.read_engine or self.engine
@@ -110,15 +106,17 @@ class SQLAlchemyBackend(StorageBackend):
                 limit=settings.pool_size + settings.max_overflow,
                 timeout=settings.pool_timeout,
             )
-        self._get_params = (lambda key: {"key": key}) if self.dialect == "postgresql" else (
-            lambda key: (key,)
+        self._get_params = (
+            (lambda key: {"key": key}) if self.dialect == "postgresql" else (lambda key: (key,))
         )
         self._closed = False
 
-    def _error(self, exc: BaseException, action: str, spec: KindSpec | None = None,
-               key: str | None = None) -> Exception:
-        return translate(exc, self._secrets, kind=spec.name if spec else None, key=key,
-                         action=action)
+    def _error(
+        self, exc: BaseException, action: str, spec: KindSpec | None = None, key: str | None = None
+    ) -> Exception:
+        return translate(
+            exc, self._secrets, kind=spec.name if spec else None, key=key, action=action
+        )
 
     def _read(self, work: Callable[[Connection], T]) -> T:
         """Run `work` on a read connection. The PostgreSQL read pool has no pre-ping: a
@@ -350,9 +348,7 @@ class SQLAlchemyBackend(StorageBackend):
             raise self._error(exc, f"deleting {spec.name}") from None
 
     # --- many records --------------------------------------------------------------------
-    def list(
-        self, spec: KindSpec, filters: Filters, limit: int | None, offset: int
-    ) -> list[Any]:
+    def list(self, spec: KindSpec, filters: Filters, limit: int | None, offset: int) -> list[Any]:
         st = self._statements[spec.name]
         stmt = st.listing(filters)
         if limit is not None:
@@ -443,8 +439,13 @@ class SQLAlchemyBackend(StorageBackend):
                     cursor = conn.connection.dbapi_connection.cursor()
                     try:
                         for chunk in _chunks(records, BULK_CHUNK_ROWS):
-                            execute_values(cursor, sql, [st.to_pg_params(r) for r in chunk],
-                                           template=template, page_size=BULK_CHUNK_ROWS)
+                            execute_values(
+                                cursor,
+                                sql,
+                                [st.to_pg_params(r) for r in chunk],
+                                template=template,
+                                page_size=BULK_CHUNK_ROWS,
+                            )
                     finally:
                         cursor.close()
                 else:
@@ -467,16 +468,20 @@ class SQLAlchemyBackend(StorageBackend):
         try:
             with self._lock, self._write_engine.begin() as conn:
                 for chunk in _chunks(rows, BULK_CHUNK_ROWS):
-                    conn.execute(stmt, [
-                        {"category": c, "name": n, "value": v, "tags": t, "archived_at": now}
-                        for c, n, v, t in chunk
-                    ])
+                    conn.execute(
+                        stmt,
+                        [
+                            {"category": c, "name": n, "value": v, "tags": t, "archived_at": now}
+                            for c, n, v, t in chunk
+                        ],
+                    )
         except Exception as exc:
             raise self._error(exc, "archiving Askar entries") from None
         return len(rows)
 
-    def iter_archive(self, category: str | None = None,
-                     batch_size: int = 500) -> Iterator[ArchiveRow]:
+    def iter_archive(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> Iterator[ArchiveRow]:
         """Archived entries ordered by (category, name), fetched in keyset pages."""
         t = archive_table
         stmt = select(t.c.category, t.c.name, t.c.value, t.c.tags)

@@ -125,8 +125,9 @@ def _sqlite_engine(url: URL, settings: Settings) -> EngineBundle:
             "sqlite_synchronous", f"must be one of {', '.join(SQLITE_SYNCHRONOUS_LEVELS)}"
         )
     busy_ms = int(
-        settings.option("sqlite_busy_timeout_ms", "STORAGE_SQLITE_BUSY_TIMEOUT_MS",
-                        DEFAULT_BUSY_TIMEOUT_MS)
+        settings.option(
+            "sqlite_busy_timeout_ms", "STORAGE_SQLITE_BUSY_TIMEOUT_MS", DEFAULT_BUSY_TIMEOUT_MS
+        )
     )
     memory = is_memory_sqlite(url)
     common = {"json_serializer": dumps_str, "json_deserializer": loads}

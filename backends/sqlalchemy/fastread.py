@@ -110,9 +110,7 @@ class ReadConnections:
     def is_disconnect(self, exc: BaseException, conn: Any) -> bool:
         """A connection the server dropped (restart, failover): worth one retry."""
         dbapi = self._engine.dialect.loaded_dbapi
-        return isinstance(exc, dbapi.Error) and self._engine.dialect.is_disconnect(
-            exc, conn, None
-        )
+        return isinstance(exc, dbapi.Error) and self._engine.dialect.is_disconnect(exc, conn, None)
 
     def release(self, conn: Any) -> None:
         if self._closed or len(self._idle) >= self._max_idle:
@@ -183,8 +181,10 @@ def row_converter(spec: KindSpec, fields: Sequence[str]) -> Callable[[Sequence[A
 
     def convert(row: Sequence[Any]) -> Any:
         return record_type(
-            **{name: (value if fn is None else fn(value))
-               for (name, fn), value in zip(plan, row, strict=False)}
+            **{
+                name: (value if fn is None else fn(value))
+                for (name, fn), value in zip(plan, row, strict=False)
+            }
         )
 
     return convert

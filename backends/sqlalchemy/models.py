@@ -69,8 +69,13 @@ def _kind_table(spec: KindSpec) -> Table:
         ]
     columns += [
         Column("record_version", BigInteger, nullable=False, server_default="1"),
-        Column("seq", BigInteger, nullable=False, default=NextSeq(spec.table),
-               server_default=FetchedValue()),
+        Column(
+            "seq",
+            BigInteger,
+            nullable=False,
+            default=NextSeq(spec.table),
+            server_default=FetchedValue(),
+        ),
     ]
     indexes = [Index(None, f) for f in spec.filterable if f != spec.key]
     indexes.append(Index(None, "seq", unique=True))

@@ -78,7 +78,8 @@ class KindStatements:
             index_elements=[self.key_column], set_=set_
         ).returning(*self.columns)
         self.insert_if_absent = (
-            insert(table).on_conflict_do_nothing(index_elements=[self.key_column])
+            insert(table)
+            .on_conflict_do_nothing(index_elements=[self.key_column])
             .returning(*self.columns)
         )
 

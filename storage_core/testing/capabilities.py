@@ -11,9 +11,7 @@ from storage_core.interface import Capability
 from storage_core.manager import StorageManager
 
 MARKER = "requires_capability"
-KNOWN_CAPABILITIES = frozenset(
-    value for name, value in vars(Capability).items() if name.isupper()
-)
+KNOWN_CAPABILITIES = frozenset(value for name, value in vars(Capability).items() if name.isupper())
 
 
 def requires_capability(*names: str) -> pytest.MarkDecorator:

@@ -91,10 +91,14 @@ def _storage_capability_gate(request: pytest.FixtureRequest) -> None:
 def storage_vectors_dir(request: pytest.FixtureRequest) -> Path:
     """The shared did:webvh vectors (`*/did.jsonl`, `*/did-witness.json`), or a skip."""
     given = request.config.getoption("--storage-vectors") or os.environ.get(VECTORS_ENV)
-    candidates = [Path(given)] if given else [
-        folder / "shared" / "vectors"
-        for folder in (request.config.rootpath, *request.config.rootpath.parents)
-    ]
+    candidates = (
+        [Path(given)]
+        if given
+        else [
+            folder / "shared" / "vectors"
+            for folder in (request.config.rootpath, *request.config.rootpath.parents)
+        ]
+    )
     for candidate in candidates:
         if candidate.is_dir():
             return candidate

@@ -23,32 +23,62 @@ KEY_METHODS = ("none", "raw", "kdf:argon2i", "kdf:argon2i:mod", "kdf:argon2i:int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--askar", required=True, metavar="URI",
-                        help="Askar store URI: sqlite://PATH or postgres://USER:PASS@HOST/DB")
-    parser.add_argument("--askar-key", metavar="KEY",
-                        help="store key (default: env ASKAR_KEY); never printed")
-    parser.add_argument("--askar-key-method", choices=KEY_METHODS, default="none",
-                        help="key method of the store (default: none)")
+    parser.add_argument(
+        "--askar",
+        required=True,
+        metavar="URI",
+        help="Askar store URI: sqlite://PATH or postgres://USER:PASS@HOST/DB",
+    )
+    parser.add_argument(
+        "--askar-key", metavar="KEY", help="store key (default: env ASKAR_KEY); never printed"
+    )
+    parser.add_argument(
+        "--askar-key-method",
+        choices=KEY_METHODS,
+        default="none",
+        help="key method of the store (default: none)",
+    )
     parser.add_argument("--profile", help="Askar profile (default: the store's default)")
-    parser.add_argument("--to", metavar="URL",
-                        help="SQL database URL (default: DATABASE_URL / POSTGRES_* / sqlite)")
-    parser.add_argument("--categories", nargs="+", metavar="CATEGORY",
-                        help="only these source categories (default: every category found)")
-    parser.add_argument("--batch-size", type=int, default=500, metavar="N",
-                        help="entries per read batch and write transaction (default: 500)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="read, convert and validate everything; write nothing")
-    parser.add_argument("--verify", action="store_true",
-                        help="compare source and target after copying")
-    parser.add_argument("--verify-only", action="store_true",
-                        help="only compare source and target; write nothing")
+    parser.add_argument(
+        "--to", metavar="URL", help="SQL database URL (default: DATABASE_URL / POSTGRES_* / sqlite)"
+    )
+    parser.add_argument(
+        "--categories",
+        nargs="+",
+        metavar="CATEGORY",
+        help="only these source categories (default: every category found)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=500,
+        metavar="N",
+        help="entries per read batch and write transaction (default: 500)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read, convert and validate everything; write nothing",
+    )
+    parser.add_argument(
+        "--verify", action="store_true", help="compare source and target after copying"
+    )
+    parser.add_argument(
+        "--verify-only", action="store_true", help="only compare source and target; write nothing"
+    )
     parser.add_argument("--report", metavar="FILE", help="write a JSON summary here")
-    parser.add_argument("--rejects", metavar="FILE",
-                        help="write rejected entries here (JSONL: category, name, reason)")
+    parser.add_argument(
+        "--rejects",
+        metavar="FILE",
+        help="write rejected entries here (JSONL: category, name, reason)",
+    )
     parser.add_argument("--strict", action="store_true", help="stop at the first bad entry")
-    parser.add_argument("--reverse", action="store_true",
-                        help="copy the SQL store (--to) into the Askar store (--askar), "
-                             "in this project's Askar layout")
+    parser.add_argument(
+        "--reverse",
+        action="store_true",
+        help="copy the SQL store (--to) into the Askar store (--askar), "
+        "in this project's Askar layout",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
 
 
@@ -92,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
         print("migrate-askar: error: --batch-size must be >= 1", file=sys.stderr)
         return EXIT_FAILED
     if args.askar_key_method != "none" and not args.askar_key:
-        print("migrate-askar: error: --askar-key (or ASKAR_KEY) is required for key method "
-              f"{args.askar_key_method}", file=sys.stderr)
+        print(
+            "migrate-askar: error: --askar-key (or ASKAR_KEY) is required for key method "
+            f"{args.askar_key_method}",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     secrets = _secrets(args)
     runner = Runner(args, secrets)

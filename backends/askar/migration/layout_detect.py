@@ -86,7 +86,7 @@ def plan_categories(counts: dict[str, int], only: list[str] | None = None) -> li
 
 
 def detect_layout(counts: dict[str, int]) -> str:
-    """"legacy", "webvh" (this project's), "mixed", or "empty"."""
+    """ "legacy", "webvh" (this project's), "mixed", or "empty"."""
     present = [c for c, n in counts.items() if n > 0]
     native = any(c in NATIVE for c in present)
     legacy = any(c not in NATIVE for c in present)

@@ -57,9 +57,8 @@ class Progress:
         total = max(stats.total, stats.read)
         left = (total - stats.read) / rate if rate > 0 else 0.0
         share = stats.read / total if total else 1.0
-        text = (
-            f"{stats.read}/{total} {share:4.0%} {rate:,.0f}/s "
-            + (f"in {_eta(elapsed)}" if final else f"ETA {_eta(left)}")
+        text = f"{stats.read}/{total} {share:4.0%} {rate:,.0f}/s " + (
+            f"in {_eta(elapsed)}" if final else f"ETA {_eta(left)}"
         )
         if self.tty:
             filled = int(share * _BAR)

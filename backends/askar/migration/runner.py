@@ -132,9 +132,7 @@ class Runner:
         self.stack.callback(askar.close)
         if writes:
             askar.init_db()
-        raw = AskarStore(
-            a.askar, key=a.askar_key, key_method=a.askar_key_method, profile=a.profile
-        )
+        raw = AskarStore(a.askar, key=a.askar_key, key_method=a.askar_key_method, profile=a.profile)
         self.stack.callback(raw.close)
         source = SqlSource(sql, sql_archive, a.batch_size)
         return source, RecordTarget(askar), AskarArchive(raw)
@@ -150,8 +148,10 @@ class Runner:
             where = f" (see {self.args.rejects})" if self.args.rejects else ""
             print(f"{report.rejected} entries rejected{where}", file=out)
         if report.verify is not None:
-            verdict = "OK" if report.verify["ok"] else (
-                f"FAILED: {report.verify['mismatch_count']} mismatches"
+            verdict = (
+                "OK"
+                if report.verify["ok"]
+                else (f"FAILED: {report.verify['mismatch_count']} mismatches")
             )
             print(f"verify: {verdict}", file=out)
             for m in report.verify["mismatches"][:20]:

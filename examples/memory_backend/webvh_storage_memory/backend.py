@@ -117,9 +117,7 @@ class MemoryBackend(StorageBackend):
             return self._table(spec).pop(key, None) is not None
 
     # --- many records ----------------------------------------------------------------
-    def list(
-        self, spec: KindSpec, filters: Filters, limit: int | None, offset: int
-    ) -> list[Any]:
+    def list(self, spec: KindSpec, filters: Filters, limit: int | None, offset: int) -> list[Any]:
         with self._lock:
             matching = [r for r in self._table(spec).values() if _matches(r, filters)]
             end = None if limit is None else offset + limit
@@ -140,8 +138,9 @@ class MemoryBackend(StorageBackend):
         for start in range(0, len(keys), batch_size):
             with self._lock:
                 table = self._table(spec)
-                batch = [copy.deepcopy(table[k]) for k in keys[start : start + batch_size]
-                         if k in table]
+                batch = [
+                    copy.deepcopy(table[k]) for k in keys[start : start + batch_size] if k in table
+                ]
             yield from batch
 
     def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:

@@ -38,8 +38,12 @@ class TestBulkUpsert:
         assert storage_manager.bulk_upsert("log_entry", records) == 12
         assert storage_manager.get_log_entries() == records
         plus_two = timezone(timedelta(hours=2))
-        local = replace(records[0], scid="local-tz",
-                        created_at=T0.astimezone(plus_two), updated_at=T0.astimezone(plus_two))
+        local = replace(
+            records[0],
+            scid="local-tz",
+            created_at=T0.astimezone(plus_two),
+            updated_at=T0.astimezone(plus_two),
+        )
         storage_manager.bulk_upsert("log_entry", [local])
         stored = storage_manager.get_log_entry("local-tz")
         assert (stored.created_at, stored.updated_at) == (T0, T0)
@@ -57,15 +61,26 @@ class TestBulkUpsert:
         sm = storage_manager
         for key in ("x", "y", "z"):
             sm.create_record(sample_record("log_entry", key))
-        sm.bulk_upsert("log_entry", [
-            sample_record("log_entry", "new", created_at=T0, updated_at=T0),
-            sample_record("log_entry", "x", identifier="restored", created_at=T0,
-                          updated_at=T0, record_version=9),
-        ])
+        sm.bulk_upsert(
+            "log_entry",
+            [
+                sample_record("log_entry", "new", created_at=T0, updated_at=T0),
+                sample_record(
+                    "log_entry",
+                    "x",
+                    identifier="restored",
+                    created_at=T0,
+                    updated_at=T0,
+                    record_version=9,
+                ),
+            ],
+        )
         assert keys(sm.get_log_entries()) == ["x", "y", "z", "new"]
         restored = sm.get_log_entry("x")
         assert (restored.identifier, restored.created_at, restored.record_version) == (
-            "restored", T0, 9
+            "restored",
+            T0,
+            9,
         )
 
     def test_missing_timestamps_are_filled_consistently(
@@ -122,9 +137,7 @@ class TestStream:
         filtered = storage_manager.stream_records("log_entry", {"namespace": "odd"}, batch_size)
         assert keys(list(filtered)) == keys(odd)
 
-    def test_early_closed_stream_releases_the_store(
-        self, storage_manager: StorageManager
-    ) -> None:
+    def test_early_closed_stream_releases_the_store(self, storage_manager: StorageManager) -> None:
         """Stopping early (closing or dropping the iterator) must free the cursor or
         connection, many times over, so later calls neither block nor fail."""
         sm = storage_manager
@@ -143,9 +156,7 @@ class TestStream:
         assert len(list(sm.stream_records("log_entry", batch_size=7))) == 21
         assert sm.bulk_upsert("log_entry", _restored_entries(2, start=50)) == 2
 
-    def test_other_calls_work_while_a_stream_is_open(
-        self, storage_manager: StorageManager
-    ) -> None:
+    def test_other_calls_work_while_a_stream_is_open(self, storage_manager: StorageManager) -> None:
         """Exporting one kind while reading another (log entry -> its resources) is the
         normal migration loop."""
         sm = storage_manager

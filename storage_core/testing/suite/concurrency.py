@@ -57,11 +57,13 @@ class TestConcurrency:
         assert errors == []
         own = sm.get_tasks({"task_type": "own"})
         assert len(own) == WRITERS * OWN_KEYS
-        assert {t.task_id for t in own} == {f"w{i}-{n}" for i in range(WRITERS)
-                                            for n in range(OWN_KEYS)}
+        assert {t.task_id for t in own} == {
+            f"w{i}-{n}" for i in range(WRITERS) for n in range(OWN_KEYS)
+        }
         for index, key in enumerate(SHARED_KEYS):
-            updates = sum(1 for n in range(UPDATES_PER_SHARED_KEY)
-                          if index < 1 + n % len(SHARED_KEYS))
+            updates = sum(
+                1 for n in range(UPDATES_PER_SHARED_KEY) if index < 1 + n % len(SHARED_KEYS)
+            )
             assert sm.get_task(key).record_version == 1 + WRITERS * updates, key
 
     def test_exactly_one_conditional_update_wins(self, storage_manager: StorageManager) -> None:
@@ -85,13 +87,15 @@ class TestConcurrency:
             lambda i: sm.create_record(sample_record("log_entry", "same", identifier=f"{i}")),
         )
         assert sum(not isinstance(r, Exception) for r in creates) == 1, creates
-        assert all(isinstance(r, DuplicateRecordError) for r in creates
-                   if isinstance(r, Exception)), creates
+        assert all(
+            isinstance(r, DuplicateRecordError) for r in creates if isinstance(r, Exception)
+        ), creates
         upserts = _run_together(
             WRITERS, lambda i: sm.create_or_update_whois("fresh", {"i": i}, expected_version=0)
         )
         assert sum(not isinstance(r, Exception) for r in upserts) == 1, upserts
-        assert all(isinstance(r, ConflictError) for r in upserts
-                   if isinstance(r, Exception)), upserts
+        assert all(isinstance(r, ConflictError) for r in upserts if isinstance(r, Exception)), (
+            upserts
+        )
         assert sm.count_log_entries() == 1
         assert sm.get_whois("fresh").record_version == 1

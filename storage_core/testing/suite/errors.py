@@ -64,15 +64,28 @@ class TestMissingAndDuplicate:
             assert sm.update_record(kind, "missing", **SAMPLE_CHANGES[kind]) is None, kind
             assert sm.delete_record(kind, "missing") is False, kind
             assert sm.count_records(kind) == (1 if kind == "log_entry" else 0), kind
-        getters = (sm.get_log_entry, sm.get_resource, sm.get_task, sm.get_policy,
-                   sm.get_registry, sm.get_witness_file, sm.get_whois,
-                   sm.get_test_log_entry, sm.get_test_resource)
+        getters = (
+            sm.get_log_entry,
+            sm.get_resource,
+            sm.get_task,
+            sm.get_policy,
+            sm.get_registry,
+            sm.get_witness_file,
+            sm.get_whois,
+            sm.get_test_log_entry,
+            sm.get_test_resource,
+        )
         assert [get("missing") for get in getters] == [None] * len(getters)
         assert sm.update_log_entry("missing", deactivated=True) is None
         assert sm.update_resource("missing", resource_name="x") is None
         assert sm.update_task("missing", status="x") is None
-        deletes = (sm.delete_log_entry, sm.delete_resource, sm.delete_task,
-                   sm.delete_test_log_entry, sm.delete_test_resource)
+        deletes = (
+            sm.delete_log_entry,
+            sm.delete_resource,
+            sm.delete_task,
+            sm.delete_test_log_entry,
+            sm.delete_test_resource,
+        )
         assert [delete("missing") for delete in deletes] == [False] * len(deletes)
 
 
@@ -114,16 +127,21 @@ class TestValidationErrors:
         sm = storage_manager
         for kind, spec in KINDS.items():
             for bad in ("a\x00b", ""):
-                assert _field_of(lambda b=bad, k=kind: sm.create_record(sample_record(k, b))) \
+                assert (
+                    _field_of(lambda b=bad, k=kind: sm.create_record(sample_record(k, b)))
                     == spec.key
+                )
                 assert _field_of(lambda b=bad, k=kind: sm.get_record(k, b)) == spec.key
                 assert _field_of(lambda b=bad, k=kind: sm.delete_record(k, b)) == spec.key
-                assert _field_of(
-                    lambda b=bad, k=kind: sm.update_record(k, b, **SAMPLE_CHANGES[k])
-                ) == spec.key
+                assert (
+                    _field_of(lambda b=bad, k=kind: sm.update_record(k, b, **SAMPLE_CHANGES[k]))
+                    == spec.key
+                )
         assert _field_of(lambda: sm.create_or_update_whois("x\x00", {})) == "scid"
-        assert _field_of(lambda: sm.create_test_resource("r", "s", {}, tags={"k": "\x00"})) \
+        assert (
+            _field_of(lambda: sm.create_test_resource("r", "s", {}, tags={"k": "\x00"}))
             == "tags['k']"
+        )
 
     def test_update_refuses_unknown_fields_the_key_and_managed_fields(
         self, storage_manager: StorageManager
@@ -140,10 +158,14 @@ class TestValidationErrors:
             ({}, "fields"),
         ):
             assert _field_of(lambda c=changes: sm.update_record("log_entry", "k", **c)) == field
-        assert _field_of(lambda: sm.update_task("k", expected_version=0, status="x")) \
+        assert (
+            _field_of(lambda: sm.update_task("k", expected_version=0, status="x"))
             == "expected_version"
-        assert _field_of(lambda: sm.update_task("k", expected_version="1", status="x")) \
+        )
+        assert (
+            _field_of(lambda: sm.update_task("k", expected_version="1", status="x"))
             == "expected_version"
+        )
         assert sm.get_log_entry("k") == original
         assert sm.get_log_entry("other") is None
 
@@ -203,5 +225,7 @@ class TestOptimisticConcurrency:
                 call(sm, "absent", expected_version=3)
             assert (err.value.expected, err.value.actual) == (3, None), kind
             assert sm.get_record(kind, "absent") is None, kind
-        assert _field_of(lambda: sm.create_or_update_whois("w", {}, expected_version=-1)) \
+        assert (
+            _field_of(lambda: sm.create_or_update_whois("w", {}, expected_version=-1))
             == "expected_version"
+        )

@@ -19,7 +19,7 @@ UNICODE_TEXT = [
     "\u05e9\u05dc\u05d5\u05dd RTL \u0645\u0631\u062d\u0628\u0627",
     "\u4e2d\u6587 \u65e5\u672c\u8a9e \ud55c\uad6d\uc5b4",
     "combining e\u0301 vs \u00e9, zero-width\u200b, BOM \ufeff",
-    'quotes " \' backslash \\ newline \n tab \t ctrl \u0001 \u001f',
+    "quotes \" ' backslash \\ newline \n tab \t ctrl \u0001 \u001f",
 ]
 
 
@@ -53,7 +53,9 @@ class TestJsonRoundTrip:
             sm.create_resource(key, f"scid-{text}", "did", text, text, document)
             fetched = sm.get_resource(key)
             assert (fetched.resource_id, fetched.resource_type, fetched.resource_name) == (
-                key, text, text
+                key,
+                text,
+                text,
             )
             assert json_bytes(fetched.content) == json_bytes(document)
             assert [r.resource_id for r in sm.get_resources({"resource_type": text})] == [key]
@@ -103,7 +105,7 @@ class TestJsonRoundTrip:
             if witness_path.exists():
                 proofs = orjson.loads(witness_path.read_bytes())
                 sm.create_or_update_witness_file(scid, proofs)
-                assert json_bytes(sm.get_witness_file(scid).witness_proofs) == json_bytes(
-                    proofs
-                ), witness_path
+                assert json_bytes(sm.get_witness_file(scid).witness_proofs) == json_bytes(proofs), (
+                    witness_path
+                )
         assert sm.count_log_entries() == len(logs_files)

@@ -25,7 +25,9 @@ class TestNamedApi:
         )
         assert isinstance(created, LogEntry)
         assert (created.scid, created.did, created.domain) == (
-            "abc", "did:webvh:abc:example.com", "example.com"
+            "abc",
+            "did:webvh:abc:example.com",
+            "example.com",
         )
         assert (created.namespace, created.identifier, created.logs) == ("people", "alice", logs)
         assert created.deactivated is False
@@ -47,12 +49,20 @@ class TestNamedApi:
     def test_resource_methods(self, storage_manager: StorageManager) -> None:
         sm = storage_manager
         created = sm.create_resource(
-            "r1", "abc", "did:webvh:abc:example.com", "anonCredsSchema", "schema",
-            {"attrNames": ["a"]}, metadata={"m": 1}, proof={"type": "DataIntegrityProof"},
+            "r1",
+            "abc",
+            "did:webvh:abc:example.com",
+            "anonCredsSchema",
+            "schema",
+            {"attrNames": ["a"]},
+            metadata={"m": 1},
+            proof={"type": "DataIntegrityProof"},
         )
         assert isinstance(created, Resource)
         assert (created.content, created.metadata, created.proof) == (
-            {"attrNames": ["a"]}, {"m": 1}, {"type": "DataIntegrityProof"}
+            {"attrNames": ["a"]},
+            {"m": 1},
+            {"type": "DataIntegrityProof"},
         )
         bare = sm.create_resource("r2", "abc", "did:webvh:abc:example.com", "x", "n", "text")
         assert (bare.metadata, bare.proof, bare.content) == (None, None, "text")
@@ -97,7 +107,9 @@ class TestNamedApi:
         assert isinstance(policy, Policy)
         assert policy.policy_id == "active"
         assert (policy.version, policy.witness, policy.watcher) == (
-            "1.0", True, "https://watcher.example"
+            "1.0",
+            True,
+            "https://watcher.example",
         )
         assert (policy.portability, policy.prerotation, policy.endorsement) == (True, False, True)
         assert policy.policy_data == data
@@ -114,13 +126,17 @@ class TestNamedApi:
         registry = sm.create_or_update_registry("knownWitnesses", "witnesses", {"a": {"n": 1}})
         assert isinstance(registry, Registry)
         assert (registry.registry_type, registry.registry_data, registry.meta) == (
-            "witnesses", {"a": {"n": 1}}, {}
+            "witnesses",
+            {"a": {"n": 1}},
+            {},
         )
         again = sm.create_or_update_registry(
             "knownWitnesses", "witnesses", {"b": {}}, meta={"updated": "now"}
         )
         assert (again.registry_data, again.meta, again.record_version) == (
-            {"b": {}}, {"updated": "now"}, 2
+            {"b": {}},
+            {"updated": "now"},
+            2,
         )
         assert sm.get_registry("knownWitnesses") == again
         assert sm.get_registry("other") is None
@@ -139,9 +155,7 @@ class TestNamedApi:
         first = sm.create_or_update_whois("abc", {"type": ["VerifiablePresentation"]})
         assert isinstance(first, WhoisPresentation)
         second = sm.create_or_update_whois("abc", {"type": [], "holder": "did:x"})
-        assert (second.presentation, second.record_version) == (
-            {"type": [], "holder": "did:x"}, 2
-        )
+        assert (second.presentation, second.record_version) == ({"type": [], "holder": "did:x"}, 2)
         assert sm.get_whois("abc") == second
         assert sm.get_whois("other") is None
 

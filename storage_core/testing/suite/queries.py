@@ -49,8 +49,10 @@ class TestQueries:
             for name in spec.filterable:
                 if name == spec.key:
                     continue
-                other = not getattr(base, name) if isinstance(getattr(base, name), bool) else (
-                    "other-" + name
+                other = (
+                    not getattr(base, name)
+                    if isinstance(getattr(base, name), bool)
+                    else ("other-" + name)
                 )
                 storage_manager.create_record(sample_record(kind, f"k-{name}", **{name: other}))
                 found = storage_manager.list_records(kind, {name: other})
@@ -71,7 +73,8 @@ class TestQueries:
         assert keys(both) == ["m", "y"]
         assert sm.count_log_entries({"domain": "a.example", "namespace": ["ns1"]}) == 2
         assert keys(sm.get_log_entries({"domain": ("b.example",), "scid": {"e", "c", "m"}})) == [
-            "c", "e"
+            "c",
+            "e",
         ]
 
     def test_bool_filters(self, storage_manager: StorageManager) -> None:
@@ -114,11 +117,13 @@ class TestQueries:
     def test_filter_value_of_wrong_type_names_the_filter(
         self, storage_manager: StorageManager
     ) -> None:
-        cases = [({"deactivated": "yes"}, "filters.deactivated"),
-                 ({"deactivated": [True, 1]}, "filters.deactivated"),
-                 ({"domain": 5}, "filters.domain"),
-                 ({"domain": ["ok", None]}, "filters.domain"),
-                 ({"domain": "a\x00b"}, "filters.domain")]
+        cases = [
+            ({"deactivated": "yes"}, "filters.deactivated"),
+            ({"deactivated": [True, 1]}, "filters.deactivated"),
+            ({"domain": 5}, "filters.domain"),
+            ({"domain": ["ok", None]}, "filters.domain"),
+            ({"domain": "a\x00b"}, "filters.domain"),
+        ]
         for filters, field in cases:
             with pytest.raises(ValidationError) as err:
                 storage_manager.get_log_entries(filters)
@@ -131,16 +136,20 @@ class TestQueries:
         sm = storage_manager
         all_keys = [f"{(i * 7) % 23:02d}-{i}" for i in range(23)]  # unsorted, distinct
         for key in all_keys:
-            sm.create_record(sample_record("task", key, status="odd" if key[-1] in "13579"
-                                           else "even"))
+            sm.create_record(
+                sample_record("task", key, status="odd" if key[-1] in "13579" else "even")
+            )
         assert keys(sm.get_tasks(), "task") == all_keys
         for size in (1, 4, 7, 23, 50):
             pages = [sm.get_tasks(limit=size, offset=o) for o in range(0, 23, size)]
             assert [k for page in pages for k in keys(page, "task")] == all_keys, size
             assert all(len(page) == min(size, 23 - i * size) for i, page in enumerate(pages))
         odd = keys(sm.get_tasks({"status": "odd"}), "task")
-        paged = [k for o in range(0, len(odd), 3)
-                 for k in keys(sm.get_tasks({"status": "odd"}, limit=3, offset=o), "task")]
+        paged = [
+            k
+            for o in range(0, len(odd), 3)
+            for k in keys(sm.get_tasks({"status": "odd"}, limit=3, offset=o), "task")
+        ]
         assert paged == odd
 
     def test_paging_edges(self, storage_manager: StorageManager) -> None:
@@ -154,18 +163,21 @@ class TestQueries:
         assert keys(sm.get_log_entries(limit=100)) == UNSORTED_KEYS
 
     def test_invalid_paging_names_the_argument(self, storage_manager: StorageManager) -> None:
-        for kwargs, field in (({"limit": -1}, "limit"), ({"limit": "3"}, "limit"),
-                              ({"limit": True}, "limit"), ({"offset": -1}, "offset"),
-                              ({"offset": None}, "offset"), ({"offset": 1.0}, "offset")):
+        for kwargs, field in (
+            ({"limit": -1}, "limit"),
+            ({"limit": "3"}, "limit"),
+            ({"limit": True}, "limit"),
+            ({"offset": -1}, "offset"),
+            ({"offset": None}, "offset"),
+            ({"offset": 1.0}, "offset"),
+        ):
             with pytest.raises(ValidationError) as err:
                 storage_manager.get_log_entries(**kwargs)
             assert err.value.field == field, kwargs
 
 
 class TestOrdering:
-    def test_list_and_stream_follow_insertion_order(
-        self, storage_manager: StorageManager
-    ) -> None:
+    def test_list_and_stream_follow_insertion_order(self, storage_manager: StorageManager) -> None:
         for kind in KINDS:
             for key in UNSORTED_KEYS:
                 storage_manager.create_record(sample_record(kind, key))
@@ -173,9 +185,7 @@ class TestOrdering:
             streamed = storage_manager.stream_records(kind, batch_size=3)
             assert keys(list(streamed), kind) == UNSORTED_KEYS, kind
 
-    def test_update_and_upsert_keep_a_records_place(
-        self, storage_manager: StorageManager
-    ) -> None:
+    def test_update_and_upsert_keep_a_records_place(self, storage_manager: StorageManager) -> None:
         sm = storage_manager
         _seed_log_entries(sm)
         sm.update_log_entry("m", identifier="zzz")
@@ -187,9 +197,7 @@ class TestOrdering:
         sm.create_or_update_whois("z", {"v": 2})
         assert keys(sm.list_records("whois"), "whois") == ["z", "k"]
 
-    def test_delete_then_recreate_moves_to_the_end(
-        self, storage_manager: StorageManager
-    ) -> None:
+    def test_delete_then_recreate_moves_to_the_end(self, storage_manager: StorageManager) -> None:
         sm = storage_manager
         _seed_log_entries(sm)
         assert sm.delete_log_entry("m") is True

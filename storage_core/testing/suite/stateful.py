@@ -32,8 +32,7 @@ STATEFUL_SETTINGS = settings(
 
 KEYS = st.sampled_from(["a", "b", "c", "d", "\u00e9", "k-1"])
 DOMAINS = st.sampled_from(["one.example", "two.example"])
-LOGS = st.lists(st.dictionaries(st.sampled_from(["z", "a", "m"]), st.integers(-5, 5)),
-                max_size=3)
+LOGS = st.lists(st.dictionaries(st.sampled_from(["z", "a", "m"]), st.integers(-5, 5)), max_size=3)
 VERSIONS = st.none() | st.integers(0, 4)
 
 
@@ -58,8 +57,15 @@ class Model:
 
 
 def _entry(key: str, domain: str, logs: list[Any], deactivated: bool) -> LogEntry:
-    return LogEntry(scid=key, did=f"did:webvh:{key}:{domain}", domain=domain, namespace="ns",
-                    identifier=key, logs=logs, deactivated=deactivated)
+    return LogEntry(
+        scid=key,
+        did=f"did:webvh:{key}:{domain}",
+        domain=domain,
+        namespace="ns",
+        identifier=key,
+        logs=logs,
+        deactivated=deactivated,
+    )
 
 
 def _data(record: LogEntry) -> dict[str, Any]:
@@ -91,14 +97,16 @@ def build_machine(sm: StorageManager) -> type[RuleBasedStateMachine]:
             assert created.record_version == 1
 
         @rule(key=KEYS, logs=LOGS, deactivated=st.booleans(), expected=VERSIONS)
-        def update(self, key: str, logs: list[Any], deactivated: bool, expected: int | None
-                   ) -> None:
+        def update(
+            self, key: str, logs: list[Any], deactivated: bool, expected: int | None
+        ) -> None:
             current = self.model.records.get(key)
             if expected == 0:
                 expected = None  # 0 is not a valid update precondition
             if current is None:
-                assert sm.update_log_entry(key, expected, logs=logs, deactivated=deactivated) \
-                    is None
+                assert (
+                    sm.update_log_entry(key, expected, logs=logs, deactivated=deactivated) is None
+                )
                 return
             if expected is not None and expected != current.version:
                 with pytest.raises(ConflictError):
@@ -138,8 +146,11 @@ def build_machine(sm: StorageManager) -> type[RuleBasedStateMachine]:
             else:
                 assert (_data(found), found.record_version) == (expected.data, expected.version)
 
-        @rule(domain=st.none() | DOMAINS, limit=st.none() | st.integers(0, 4),
-              offset=st.integers(0, 5))
+        @rule(
+            domain=st.none() | DOMAINS,
+            limit=st.none() | st.integers(0, 4),
+            offset=st.integers(0, 5),
+        )
         def page(self, domain: str | None, limit: int | None, offset: int) -> None:
             filters = None if domain is None else {"domain": domain}
             expected = self.model.rows(domain)

@@ -21,9 +21,7 @@ def _tick() -> None:
 
 
 class TestTimestamps:
-    def test_create_sets_equal_aware_utc_timestamps(
-        self, storage_manager: StorageManager
-    ) -> None:
+    def test_create_sets_equal_aware_utc_timestamps(self, storage_manager: StorageManager) -> None:
         for kind in TIMESTAMPED_KINDS:
             before = datetime.now(UTC) - timedelta(seconds=1)
             created = storage_manager.create_record(sample_record(kind, "t"))
@@ -68,16 +66,18 @@ class TestTimestamps:
 
 
 class TestRecordVersion:
-    def test_one_on_create_then_plus_one_per_write(
-        self, storage_manager: StorageManager
-    ) -> None:
+    def test_one_on_create_then_plus_one_per_write(self, storage_manager: StorageManager) -> None:
         for kind in KINDS:
             sm = storage_manager
             assert sm.create_record(sample_record(kind, "v")).record_version == 1, kind
             assert sm.update_record(kind, "v", **SAMPLE_CHANGES[kind]).record_version == 2
             assert sm.upsert_record(sample_record(kind, "v")).record_version == 3, kind
-            assert sm.update_record(kind, "v", expected_version=3,
-                                    **SAMPLE_CHANGES[kind]).record_version == 4, kind
+            assert (
+                sm.update_record(
+                    kind, "v", expected_version=3, **SAMPLE_CHANGES[kind]
+                ).record_version
+                == 4
+            ), kind
             assert sm.get_record(kind, "v").record_version == 4, kind
             assert sm.delete_record(kind, "v") is True
             assert sm.upsert_record(sample_record(kind, "v")).record_version == 1, kind
