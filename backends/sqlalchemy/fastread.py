@@ -207,7 +207,7 @@ def json_text_converter(spec: KindSpec, fields: Sequence[str]) -> Callable[[Sequ
     return convert
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def utc_timestamp(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
@@ -220,33 +220,8 @@ def pg_row_converter(spec: KindSpec, fields: Sequence[str]) -> Callable[[Sequenc
     def convert(row: Sequence[Any]) -> Any:
         values = list(row)
         for i in stamps:
-            values[i] = _utc(values[i])
+            values[i] = utc_timestamp(values[i])
         return record_type(**dict(zip(fields, values, strict=False)))
-
-    return convert
-
-
-def pg_param_converter(spec: KindSpec, fields: Sequence[str]) -> Callable[[Any], list]:
-    """A record into positional psycopg2 parameters of `fields`: JSON fields encoded with
-    orjson, timestamps in UTC (what the JSONDocument and UTCDateTime bind processors
-    send)."""
-    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
-    for name in fields:
-        ftype = spec.field_types.get(name)
-        if ftype in _JSON_TYPES:
-            plan.append((name, _dump_json))
-        elif name in ("created_at", "updated_at"):
-            plan.append((name, _utc))
-        else:
-            plan.append((name, None))
-    read_all = attrgetter(*fields)
-    converted = tuple((i, fn) for i, (_, fn) in enumerate(plan) if fn is not None)
-
-    def convert(record: Any) -> list:
-        values = list(read_all(record))
-        for i, fn in converted:
-            values[i] = fn(values[i])
-        return values
 
     return convert
 
@@ -262,19 +237,25 @@ def _format_sqlite_datetime(value: datetime | None) -> str | None:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
 
 
-def param_converter(spec: KindSpec, fields: Sequence[str]) -> Callable[[Any], list]:
-    """A function turning a record into the positional sqlite3 parameters of `fields`."""
-    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
+def param_converter(
+    spec: KindSpec,
+    fields: Sequence[str],
+    timestamp: Callable[[datetime | None], Any] | None = None,
+) -> Callable[[Any], list]:
+    """A function turning a record into positional DBAPI parameters of `fields`: JSON
+    fields encoded with orjson, timestamps through `timestamp` (default: the naive-UTC
+    text SQLAlchemy's SQLite DATETIME writes; PostgreSQL passes `utc_timestamp`)."""
+    format_timestamp = timestamp or _format_sqlite_datetime
+    plan: list[Callable[[Any], Any] | None] = []
     for name in fields:
-        ftype = spec.field_types.get(name)
-        if ftype in _JSON_TYPES:
-            plan.append((name, _dump_json))
+        if spec.field_types.get(name) in _JSON_TYPES:
+            plan.append(_dump_json)
         elif name in ("created_at", "updated_at"):
-            plan.append((name, _format_sqlite_datetime))
+            plan.append(format_timestamp)
         else:
-            plan.append((name, None))
+            plan.append(None)
     read_all = attrgetter(*fields)  # every field in one C call
-    converted = tuple((i, fn) for i, (_, fn) in enumerate(plan) if fn is not None)
+    converted = tuple((i, fn) for i, fn in enumerate(plan) if fn is not None)
 
     def convert(record: Any) -> list:
         values = list(read_all(record))

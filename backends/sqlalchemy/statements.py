@@ -121,8 +121,9 @@ class KindStatements:
             from backends.sqlalchemy.fastread import (
                 JSON_TYPES,
                 json_text_converter,
-                pg_param_converter,
+                param_converter,
                 pg_row_converter,
+                utc_timestamp,
             )
 
             # get by key on a DBAPI connection (fastread.ReadConnections), pyformat SQL
@@ -139,7 +140,7 @@ class KindStatements:
             assert re.findall(r"%\((\w+)\)s", template) == list(self.fields), sql
             template = re.sub(r"%\(\w+\)s", "%s", template)
             self.pg_bulk_upsert = (f"{head} VALUES %s ON CONFLICT {tail}", f"({template})")
-            self.to_pg_params = pg_param_converter(spec, self.fields)
+            self.to_pg_params = param_converter(spec, self.fields, utc_timestamp)
             # create: the same INSERT, positional, one autocommit statement
             sql = self.insert.compile(
                 dialect=pg_dialect.dialect(), column_keys=list(self.fields)
