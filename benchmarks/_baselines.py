@@ -45,18 +45,7 @@ _COLS = (
     "scid, did, domain, namespace, identifier, logs, deactivated, created_at, updated_at, "
     "record_version"
 )
-_FIELDS = (
-    "scid",
-    "did",
-    "domain",
-    "namespace",
-    "identifier",
-    "logs",
-    "deactivated",
-    "created_at",
-    "updated_at",
-    "record_version",
-)
+_FIELDS = K.LOG_ENTRY.all_fields
 
 
 def now() -> datetime:

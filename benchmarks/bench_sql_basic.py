@@ -23,21 +23,11 @@ from pathlib import Path
 import orjson
 
 from storage_core import LogEntry, open_storage
+from storage_core.kinds import LOG_ENTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT.parent / "shared" / "vectors"
-COLUMNS = (
-    "scid",
-    "did",
-    "domain",
-    "namespace",
-    "identifier",
-    "logs",
-    "deactivated",
-    "created_at",
-    "updated_at",
-    "record_version",
-)
+COLUMNS = LOG_ENTRY.all_fields
 
 
 def load_logs() -> list[list]:

@@ -14,6 +14,8 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from storage_core import kinds as K
@@ -195,10 +197,10 @@ class StorageManager:
     def create_record(self, record: Any) -> Any:
         spec = _spec_of_record(record)
         now = utcnow()
-        if spec.timestamps:
-            record = spec.record(**{**_fields(spec, record), "created_at": now, "updated_at": now})
-        record = validate_record(spec, record, max_payload=self._max_payload, now=now)
-        return self.backend.create(spec, _with_version(record, 1))
+        record = validate_record(
+            spec, _fresh(spec, record, now), max_payload=self._max_payload, now=now
+        )
+        return self.backend.create(spec, record)
 
     @_guarded
     def get_record(self, kind: str | KindSpec, key: str) -> Any | None:
@@ -248,10 +250,10 @@ class StorageManager:
         if expected_version is not None:
             check_version("expected_version", expected_version, minimum=0)
         now = utcnow()
-        if spec.timestamps:
-            record = spec.record(**{**_fields(spec, record), "created_at": now, "updated_at": now})
-        record = validate_record(spec, record, max_payload=self._max_payload, now=now)
-        return self.backend.upsert(spec, _with_version(record, 1), expected_version)
+        record = validate_record(
+            spec, _fresh(spec, record, now), max_payload=self._max_payload, now=now
+        )
+        return self.backend.upsert(spec, record, expected_version)
 
     @_guarded
     def delete_record(self, kind: str | KindSpec, key: str) -> bool:
@@ -522,16 +524,12 @@ def _spec_of_record(record: Any) -> KindSpec:
     return spec
 
 
-def _fields(spec: KindSpec, record: Any) -> dict[str, Any]:
-    return {name: getattr(record, name) for name in spec.all_fields}
-
-
-def _with_version(record: Any, version: int) -> Any:
-    if record.record_version == version:
-        return record
-    return type(record)(
-        **{**_fields(K.SPEC_BY_RECORD[type(record)], record), "record_version": version}
-    )
+def _fresh(spec: KindSpec, record: Any, now: datetime) -> Any:
+    """A record as a single write stores it: version 1 and, for kinds with timestamps,
+    created/updated now (callers never set those; the backend keeps created_at on replace)."""
+    if spec.timestamps:
+        return replace(record, created_at=now, updated_at=now, record_version=1)
+    return record if record.record_version == 1 else replace(record, record_version=1)
 
 
 def _matches_nothing(filters: Mapping[str, tuple[Any, ...]]) -> bool:
