@@ -428,6 +428,32 @@ def test_secrets_are_never_printed(legacy_sqlite, tmp_path: Path, capsys, monkey
     assert "error" in out.err
 
 
+def test_a_keyed_store_migrates_with_its_key_and_never_prints_it(
+    legacy_sqlite, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import asyncio
+
+    from aries_askar import Store
+
+    source, fx = legacy_sqlite
+    key = Store.generate_raw_key(b"k" * 32)
+
+    async def rekey() -> None:
+        store = await Store.open(source, "none", None)
+        await store.rekey("raw", key)
+        await store.close()
+
+    asyncio.run(rekey())
+    monkeypatch.setenv("ASKAR_KEY", key)
+    target = f"sqlite:///{tmp_path}/t.db"
+    status = main(["--askar", source, "--askar-key-method", "raw", "--to", target, "--verify"])
+    assert status == 1  # the corrupt entries, nothing else
+    assert_target_matches(target, fx)
+    out = capsys.readouterr()
+    assert key not in out.out + out.err
+    assert "verify: OK" in out.out
+
+
 def test_postgres_uri_password_is_masked(tmp_path: Path, capsys) -> None:
     status = main(
         [

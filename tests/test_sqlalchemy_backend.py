@@ -23,6 +23,7 @@ from storage_core.errors import (
     DuplicateRecordError,
     StorageError,
     StorageIOError,
+    ValidationError,
 )
 from storage_core.interface import Capability
 from storage_core.records import LogEntry, Resource, Task
@@ -89,6 +90,20 @@ def test_sqlite_synchronous_knob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     config = {"backend": "sqlalchemy", "url": f"sqlite:///{tmp_path}/n.db"}
     with provisioned_storage(config) as m, m.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+
+
+def test_sqlite_wal_autocheckpoint_knob(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    url = f"sqlite:///{tmp_path}/w.db"
+    config = {"backend": "sqlalchemy", "url": url}
+    with provisioned_storage(config) as m, m.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    monkeypatch.setenv("STORAGE_SQLITE_WAL_AUTOCHECKPOINT", "8000")
+    with provisioned_storage(config) as m, m.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 8000
+    for bad in ("-1", "lots", "1; DROP TABLE x"):
+        monkeypatch.setenv("STORAGE_SQLITE_WAL_AUTOCHECKPOINT", bad)
+        with pytest.raises(ValidationError, match="sqlite_wal_autocheckpoint"):
+            open_storage("sqlalchemy", url)
 
 
 def test_new_sqlite_file_is_private(tmp_path: Path):

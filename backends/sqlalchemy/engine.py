@@ -4,7 +4,9 @@ SQLite notes (why the pragmas and the BEGIN handling):
 - WAL lets readers run while one writer writes; busy_timeout makes a second writer wait
   instead of failing; synchronous=FULL makes every commit durable (NORMAL is faster and
   only risks the last commits on power loss: option `sqlite_synchronous` or
-  STORAGE_SQLITE_SYNCHRONOUS).
+  STORAGE_SQLITE_SYNCHRONOUS). The WAL is copied back into the database every
+  `sqlite_wal_autocheckpoint` pages (STORAGE_SQLITE_WAL_AUTOCHECKPOINT, SQLite's 1000 by
+  default); bulk loads raise it to sync less often.
 - pysqlite's own transaction handling is switched off (isolation_level=None) and we emit
   BEGIN ourselves: our writes use BEGIN IMMEDIATE, which takes the write lock up front, so
   concurrent writers queue on busy_timeout instead of failing with "database is locked"
@@ -34,6 +36,7 @@ SQLITE_BEGIN_OPTION = "storage_sqlite_begin"
 SQLITE_AUTOCOMMIT_OPTION = "storage_sqlite_autocommit"
 SQLITE_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 DEFAULT_BUSY_TIMEOUT_MS = 30_000
+DEFAULT_WAL_AUTOCHECKPOINT = 1000  # pages, SQLite's own default
 
 
 @dataclass
@@ -129,6 +132,13 @@ def _sqlite_engine(url: URL, settings: Settings) -> EngineBundle:
             "sqlite_busy_timeout_ms", "STORAGE_SQLITE_BUSY_TIMEOUT_MS", DEFAULT_BUSY_TIMEOUT_MS
         )
     )
+    autocheckpoint = _pages(
+        settings.option(
+            "sqlite_wal_autocheckpoint",
+            "STORAGE_SQLITE_WAL_AUTOCHECKPOINT",
+            DEFAULT_WAL_AUTOCHECKPOINT,
+        )
+    )
     memory = is_memory_sqlite(url)
     common = {"json_serializer": dumps_str, "json_deserializer": loads}
     if memory:
@@ -150,7 +160,16 @@ def _sqlite_engine(url: URL, settings: Settings) -> EngineBundle:
             **common,
         )
         lock = nullcontext()
-    _install_sqlite_hooks(engine, memory=memory, synchronous=synchronous, busy_ms=busy_ms)
+    _install_sqlite_hooks(
+        engine,
+        memory=memory,
+        pragmas={
+            "busy_timeout": busy_ms,
+            "synchronous": synchronous,
+            "foreign_keys": "ON",
+            "wal_autocheckpoint": autocheckpoint,
+        },
+    )
     return EngineBundle(engine, url, "sqlite", in_memory=memory, lock=lock)
 
 
@@ -167,7 +186,17 @@ def _create_private_file(path: str) -> None:
     os.chmod(path, 0o600)  # O_CREAT's mode is filtered by the umask; be explicit.
 
 
-def _install_sqlite_hooks(engine: Engine, *, memory: bool, synchronous: str, busy_ms: int) -> None:
+def _pages(raw: object) -> int:
+    try:
+        pages = int(str(raw))
+    except ValueError:
+        pages = -1
+    if pages < 0:
+        raise ValidationError("sqlite_wal_autocheckpoint", "must be a whole number of pages >= 0")
+    return pages
+
+
+def _install_sqlite_hooks(engine: Engine, *, memory: bool, pragmas: dict[str, object]) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see module doc)
@@ -175,9 +204,8 @@ def _install_sqlite_hooks(engine: Engine, *, memory: bool, synchronous: str, bus
         try:
             if not memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
-            cursor.execute("PRAGMA foreign_keys=ON")
+            for name, value in pragmas.items():  # validated values, never user text
+                cursor.execute(f"PRAGMA {name}={value}")
         finally:
             cursor.close()
 

@@ -8,8 +8,10 @@ are upserts, so a run killed at any point is completed by simply running it agai
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +31,24 @@ from storage_core.codec import utcnow
 from storage_core.errors import ValidationError
 from storage_core.kinds import KindSpec
 from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES, validate_key, validate_record
+
+
+@contextmanager
+def collector_between_batches() -> Iterator[None]:
+    """Pause automatic garbage collection; the engine collects after each batch instead.
+
+    A batch is tens of thousands of live containers (parsed logs) that reference counting
+    frees when the batch ends. An automatic collection in mid-batch re-scans all of them
+    for nothing: a fifth of the run time at 50k log entries. One young-generation
+    collection per batch keeps memory bounded should anything build cycles.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class StrictStop(Exception):
@@ -60,10 +80,11 @@ class Engine:
         self._empty_kinds: dict[str, bool] = {}
 
     def run(self, jobs: Iterable[Job], into: list[CategoryStats]) -> None:
-        for job in jobs:
-            stats = CategoryStats(job.category, job.plan.action.value, total=job.plan.total)
-            into.append(stats)
-            self.run_job(job, stats)
+        with collector_between_batches():
+            for job in jobs:
+                stats = CategoryStats(job.category, job.plan.action.value, total=job.plan.total)
+                into.append(stats)
+                self.run_job(job, stats)
 
     def run_job(self, job: Job, stats: CategoryStats) -> None:
         started = time.monotonic()
@@ -75,6 +96,8 @@ class Engine:
                 return
             for items in job.chunks():
                 self.process(items, stats)
+                del items
+                gc.collect(1)
                 self.progress.advance()
         finally:
             stats.seconds = time.monotonic() - started

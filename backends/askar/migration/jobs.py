@@ -19,9 +19,14 @@ from backends.askar.migration.layout_detect import (
     plan_categories,
 )
 from backends.askar.migration.lookup import RunIndex
+from backends.askar.migration.reader import ScanReader
 from backends.askar.migration.source import AskarStore
 
 _LIGHT_TAGS = ("logEntries", "witnessFile", "whois")  # big categories: tags are not kept
+
+
+def _keeps_tags(category: str) -> bool:
+    return category not in _LIGHT_TAGS
 
 
 @dataclass
@@ -37,10 +42,10 @@ class Job:
 class AskarSource:
     """Jobs over an Askar store in either layout (legacy server or this project's)."""
 
-    def __init__(self, store: AskarStore, index: RunIndex, batch_size: int) -> None:
+    def __init__(self, store: AskarStore, reader: ScanReader, index: RunIndex) -> None:
         self.store = store
+        self.reader = reader
         self.index = index
-        self.batch_size = batch_size
         self.converter = Converter(index, fetch_tags=self._tags_of)
         self.discovered = False
         self._clients_indexed = False
@@ -51,8 +56,8 @@ class AskarSource:
 
     def survey(self) -> dict[str, int]:
         """Entries per category. Counts known categories; scans only if some are unknown."""
-        counts = {category: self.store.count(category) for category in KNOWN}
-        total = self.store.count(None)
+        counts = self.store.count_many([*KNOWN, None])
+        total = counts.pop(None)
         if sum(counts.values()) < total:
             self.discovered = True
             counts = self.store.discover_categories()
@@ -62,7 +67,21 @@ class AskarSource:
         return plan_categories(counts, only)
 
     def jobs(self, plans: list[CategoryPlan]) -> list[Job]:
+        """A job per plan; the reader starts streaming their categories right away."""
+        read = [p.category for p in plans if p.action is not Action.SKIP]
+        wanted = [(category, _keeps_tags(category)) for category in read]
+        if self._needs_client_index(plans):
+            wanted.insert(0, ("logEntries", False))  # read first by build_client_index
+        self.reader.expect(wanted)
         return [Job(plan, self._chunker(plan)) for plan in plans]
+
+    def _needs_client_index(self, plans: list[CategoryPlan]) -> bool:
+        categories = {p.category for p in plans}
+        return (
+            not self._clients_indexed
+            and "logEntries" not in categories
+            and any(c in legacy.BY_CLIENT_SCID for c in categories)
+        )
 
     def _chunker(self, plan: CategoryPlan) -> Callable[[], Iterator[list[Item]]]:
         def chunks() -> Iterator[list[Item]]:
@@ -70,8 +89,8 @@ class AskarSource:
                 return
             if plan.category in legacy.BY_CLIENT_SCID and not self._clients_indexed:
                 self.build_client_index()
-            with_tags = plan.category not in _LIGHT_TAGS
-            for raw in self.store.iter_chunks(plan.category, self.batch_size, with_tags=with_tags):
+            with_tags = _keeps_tags(plan.category)
+            for raw in self.reader.chunks(plan.category, with_tags=with_tags):
                 yield self.converter.convert(plan, raw)
             if plan.category == "logEntries":
                 self._clients_indexed = True
@@ -81,6 +100,6 @@ class AskarSource:
     def build_client_index(self) -> None:
         """Fill client_id -> scid from logEntries, writing nothing: for runs that take
         witnessFile/whois without logEntries (e.g. `--categories whois`)."""
-        for raw in self.store.iter_chunks("logEntries", self.batch_size):
+        for raw in self.reader.chunks("logEntries", with_tags=False):
             self.converter.index_clients(raw)
         self._clients_indexed = True
