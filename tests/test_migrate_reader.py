@@ -82,7 +82,11 @@ def test_other_orders_and_abandoned_streams_still_read_everything(store: str) ->
         assert read_all(reader, "resource", True) == direct_scan(store, "resource", True)
 
 
-def test_a_dead_child_is_reported_and_the_next_read_starts_a_new_one(store: str) -> None:
+def test_a_dead_child_is_reported_and_the_next_read_starts_a_new_one(
+    tmp_path: Path, vectors_dir: Path
+) -> None:
+    store = f"sqlite://{tmp_path}/bigger.db"
+    build_legacy_store(store, vectors_dir, 80)  # ~250 kB of logs: more than a pipe holds
     with open_reader(store, chunk_size=1) as reader:
         reader.expect([("logEntries", False)])
         stream = reader.chunks("logEntries", with_tags=False)

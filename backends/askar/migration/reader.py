@@ -3,7 +3,7 @@
 Why a process and not a thread: aries-askar's Python wrapper makes a few ctypes calls
 per entry, and each one releases and re-takes the GIL. Beside a thread that converts and
 writes (pure Python), every re-take waits out the GIL switch interval: a scan that takes
-2.2 s alone took 29 s next to one busy thread on this project's CI machine
+2.1 s alone took 23 s next to one busy thread on this project's CI machine
 (benchmarks/bench_scan_beside_thread.py). In its own process the scan runs at full speed
 while this process converts and writes the chunk before, so reading and writing overlap
 on two cores (benchmarks/bench_migrate.py).
