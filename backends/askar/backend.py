@@ -17,18 +17,17 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from ctypes import c_size_t
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
 from aries_askar import AskarError, Store
-from aries_askar.bindings import ScanHandle
 
 from backends.askar import layout
 from backends.askar.config import AskarConfig
 from backends.askar.errors import Code, is_code, is_lost, is_stale_connection, translate
 from backends.askar.lifecycle import open_store
 from backends.askar.loop import BackgroundLoop, LoopClosedError
+from backends.askar.scans import free_scan
 from backends.askar.sessions import IdleSessions
 from storage_core import codec
 from storage_core.codec import format_timestamp
@@ -74,25 +73,17 @@ class _StoreSlot:
         """Free a scan now: its pool connection goes back to the pool."""
         with self.scans_lock:
             self.scans.discard(scan)
-        _free_scan(scan)
+        free_scan(scan)
 
     async def close_store(self) -> None:
         with self.scans_lock:
             scans, self.scans = list(self.scans), set()
         for scan in scans:
-            _free_scan(scan)
+            free_scan(scan)
         await self.readers.close()
         store, self.store = self.store, None
         if store is not None:
             await store.close()
-
-
-def _free_scan(scan: Any) -> None:
-    """Free a scan's native handle (Askar's Python wrapper only frees it on GC)."""
-    handle = scan.handle
-    if handle:
-        value, handle.value = handle.value, 0
-        ScanHandle._cleanup(c_size_t(value))
 
 
 def _shutdown(loop: BackgroundLoop, slot: _StoreSlot) -> None:
@@ -367,7 +358,7 @@ class AskarBackend(StorageBackend):
             try:
                 return await scan.fetch_all()
             finally:
-                _free_scan(scan)
+                free_scan(scan)
 
         entries = self._call("list", page, spec)
         return [layout.decode(spec, entry.raw_value) for entry in entries]

@@ -18,8 +18,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from backends.askar.migration.handles import free_scan, open_askar_store
+from backends.askar.migration.handles import open_askar_store
 from backends.askar.migration.pipe import encode_message, read_message
+from backends.askar.scans import free_scan
 
 _GONE = (EOFError, BrokenPipeError, ConnectionResetError)
 

@@ -14,8 +14,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from backends.askar.migration.handles import free_scan, open_askar_store
+from backends.askar.migration.handles import open_askar_store
 from backends.askar.migration.items import RawEntry
+from backends.askar.scans import free_scan
 
 
 class AskarStore:
@@ -28,7 +29,6 @@ class AskarStore:
         key: str | None = None,
         key_method: str = "none",
         profile: str | None = None,
-        create: bool = False,
     ) -> None:
         self.uri = uri
         self.profile = profile
@@ -39,7 +39,7 @@ class AskarStore:
         )
         self._thread.start()
         try:
-            self.store = self._run(open_askar_store(uri, key, key_method, profile, create=create))
+            self.store = self._run(open_askar_store(uri, key, key_method, profile))
         except BaseException:
             self._stop()
             raise
