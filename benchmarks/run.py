@@ -479,10 +479,10 @@ def memory_stream(suite: Suite, small: int, large: int) -> dict[str, Any]:
 def bench_migration(wd: Path, sizes: tuple[int, int], batch: int) -> tuple[Result, dict]:
     """bench_migrate.run_size per size (called in a small helper process): a legacy
     Askar store of N log entries (plus N witness files and N/5 resources) built in one
-    subprocess; a fresh subprocess scans it raw before and after running migrate-askar
-    into a new SQLite file (the mean is the baseline) and reports peak RSS (ru_maxrss,
-    the migration's plus its reader child's). The row is the larger size; memory
-    compares the two."""
+    subprocess; a fresh subprocess alternates raw scans with migrate-askar runs into new
+    SQLite files (median of 3 rounds, each against the scans on either side of it) and
+    reports peak RSS (the migration's plus its reader child's). The row is the larger
+    size; memory compares the two."""
     runs = []
     for size in sizes:
         log(f"migration: {size} log entries (bench_migrate.run_size)")
