@@ -54,17 +54,11 @@ class SqlSource:
 
     def _records(self, spec: KindSpec) -> Callable[[], Iterator[list[Item]]]:
         def chunks() -> Iterator[list[Item]]:
-            batch: list[Item] = []
             stream = self.manager.stream_records(spec, batch_size=self.batch_size)
-            with closing(stream):
-                for record in stream:
-                    key = spec.key_of(record)
-                    batch.append(Item(spec.category, key, spec, record, keep_version=True))
-                    if len(batch) >= self.batch_size:
-                        yield batch
-                        batch = []
-            if batch:
-                yield batch
+            items = (
+                Item(spec.category, spec.key_of(r), spec, r, keep_version=True) for r in stream
+            )
+            yield from _batched(stream, items, self.batch_size)
 
         return chunks
 
@@ -72,15 +66,22 @@ class SqlSource:
         def chunks() -> Iterator[list[Item]]:
             if self.archive is None:
                 return
-            batch: list[Item] = []
             rows = self.archive.rows()
-            with closing(rows):
-                for row in rows:
-                    batch.append(Item(row.category, row.name, archive=row))
-                    if len(batch) >= self.batch_size:
-                        yield batch
-                        batch = []
-            if batch:
-                yield batch
+            items = (Item(row.category, row.name, archive=row) for row in rows)
+            yield from _batched(rows, items, self.batch_size)
 
         return chunks
+
+
+def _batched(source: Iterator, items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    """`items` (made from `source`) in lists of `size`; `source` is closed at the end or
+    when the caller stops early, so a server-side cursor is never left open."""
+    with closing(source):
+        batch: list[Item] = []
+        for item in items:
+            batch.append(item)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
