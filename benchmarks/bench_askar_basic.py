@@ -28,11 +28,11 @@ from aries_askar import Store
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backends.askar import layout  # noqa: E402
 from storage_core import kinds as K  # noqa: E402
 from storage_core import open_storage  # noqa: E402
 from storage_core.codec import utcnow  # noqa: E402
 from storage_core.records import LogEntry  # noqa: E402
+from webvh_storage_askar import layout  # noqa: E402
 
 VECTOR_LOG = ROOT.parent / "shared" / "vectors" / "py-sample-diddoc" / "did.jsonl"
 RAW_CATEGORY = "raw:log_entry"

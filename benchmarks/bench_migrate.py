@@ -63,7 +63,7 @@ def raw_scan(uri: str) -> tuple[int, float]:
 
 def migrate_once(uri: str, target_path: Path, batch_size: int) -> tuple[int, int, int, float]:
     """(exit status, entries read, rows written, seconds) of one migration into a new file."""
-    from backends.askar.migration.cli import main
+    from webvh_storage_migrate.cli import main
 
     report = target_path.with_suffix(".report.json")
     argv = ["--quiet", "--askar", uri, "--to", f"sqlite:///{target_path}"]
@@ -90,7 +90,7 @@ def vm_hwm_kb(pid: int) -> int:
 def record_reader_peaks() -> list[int]:
     """Peak RSS (VmHWM, kB) of each reader child, read just before it is closed. Its
     ru_maxrss would not do: Linux carries the forking parent's peak across exec."""
-    from backends.askar.migration.reader import ScanReader
+    from webvh_storage_migrate.reader import ScanReader
 
     peaks: list[int] = []
     close = ScanReader.close
@@ -108,8 +108,7 @@ def measure(uri: str, target: str, batch_size: int, rounds: int) -> dict:
     """Rounds of (raw scan, migration) ending with one more raw scan; a round's baseline is
     the mean of the scans on either side of it, because this machine's speed drifts over
     minutes. Reports the median round and every round's ratio."""
-    import backends.askar.migration.runner
-    import backends.sqlalchemy.backend  # noqa: F401 - imports are not part of the rate
+    import webvh_storage_sqlalchemy.backend  # noqa: F401 - imports are not part of the rate
 
     reader_peaks = record_reader_peaks()
     entries, scan_before = raw_scan(uri)

@@ -110,7 +110,7 @@ class SqliteSuite(Suite):
         self.cleanup.append(self.raw.close)
         self.bulk_raw = B.SqliteRaw(str(b))
         self.cleanup.append(self.bulk_raw.close)
-        from backends.sqlalchemy.models import LogEntryRow
+        from webvh_storage_sqlalchemy.models import LogEntryRow
 
         self.seed = B.Seed(self.manager.SessionLocal, LogEntryRow)
         self.url = f"sqlite:///{a}"
@@ -132,7 +132,7 @@ class SqliteSuite(Suite):
         other.ours = B.Ours(m)
         other.raw = B.SqliteRaw(str(path), synchronous="NORMAL")
         other.cleanup.append(other.raw.close)
-        from backends.sqlalchemy.models import LogEntryRow
+        from webvh_storage_sqlalchemy.models import LogEntryRow
 
         other.seed = B.Seed(m.SessionLocal, LogEntryRow)
         return other
@@ -182,7 +182,7 @@ class PostgresSuite(Suite):
         self.cleanup.append(self.raw.close)
         self.bulk_raw = B.PostgresRaw(dsn_b)
         self.cleanup.append(self.bulk_raw.close)
-        from backends.sqlalchemy.models import LogEntryRow
+        from webvh_storage_sqlalchemy.models import LogEntryRow
 
         self.seed = B.Seed(self.manager.SessionLocal, LogEntryRow)
         self.url = url_a

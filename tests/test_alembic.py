@@ -7,15 +7,15 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from alembic import command
-from backends.sqlalchemy.migrations import head_revision
-from backends.sqlalchemy.models import Base
 from storage_core import open_storage
 from tests.pg import require_pg
+from webvh_storage_sqlalchemy.migrations import head_revision
+from webvh_storage_sqlalchemy.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = "0003_askar_archive"

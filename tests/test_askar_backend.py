@@ -288,7 +288,7 @@ def test_boolean_filters(askar: StorageManager) -> None:
 
 def test_same_pages_as_the_sql_backend(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     try:
-        import backends.sqlalchemy.backend  # noqa: F401
+        import webvh_storage_sqlalchemy.backend  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the SQL backend is not available yet: {exc}")
     dual = request.getfixturevalue("dual_storage")
@@ -623,9 +623,10 @@ def test_abandoned_backend_is_cleaned_up_at_exit(tmp_path: Path) -> None:
 def test_only_backend_module_imports_aries_askar() -> None:
     code = (
         "import sys\n"
-        "import backends.askar.plugin, backends.askar.config, backends.askar.layout\n"
-        "import backends.askar.errors, backends.askar.loop, backends.askar.lifecycle\n"
-        "import backends.askar.sessions\n"
+        "import webvh_storage_askar.plugin, webvh_storage_askar.config\n"
+        "import webvh_storage_askar.layout, webvh_storage_askar.errors\n"
+        "import webvh_storage_askar.loop, webvh_storage_askar.lifecycle\n"
+        "import webvh_storage_askar.sessions\n"
         "assert 'aries_askar' not in sys.modules, 'imported aries_askar'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

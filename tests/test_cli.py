@@ -40,8 +40,8 @@ def test_info_counts_rows(tmp_path, capsys):
 def test_backends_lists_builtins_with_their_provider(capsys):
     assert main(["backends", "--json"]) == 0
     listing = {b["name"]: b for b in json.loads(capsys.readouterr().out)["backends"]}
-    assert listing["sqlalchemy"]["distribution"] == "webvh-storage"
-    assert listing["askar"]["distribution"] == "webvh-storage"
+    assert listing["sqlalchemy"]["distribution"] == "webvh-storage-sqlalchemy"
+    assert listing["askar"]["distribution"] == "webvh-storage-askar"
     assert "sql_sessions" in listing["sqlalchemy"]["capabilities"]
     assert "sql_sessions" not in listing["askar"]["capabilities"]
     assert listing["askar"]["dependencies_installed"] is True

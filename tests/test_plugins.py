@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from webvh_storage_memory.backend import MemoryBackend
 
 from storage_core.cli import main as cli_main
 from storage_core.errors import (
@@ -26,6 +25,7 @@ from storage_core.errors import (
 )
 from storage_core.manager import StorageManager, open_storage
 from storage_core.plugins import clear_registry_cache, get_registry
+from webvh_storage_memory.backend import MemoryBackend
 
 MakeDist = Callable[..., Path]
 

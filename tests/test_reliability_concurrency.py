@@ -337,10 +337,10 @@ def test_rows_from_revision_0001_get_record_version_1_and_keep_their_order(
     """A database created by 0001 (before optimistic concurrency) with data in it is
     provisioned (upgraded to head): every old row has record_version 1, optimistic
     updates work on it, and new rows sort after the old ones."""
+    from alembic import command
     from sqlalchemy import create_engine
 
-    from alembic import command
-    from backends.sqlalchemy.migrations import alembic_config
+    from webvh_storage_sqlalchemy.migrations import alembic_config
 
     if variant == "postgres":
         from tests.pg import require_pg

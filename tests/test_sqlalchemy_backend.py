@@ -15,7 +15,6 @@ import orjson
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from backends.sqlalchemy.models import LogEntryRow
 from storage_core import open_storage
 from storage_core.errors import (
     BackendUnavailableError,
@@ -28,6 +27,7 @@ from storage_core.errors import (
 from storage_core.interface import Capability
 from storage_core.records import LogEntry, Resource, Task
 from storage_core.testing.plugin import provisioned_storage
+from webvh_storage_sqlalchemy.models import LogEntryRow
 
 SQL_VARIANTS = ["sqlite-file", "sqlite-memory", "postgres"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backends.askar.migration.cli import main
+from webvh_storage_migrate.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

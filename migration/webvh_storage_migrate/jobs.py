@@ -9,18 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from backends.askar.migration import legacy
-from backends.askar.migration.convert import Converter
-from backends.askar.migration.items import Item
-from backends.askar.migration.layout_detect import (
+from webvh_storage_migrate import legacy
+from webvh_storage_migrate.convert import Converter
+from webvh_storage_migrate.items import Item
+from webvh_storage_migrate.layout_detect import (
     KNOWN,
     Action,
     CategoryPlan,
     plan_categories,
 )
-from backends.askar.migration.lookup import RunIndex
-from backends.askar.migration.reader import ScanReader
-from backends.askar.migration.source import AskarStore
+from webvh_storage_migrate.lookup import RunIndex
+from webvh_storage_migrate.reader import ScanReader
+from webvh_storage_migrate.source import AskarStore
 
 _LIGHT_TAGS = ("logEntries", "witnessFile", "whois")  # big categories: tags are not kept
 

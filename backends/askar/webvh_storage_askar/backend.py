@@ -22,13 +22,6 @@ from typing import Any, ClassVar, TypeVar
 
 from aries_askar import AskarError, Store
 
-from backends.askar import layout
-from backends.askar.config import AskarConfig
-from backends.askar.errors import Code, is_code, is_lost, is_stale_connection, translate
-from backends.askar.lifecycle import open_store
-from backends.askar.loop import BackgroundLoop, LoopClosedError
-from backends.askar.scans import free_scan
-from backends.askar.sessions import IdleSessions
 from storage_core import codec
 from storage_core.codec import format_timestamp
 from storage_core.config import Settings
@@ -41,6 +34,13 @@ from storage_core.errors import (
 from storage_core.interface import Capability, StorageBackend
 from storage_core.kinds import KindSpec
 from storage_core.validation import Filters
+from webvh_storage_askar import layout
+from webvh_storage_askar.config import AskarConfig
+from webvh_storage_askar.errors import Code, is_code, is_lost, is_stale_connection, translate
+from webvh_storage_askar.lifecycle import open_store
+from webvh_storage_askar.loop import BackgroundLoop, LoopClosedError
+from webvh_storage_askar.scans import free_scan
+from webvh_storage_askar.sessions import IdleSessions
 
 T = TypeVar("T")
 #: Transactions on one SQLite file can collide (BUSY); such a write is retried.

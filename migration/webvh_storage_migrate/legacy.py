@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from backends.askar.migration.didparse import parse_server_did
-from backends.askar.migration.items import Rejected
-from backends.askar.migration.timestamps import parse_legacy_time
 from storage_core import kinds as K
 from storage_core.records import (
     LogEntry,
@@ -23,6 +20,9 @@ from storage_core.records import (
     WhoisPresentation,
     WitnessFile,
 )
+from webvh_storage_migrate.didparse import parse_server_did
+from webvh_storage_migrate.items import Rejected
+from webvh_storage_migrate.timestamps import parse_legacy_time
 
 #: Keys of legacy values that map to fields; anything else is kept in the archive too.
 _REGISTRY_KEYS = frozenset({"registry", "meta"})

@@ -26,8 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase
 
-from backends.sqlalchemy.columns import JSONDocument, NextSeq, UTCDateTime, sequence_name
 from storage_core.kinds import KINDS, FieldType, KindSpec
+from webvh_storage_sqlalchemy.columns import JSONDocument, NextSeq, UTCDateTime, sequence_name
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from backends.askar.migration import legacy
-from backends.askar.migration.items import ArchiveRow, Item, RawEntry, Rejected
-from backends.askar.migration.layout_detect import Action, CategoryPlan
-from backends.askar.migration.lookup import RunIndex
-from backends.askar.migration.source import decode_json
 from storage_core.codec import record_from_dict
 from storage_core.errors import ValidationError
 from storage_core.kinds import KindSpec
 from storage_core.validation import MAX_INDEXED_BYTES, check_text
+from webvh_storage_migrate import legacy
+from webvh_storage_migrate.items import ArchiveRow, Item, RawEntry, Rejected
+from webvh_storage_migrate.layout_detect import Action, CategoryPlan
+from webvh_storage_migrate.lookup import RunIndex
+from webvh_storage_migrate.source import decode_json
 
 NATIVE_PREFIX = "webvh:"
 TagFetcher = Callable[[str, str], dict[str, str] | None]

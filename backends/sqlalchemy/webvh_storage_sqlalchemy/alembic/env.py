@@ -11,9 +11,10 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-from backends.sqlalchemy.engine import build_engine
-from backends.sqlalchemy.models import Base
+
 from storage_core.config import Settings, database_url_from_env
+from webvh_storage_sqlalchemy.engine import build_engine
+from webvh_storage_sqlalchemy.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -14,6 +14,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -29,10 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy import inspect as sa_inspect
 
-from alembic import command
-from backends.sqlalchemy.columns import sequence_name
-from backends.sqlalchemy.models import KIND_TABLES, Base
 from storage_core.errors import StorageError
+from webvh_storage_sqlalchemy.columns import sequence_name
+from webvh_storage_sqlalchemy.models import KIND_TABLES, Base
 
 VERSION_TABLE = "alembic_version"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -46,11 +46,8 @@ _version_table = Table(
 
 
 def script_location() -> Path:
-    """The repository's alembic/ directory, else the copy packaged into wheels."""
-    in_repo = _PACKAGE_DIR.parent.parent / "alembic"
-    if (in_repo / "env.py").is_file():
-        return in_repo
-    return _PACKAGE_DIR / "alembic_scripts"
+    """The revision scripts, shipped inside this package (the repo's alembic.ini points here)."""
+    return _PACKAGE_DIR / "alembic"
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

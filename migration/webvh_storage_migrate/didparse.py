@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backends.askar.migration.items import Rejected
+from webvh_storage_migrate.items import Rejected
 
 _PREFIX = "did:webvh:"
 

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from backends.askar.config import AskarConfig
-from backends.askar.errors import Code, code_of
 from storage_core.errors import BackendUnavailableError
+from webvh_storage_askar.config import AskarConfig
+from webvh_storage_askar.errors import Code, code_of
 
 OWNER_ONLY = 0o600
 _SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")

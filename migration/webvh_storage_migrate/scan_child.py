@@ -1,4 +1,4 @@
-"""The reader child: `python -m backends.askar.migration.scan_child`, started by reader.py.
+"""The reader child: `python -m webvh_storage_migrate.scan_child`, started by reader.py.
 
 It opens its own handle on the Askar store (parameters, key included, arrive on stdin,
 never argv or the environment), then serves scan requests: it streams the categories
@@ -18,9 +18,9 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from backends.askar.migration.handles import open_askar_store
-from backends.askar.migration.pipe import encode_message, read_message
-from backends.askar.scans import free_scan
+from webvh_storage_askar.scans import free_scan
+from webvh_storage_migrate.handles import open_askar_store
+from webvh_storage_migrate.pipe import encode_message, read_message
 
 _GONE = (EOFError, BrokenPipeError, ConnectionResetError)
 

@@ -15,22 +15,22 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from backends.askar.migration.items import Item
-from backends.askar.migration.jobs import Job
-from backends.askar.migration.layout_detect import Action
-from backends.askar.migration.progress import Progress
-from backends.askar.migration.report import CategoryStats, RejectsFile
-from backends.askar.migration.targets import (
+from storage_core.codec import utcnow
+from storage_core.errors import ValidationError
+from storage_core.kinds import KindSpec
+from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES, validate_key, validate_record
+from webvh_storage_migrate.items import Item
+from webvh_storage_migrate.jobs import Job
+from webvh_storage_migrate.layout_detect import Action
+from webvh_storage_migrate.progress import Progress
+from webvh_storage_migrate.report import CategoryStats, RejectsFile
+from webvh_storage_migrate.targets import (
     ArchiveTarget,
     RecordTarget,
     align_unknown,
     row_digest,
     same_record,
 )
-from storage_core.codec import utcnow
-from storage_core.errors import ValidationError
-from storage_core.kinds import KindSpec
-from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES, validate_key, validate_record
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from backends.askar.migration.items import Rejected
+from webvh_storage_migrate.items import Rejected
 
 _HUMAN_FORMATS = ("%B %d, %Y", "%B %d, %Y %H:%M:%S")
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import closing
 
-from backends.askar.migration.items import Item
-from backends.askar.migration.jobs import Job
-from backends.askar.migration.layout_detect import Action, CategoryPlan
-from backends.askar.migration.targets import SqlArchive
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.manager import StorageManager
+from webvh_storage_migrate.items import Item
+from webvh_storage_migrate.jobs import Job
+from webvh_storage_migrate.layout_detect import Action, CategoryPlan
+from webvh_storage_migrate.targets import SqlArchive
 
 ARCHIVE_JOB = "askar_archive"
 

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import IO
 
-from backends.askar.migration.report import CategoryStats, RunReport
+from webvh_storage_migrate.report import CategoryStats, RunReport
 
 _BAR = 24
 

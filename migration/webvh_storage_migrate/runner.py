@@ -10,21 +10,21 @@ import sys
 from contextlib import ExitStack
 from typing import Any
 
-from backends.askar.migration.engine import Engine, StrictStop
-from backends.askar.migration.jobs import AskarSource
-from backends.askar.migration.layout_detect import detect_layout
-from backends.askar.migration.lookup import RunIndex
-from backends.askar.migration.progress import Progress, summary_table
-from backends.askar.migration.reader import ScanReader
-from backends.askar.migration.report import RejectsFile, RunReport
-from backends.askar.migration.reverse import SqlSource
-from backends.askar.migration.source import AskarStore
-from backends.askar.migration.targets import AskarArchive, RecordTarget, SqlArchive
-from backends.askar.migration.verify import Verifier
 from storage_core import kinds as K
 from storage_core.config import mask_text, mask_url
 from storage_core.errors import StorageError
 from storage_core.manager import StorageManager, open_storage
+from webvh_storage_migrate.engine import Engine, StrictStop
+from webvh_storage_migrate.jobs import AskarSource
+from webvh_storage_migrate.layout_detect import detect_layout
+from webvh_storage_migrate.lookup import RunIndex
+from webvh_storage_migrate.progress import Progress, summary_table
+from webvh_storage_migrate.reader import ScanReader
+from webvh_storage_migrate.report import RejectsFile, RunReport
+from webvh_storage_migrate.reverse import SqlSource
+from webvh_storage_migrate.source import AskarStore
+from webvh_storage_migrate.targets import AskarArchive, RecordTarget, SqlArchive
+from webvh_storage_migrate.verify import Verifier
 
 FIRST_LEGACY = ("logEntries",)  # what a legacy store's migration reads first, and longest
 

@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from backends.askar.migration.items import ArchiveRow
-from backends.askar.migration.source import AskarStore
 from storage_core.codec import record_digest
 from storage_core.errors import StorageError, ValidationError
 from storage_core.kinds import KindSpec
 from storage_core.manager import StorageManager
+from webvh_storage_migrate.items import ArchiveRow
+from webvh_storage_migrate.source import AskarStore
 
 
 def align_unknown(spec: KindSpec, source: Any, target: Any) -> Any:

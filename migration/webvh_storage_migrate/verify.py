@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from backends.askar.migration.items import Item
-from backends.askar.migration.jobs import Job
-from backends.askar.migration.layout_detect import Action
-from backends.askar.migration.progress import Progress
-from backends.askar.migration.report import CategoryStats
-from backends.askar.migration.targets import (
+from storage_core.codec import record_digest
+from storage_core.kinds import KINDS
+from webvh_storage_migrate.items import Item
+from webvh_storage_migrate.jobs import Job
+from webvh_storage_migrate.layout_detect import Action
+from webvh_storage_migrate.progress import Progress
+from webvh_storage_migrate.report import CategoryStats
+from webvh_storage_migrate.targets import (
     ArchiveTarget,
     RecordTarget,
     align_unknown,
     row_digest,
 )
-from storage_core.codec import record_digest
-from storage_core.kinds import KINDS
 
 MAX_LISTED = 200
 _MOD = 1 << 256

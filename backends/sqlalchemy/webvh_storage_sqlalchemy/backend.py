@@ -21,22 +21,22 @@ from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
-from backends.sqlalchemy import migrations
-from backends.sqlalchemy.engine import (
-    SQLITE_AUTOCOMMIT_OPTION,
-    SQLITE_BEGIN_OPTION,
-    build_engine,
-)
-from backends.sqlalchemy.errors import translate
-from backends.sqlalchemy.fastread import ReadConnections
-from backends.sqlalchemy.models import KIND_TABLES, archive_table
-from backends.sqlalchemy.statements import KindStatements, dialect_insert
 from storage_core.codec import utcnow
 from storage_core.config import Settings, mask_url
 from storage_core.errors import ConflictError
 from storage_core.interface import Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.validation import Filters
+from webvh_storage_sqlalchemy import migrations
+from webvh_storage_sqlalchemy.engine import (
+    SQLITE_AUTOCOMMIT_OPTION,
+    SQLITE_BEGIN_OPTION,
+    build_engine,
+)
+from webvh_storage_sqlalchemy.errors import translate
+from webvh_storage_sqlalchemy.fastread import ReadConnections
+from webvh_storage_sqlalchemy.models import KIND_TABLES, archive_table
+from webvh_storage_sqlalchemy.statements import KindStatements, dialect_insert
 
 #: Rows per executemany call in bulk writes (bounds memory; one transaction for all).
 BULK_CHUNK_ROWS = 1000

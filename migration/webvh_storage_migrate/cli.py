@@ -114,7 +114,7 @@ def _secrets(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve defaults, run, print the summary; always returns an exit status."""
-    from backends.askar.migration.runner import Runner
+    from webvh_storage_migrate.runner import Runner
 
     args.askar_key = args.askar_key or os.environ.get("ASKAR_KEY") or None
     args.to = args.to or database_url_from_env(os.environ)

@@ -14,9 +14,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from backends.askar.migration.handles import open_askar_store
-from backends.askar.migration.items import RawEntry
-from backends.askar.scans import free_scan
+from webvh_storage_askar.scans import free_scan
+from webvh_storage_migrate.handles import open_askar_store
+from webvh_storage_migrate.items import RawEntry
 
 
 class AskarStore:

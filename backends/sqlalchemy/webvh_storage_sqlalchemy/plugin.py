@@ -7,7 +7,7 @@ from storage_core.hookspecs import hookimpl
 def register_storage_backends(register):
     register(
         "sqlalchemy",
-        "backends.sqlalchemy.backend:SQLAlchemyBackend",
+        "webvh_storage_sqlalchemy.backend:SQLAlchemyBackend",
         requires=("sqlalchemy", "alembic"),
         install_hint="pip install webvh-storage (and webvh-storage[postgres] for PostgreSQL)",
     )

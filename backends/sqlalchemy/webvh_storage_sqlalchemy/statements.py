@@ -100,7 +100,7 @@ class KindStatements:
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
-            from backends.sqlalchemy.fastread import param_converter, row_converter
+            from webvh_storage_sqlalchemy.fastread import param_converter, row_converter
 
             self.get_sql = str(self.get.compile(dialect=sqlite_dialect()))
             self.from_raw_row = row_converter(spec, self.fields)
@@ -118,7 +118,7 @@ class KindStatements:
         elif dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
 
-            from backends.sqlalchemy.fastread import (
+            from webvh_storage_sqlalchemy.fastread import (
                 JSON_TYPES,
                 json_text_converter,
                 param_converter,

@@ -23,10 +23,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.askar.migration import scan_child
-from backends.askar.migration.items import RawEntry
-from backends.askar.migration.pipe import read_message, write_message
 from storage_core.config import mask_text
+from webvh_storage_migrate import scan_child
+from webvh_storage_migrate.items import RawEntry
+from webvh_storage_migrate.pipe import read_message, write_message
 
 Wanted = tuple[str, bool]  # (category, keep tags)
 JOIN_SECONDS = 5.0

@@ -1,0 +1,13 @@
+"""Registers the built-in Askar backend; aries-askar is imported only when it is chosen."""
+
+from storage_core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_storage_backends(register):
+    register(
+        "askar",
+        "webvh_storage_askar.backend:AskarBackend",
+        requires=("aries_askar",),
+        install_hint="install the extra: pip install 'webvh-storage[askar]'",
+    )

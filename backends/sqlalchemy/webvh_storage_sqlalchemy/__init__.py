@@ -1,0 +1,1 @@
+"""The SQLAlchemy backend of webvh-storage (SQLite, PostgreSQL), a plugin like any other."""
