@@ -10,7 +10,7 @@ from storage_core.errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from storage_core.interface import Capability, StorageBackend
+from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.manager import StorageManager, open_storage
 from storage_core.records import (
@@ -27,6 +27,8 @@ from storage_core.records import (
 
 __all__ = [
     "KINDS",
+    "ArchiveStore",
+    "ArchivedEntry",
     "BackendUnavailableError",
     "Capability",
     "ConflictError",

@@ -11,10 +11,14 @@ the end. Every backend must honour this so pages agree between backends.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
+
+import orjson
 
 from storage_core.kinds import KindSpec
 from storage_core.validation import Filters
@@ -25,9 +29,26 @@ class Capability:
 
     SQL_SESSIONS = "sql_sessions"  # exposes engine / SessionLocal / get_session()
     SERVER_SIDE_CURSORS = "server_side_cursors"  # streams without buffering a result set
-    CROSS_KIND_TRANSACTIONS = "cross_kind_transactions"
     PERSISTENT = "persistent"  # data outlives the process (reopen sees it)
-    MIGRATIONS = "migrations"  # schema revisions (Alembic)
+    ARCHIVE = "archive"  # keeps foreign entries verbatim: the backend is an ArchiveStore
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedEntry:
+    """An entry kept verbatim because no kind describes it (e.g. an Askar category the
+    migration has no table for): restoring it must give back exactly what was read."""
+
+    category: str
+    name: str
+    value: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """Content digest (value and tags, not the tags' order) that re-runs and verify
+        compare, so an unchanged entry is never rewritten and a changed one always is."""
+        data = orjson.dumps([self.value, sorted(self.tags.items())])
+        return hashlib.sha256(data).hexdigest()
 
 
 class StorageBackend(ABC):
@@ -54,6 +75,17 @@ class StorageBackend(ABC):
     def describe(self) -> dict[str, Any]:
         """Facts for `storage-core info` (URL masked, schema revision, ...)."""
         return {"backend": self.name}
+
+    @property
+    def secrets(self) -> Sequence[str]:
+        """Values this backend was given that must never be printed (keys, passwords
+        from its own options); the manager masks them in every error it raises."""
+        return ()
+
+    def flush(self) -> None:  # noqa: B027  (optional: a no-op unless overridden)
+        """Make every acknowledged write durable now. A no-op where each commit already
+        is; a bulk load that relaxed durability (e.g. SQLite synchronous=NORMAL) calls it
+        before reporting success, and it raises if it cannot complete."""
 
     # --- single records --------------------------------------------------------------
     @abstractmethod
@@ -104,3 +136,28 @@ class StorageBackend(ABC):
     def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:
         """Write all records in one transaction, as given (fields, timestamps and
         record_version): an import/restore primitive. Returns len(records)."""
+
+
+class ArchiveStore(ABC):
+    """What a backend with `Capability.ARCHIVE` also implements: a verbatim store of
+    entries keyed by (category, name), beside the records. The migration keeps Askar
+    categories without a kind here, and writes them back on a reverse run."""
+
+    @abstractmethod
+    def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        """Write all entries in one transaction, replacing any with the same (category,
+        name). Returns len(entries)."""
+
+    @abstractmethod
+    def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        """The archived entries of `category` among `names`, by name (missing ones left out)."""
+
+    @abstractmethod
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> Iterator[ArchivedEntry]:
+        """Every archived entry (of one category, or all), ordered by (category, name),
+        with memory bounded by batch_size."""
+
+    @abstractmethod
+    def archive_count(self, category: str | None = None) -> int: ...

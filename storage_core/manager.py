@@ -7,13 +7,11 @@ same records and errors whichever backend runs underneath.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -22,8 +20,9 @@ from storage_core import kinds as K
 from storage_core.codec import utcnow
 from storage_core.config import Settings, mask_text, mask_url
 from storage_core.errors import StorageError, UnsupportedOperationError
-from storage_core.interface import Capability, StorageBackend
+from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KindSpec, spec_for
+from storage_core.loop import run_sync
 from storage_core.plugins import get_registry
 from storage_core.records import (
     LogEntry,
@@ -49,16 +48,6 @@ from storage_core.validation import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 DEFAULT_STREAM_BATCH = 500
-
-
-def run_sync(coro_factory: Callable[[], Any]) -> Any:
-    """Run a coroutine to completion from sync code, even inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro_factory())
-    with ThreadPoolExecutor(1, thread_name_prefix="storage-sync") as pool:
-        return pool.submit(lambda: asyncio.run(coro_factory())).result()
 
 
 def _guarded(method: Callable[..., T]) -> Callable[..., T]:
@@ -143,10 +132,15 @@ class StorageManager:
 
     def init_db(self, recreate: bool = False) -> None:
         """Synchronous provision(); safe to call while an event loop is running."""
-        run_sync(lambda: self.provision(recreate=recreate))
+        run_sync(self.provision(recreate=recreate))
 
     def close(self) -> None:
         self.backend.close()
+
+    @_guarded
+    def flush(self) -> None:
+        """Make every acknowledged write durable now (see `StorageBackend.flush`)."""
+        self.backend.flush()
 
     def health_check(self) -> bool:
         try:
@@ -191,6 +185,37 @@ class StorageManager:
     def get_session(self) -> Any:
         """A new ORM Session; the caller closes it (use it as a context manager)."""
         return self._sql().SessionLocal()
+
+    # --- archive (backends with the archive capability) --------------------------------
+    def _archive(self) -> ArchiveStore:
+        backend = self.backend
+        if Capability.ARCHIVE not in backend.capabilities or not isinstance(backend, ArchiveStore):
+            raise UnsupportedOperationError(
+                f"backend {self.backend_name!r} cannot keep archived entries "
+                f"(no {Capability.ARCHIVE!r} capability)"
+            )
+        return backend
+
+    @_guarded
+    def archive_upsert(self, entries: Iterable[ArchivedEntry]) -> int:
+        """Keep entries verbatim, replacing any with the same (category, name)."""
+        checked = builtins.list(entries)
+        return self._archive().archive_upsert(checked) if checked else 0
+
+    @_guarded
+    def archive_get(self, category: str, names: Iterable[str]) -> dict[str, ArchivedEntry]:
+        wanted = builtins.list(names)
+        return self._archive().archive_get(category, wanted) if wanted else {}
+
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = DEFAULT_STREAM_BATCH
+    ) -> Iterator[ArchivedEntry]:
+        batch_size = validate_batch_size(batch_size)
+        return self._guard_iter(self._archive().archive_stream(category, batch_size))
+
+    @_guarded
+    def archive_count(self, category: str | None = None) -> int:
+        return self._archive().archive_count(category)
 
     # --- generic record API: every kind, by name ----------------------------------------
     @_guarded

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from storage_core import open_storage
+from storage_core.interface import ArchivedEntry
 from tests.pg import require_pg
 from webvh_storage_sqlalchemy.migrations import head_revision
 from webvh_storage_sqlalchemy.models import Base
@@ -135,7 +136,7 @@ def test_provision_upgrades_a_0001_database_and_keeps_its_rows(fresh_url: str):
         assert [e.scid for e in store.get_log_entries()] == ["old", "new"]
         updated = store.update_log_entry("old", expected_version=1, deactivated=True)
         assert updated.record_version == 2
-        store.backend.bulk_upsert_archive([("c", "n", "v", {})])
+        store.archive_upsert([ArchivedEntry("c", "n", "v")])
     finally:
         store.close()
     command.check(config)

@@ -625,7 +625,7 @@ def test_only_backend_module_imports_aries_askar() -> None:
         "import sys\n"
         "import webvh_storage_askar.plugin, webvh_storage_askar.config\n"
         "import webvh_storage_askar.layout, webvh_storage_askar.errors\n"
-        "import webvh_storage_askar.loop, webvh_storage_askar.lifecycle\n"
+        "import storage_core.loop, webvh_storage_askar.lifecycle\n"
         "import webvh_storage_askar.sessions\n"
         "assert 'aries_askar' not in sys.modules, 'imported aries_askar'\n"
     )

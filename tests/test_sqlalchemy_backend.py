@@ -24,7 +24,7 @@ from storage_core.errors import (
     StorageIOError,
     ValidationError,
 )
-from storage_core.interface import Capability
+from storage_core.interface import ArchivedEntry, Capability
 from storage_core.records import LogEntry, Resource, Task
 from storage_core.testing.plugin import provisioned_storage
 from webvh_storage_sqlalchemy.models import LogEntryRow
@@ -371,19 +371,19 @@ def test_url_password_is_masked(pg_database: str):
 
 # --- Askar archive -----------------------------------------------------------------------
 def test_archive_round_trip(store):
-    backend = store.backend
     rows = [
-        ("webvh:b", "2", '{"x": 1}', {"scid": "s2"}),
-        ("webvh:a", "1", "verbatim \u00e9 text", {}),
-        ("webvh:b", "1", "", {"t": "v", "a": "b"}),
+        ArchivedEntry("webvh:b", "2", '{"x": 1}', {"scid": "s2"}),
+        ArchivedEntry("webvh:a", "1", "verbatim \u00e9 text"),
+        ArchivedEntry("webvh:b", "1", "", {"t": "v", "a": "b"}),
     ]
-    assert backend.bulk_upsert_archive(rows) == 3
-    assert backend.bulk_upsert_archive([("webvh:a", "1", "replaced", {"k": "v"})]) == 1
-    assert list(backend.iter_archive()) == [
-        ("webvh:a", "1", "replaced", {"k": "v"}),
-        ("webvh:b", "1", "", {"t": "v", "a": "b"}),
-        ("webvh:b", "2", '{"x": 1}', {"scid": "s2"}),
+    assert store.archive_upsert(rows) == 3
+    assert store.archive_upsert([ArchivedEntry("webvh:a", "1", "replaced", {"k": "v"})]) == 1
+    assert list(store.archive_stream()) == [
+        ArchivedEntry("webvh:a", "1", "replaced", {"k": "v"}),
+        ArchivedEntry("webvh:b", "1", "", {"t": "v", "a": "b"}),
+        ArchivedEntry("webvh:b", "2", '{"x": 1}', {"scid": "s2"}),
     ]
-    assert [r[1] for r in backend.iter_archive("webvh:b", batch_size=1)] == ["1", "2"]
-    assert backend.count_archive() == 3 and backend.count_archive("webvh:b") == 2
-    assert list(backend.iter_archive("none")) == []
+    assert [e.name for e in store.archive_stream("webvh:b", batch_size=1)] == ["1", "2"]
+    assert store.archive_count() == 3 and store.archive_count("webvh:b") == 2
+    assert list(store.archive_stream("none")) == []
+    assert store.archive_get("webvh:b", ["1", "3"]) == {"1": rows[2]}

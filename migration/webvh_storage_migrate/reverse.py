@@ -31,7 +31,7 @@ class SqlSource:
     def survey(self) -> dict[str, int]:
         counts = {spec.category: self.manager.count_records(spec) for spec in KINDS.values()}
         if self.archive is not None:
-            counts[ARCHIVE_JOB] = self.archive.backend.count_archive(None)
+            counts[ARCHIVE_JOB] = self.archive.count(None)
         return {c: n for c, n in counts.items() if n > 0}
 
     def plans(self, counts: dict[str, int], only: list[str] | None) -> list[CategoryPlan]:

@@ -89,7 +89,7 @@ class Runner:
             self.progress.label = "dry-run" if a.dry_run else "migrate"
             engine.run(source.jobs(plans), report.categories)
             if self.sql_target is not None and not a.dry_run:
-                checkpoint(self.sql_target)
+                self.sql_target.flush()
         if (a.verify or a.verify_only) and not a.dry_run:
             if records is None:
                 raise StorageError("the target store is not provisioned: nothing to verify")
@@ -133,7 +133,7 @@ class Runner:
         """The SQL store as a target; (None, None) when a dry run finds no schema yet."""
         try:
             sql.count_records(K.LOG_ENTRY)
-            archive = SqlArchive(sql.backend)
+            archive = SqlArchive(sql)
             archive.count(None)
         except StorageError:
             if self.args.dry_run:
@@ -146,7 +146,7 @@ class Runner:
         sql = open_storage("sqlalchemy", a.to)
         self.stack.callback(sql.close)
         try:
-            sql_archive: SqlArchive | None = SqlArchive(sql.backend)
+            sql_archive: SqlArchive | None = SqlArchive(sql)
         except StorageError:
             sql_archive = None
         options = {"key": a.askar_key, "key_method": a.askar_key_method, "profile": a.profile}
@@ -178,20 +178,6 @@ class Runner:
             print(f"verify: {verdict}", file=out)
             for m in report.verify["mismatches"][:20]:
                 print(f"  {m['category']}/{m['name']}: {m['problem']}", file=out)
-
-
-def checkpoint(sql: StorageManager) -> None:
-    """Flush a SQLite target's write-ahead log into the database file, synced to disk, so
-    the run reports success only for data that survives a power cut."""
-    if sql.engine.dialect.name != "sqlite":
-        return  # PostgreSQL commits were durable already
-    connection = sql.engine.raw_connection()  # autocommit: a checkpoint runs outside BEGIN
-    try:
-        busy, _, _ = connection.cursor().execute("PRAGMA wal_checkpoint(FULL)").fetchone()
-    finally:
-        connection.close()
-    if busy:
-        raise StorageError("could not checkpoint the SQLite target: another process holds it")
 
 
 def open_devnull(stack: ExitStack) -> Any:

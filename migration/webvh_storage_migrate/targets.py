@@ -6,15 +6,13 @@ so the engine writes only new or changed rows and the verify pass compares diges
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-import orjson
-
 from storage_core.codec import record_digest
 from storage_core.errors import StorageError, ValidationError
+from storage_core.interface import ArchivedEntry, Capability
 from storage_core.kinds import KindSpec
 from storage_core.manager import StorageManager
 from webvh_storage_migrate.items import ArchiveRow
@@ -75,8 +73,7 @@ class RecordTarget:
 
 
 def row_digest(value: str, tags: dict[str, str]) -> str:
-    data = orjson.dumps([value, sorted(tags.items())])
-    return hashlib.sha256(data).hexdigest()
+    return ArchivedEntry("", "", value, tags).digest
 
 
 class ArchiveTarget(Protocol):
@@ -86,54 +83,33 @@ class ArchiveTarget(Protocol):
 
 
 class SqlArchive:
-    """The `askar_archive` table of the SQL backend.
+    """The archive of a target backend with the archive capability, via its manager."""
 
-    Its API has no lookup by name, so the digests of one category's archived rows are
-    loaded once, when that category is first compared (memory grows with the archive
-    of that one category only, not with the store).
-    """
-
-    def __init__(self, backend: Any) -> None:
-        missing = [
-            m
-            for m in ("bulk_upsert_archive", "iter_archive", "count_archive")
-            if not hasattr(backend, m)
-        ]
-        if missing:
+    def __init__(self, manager: StorageManager) -> None:
+        if Capability.ARCHIVE not in manager.capabilities:
             raise StorageError(
-                f"target backend {getattr(backend, 'name', '?')!r} has no askar_archive "
-                f"support (missing {', '.join(missing)}); migrate into the sqlalchemy backend"
+                f"target backend {manager.backend_name!r} cannot keep archived entries "
+                f"(no {Capability.ARCHIVE!r} capability)"
             )
-        self.backend = backend
-        self._digests: dict[str, dict[str, str]] = {}
-
-    def _category(self, category: str) -> dict[str, str]:
-        if category not in self._digests:
-            self._digests[category] = {
-                name: row_digest(value, tags or {})
-                for _cat, name, value, tags in self.backend.iter_archive(category)
-            }
-        return self._digests[category]
+        self.manager = manager
 
     def existing(self, category: str, names: Sequence[str]) -> dict[str, str]:
-        known = self._category(category)
-        return {n: known[n] for n in names if n in known}
+        found = self.manager.archive_get(category, names)
+        return {name: entry.digest for name, entry in found.items()}
 
     def write(self, rows: Sequence[ArchiveRow]) -> int:
         if not rows:
             return 0
-        self.backend.bulk_upsert_archive([(r.category, r.name, r.value, r.tags) for r in rows])
-        for r in rows:
-            if r.category in self._digests:
-                self._digests[r.category][r.name] = row_digest(r.value, r.tags)
-        return len(rows)
+        return self.manager.archive_upsert(
+            [ArchivedEntry(r.category, r.name, r.value, r.tags) for r in rows]
+        )
 
-    def count(self, category: str) -> int:
-        return self.backend.count_archive(category)
+    def count(self, category: str | None) -> int:
+        return self.manager.archive_count(category)
 
     def rows(self) -> Iterator[ArchiveRow]:
-        for category, name, value, tags in self.backend.iter_archive(None):
-            yield ArchiveRow(category, name, value, dict(tags or {}))
+        for e in self.manager.archive_stream(None):
+            yield ArchiveRow(e.category, e.name, e.value, dict(e.tags))
 
 
 class AskarArchive:

@@ -1,1 +1,1 @@
-"""The Askar backend of webvh-storage (aries-askar on SQLite or PostgreSQL), a plugin like any other."""
+"""The Askar backend of webvh-storage (aries-askar on SQLite or PostgreSQL), a plugin."""

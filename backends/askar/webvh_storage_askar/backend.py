@@ -33,12 +33,12 @@ from storage_core.errors import (
 )
 from storage_core.interface import Capability, StorageBackend
 from storage_core.kinds import KindSpec
+from storage_core.loop import BackgroundLoop, LoopClosedError
 from storage_core.validation import Filters
 from webvh_storage_askar import layout
 from webvh_storage_askar.config import AskarConfig
 from webvh_storage_askar.errors import Code, is_code, is_lost, is_stale_connection, translate
 from webvh_storage_askar.lifecycle import open_store
-from webvh_storage_askar.loop import BackgroundLoop, LoopClosedError
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
 

@@ -23,8 +23,8 @@ from sqlalchemy.orm import sessionmaker
 
 from storage_core.codec import utcnow
 from storage_core.config import Settings, mask_url
-from storage_core.errors import ConflictError
-from storage_core.interface import Capability, StorageBackend
+from storage_core.errors import ConflictError, StorageError
+from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.validation import Filters
 from webvh_storage_sqlalchemy import migrations
@@ -41,7 +41,6 @@ from webvh_storage_sqlalchemy.statements import KindStatements, dialect_insert
 #: Rows per executemany call in bulk writes (bounds memory; one transaction for all).
 BULK_CHUNK_ROWS = 1000
 T = TypeVar("T")
-ArchiveRow = tuple[str, str, str, dict]
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
@@ -49,14 +48,13 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
-class SQLAlchemyBackend(StorageBackend):
+class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     capabilities: ClassVar[frozenset[str]] = frozenset(
         {
             Capability.SQL_SESSIONS,
             Capability.SERVER_SIDE_CURSORS,
-            Capability.CROSS_KIND_TRANSACTIONS,
             Capability.PERSISTENT,
-            Capability.MIGRATIONS,
+            Capability.ARCHIVE,
         }
     )
 
@@ -149,6 +147,25 @@ class SQLAlchemyBackend(StorageBackend):
             if self._direct_engine is not None:
                 self._direct_engine.dispose()
             self.engine.dispose()
+
+    def flush(self) -> None:
+        """SQLite: copy the write-ahead log into the database file, synced to disk (after
+        a bulk load with synchronous=NORMAL). PostgreSQL commits are durable already."""
+        if self.dialect != "sqlite" or self.in_memory:
+            return
+        try:
+            with self._lock:
+                connection = self.engine.raw_connection()  # autocommit: outside BEGIN
+                try:
+                    busy, _, _ = (
+                        connection.cursor().execute("PRAGMA wal_checkpoint(FULL)").fetchone()
+                    )
+                finally:
+                    connection.close()
+        except Exception as exc:
+            raise self._error(exc, "checkpointing the database") from None
+        if busy:
+            raise StorageError("could not checkpoint the SQLite database: another process holds it")
 
     def health_check(self) -> bool:
         try:
@@ -455,10 +472,8 @@ class SQLAlchemyBackend(StorageBackend):
             raise self._error(exc, f"bulk writing {spec.name}") from None
         return len(records)
 
-    # --- Askar archive (tools/migrate_askar.py) --------------------------------------------
-    def bulk_upsert_archive(self, rows: Sequence[ArchiveRow]) -> int:
-        """Store Askar entries verbatim (category, name, value, tags) in one transaction;
-        an existing (category, name) is replaced. Returns the number of rows written."""
+    # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
+    def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
         insert = self._archive_insert(archive_table)
         stmt = insert.on_conflict_do_update(
             index_elements=[archive_table.c.category, archive_table.c.name],
@@ -467,22 +482,45 @@ class SQLAlchemyBackend(StorageBackend):
         now = utcnow()
         try:
             with self._lock, self._write_engine.begin() as conn:
-                for chunk in _chunks(rows, BULK_CHUNK_ROWS):
+                for chunk in _chunks(entries, BULK_CHUNK_ROWS):
                     conn.execute(
                         stmt,
                         [
-                            {"category": c, "name": n, "value": v, "tags": t, "archived_at": now}
-                            for c, n, v, t in chunk
+                            {
+                                "category": e.category,
+                                "name": e.name,
+                                "value": e.value,
+                                "tags": dict(e.tags),
+                                "archived_at": now,
+                            }
+                            for e in chunk
                         ],
                     )
         except Exception as exc:
-            raise self._error(exc, "archiving Askar entries") from None
-        return len(rows)
+            raise self._error(exc, "archiving entries") from None
+        return len(entries)
 
-    def iter_archive(
+    def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        t = archive_table
+        stmt = select(t.c.category, t.c.name, t.c.value, t.c.tags).where(
+            t.c.category == category, t.c.name.in_(bindparam("names", expanding=True))
+        )
+        found: dict[str, ArchivedEntry] = {}
+        try:
+            for chunk in _chunks(names, BULK_CHUNK_ROWS):
+                rows = self._read(
+                    lambda conn, c=chunk: conn.execute(stmt, {"names": list(c)}).all()
+                )
+                for c, n, v, tags in rows:
+                    found[n] = ArchivedEntry(c, n, v, tags or {})
+        except Exception as exc:
+            raise self._error(exc, "reading the archive") from None
+        return found
+
+    def archive_stream(
         self, category: str | None = None, batch_size: int = 500
-    ) -> Iterator[ArchiveRow]:
-        """Archived entries ordered by (category, name), fetched in keyset pages."""
+    ) -> Iterator[ArchivedEntry]:
+        """Keyset pages ordered by (category, name)."""
         t = archive_table
         stmt = select(t.c.category, t.c.name, t.c.value, t.c.tags)
         if category is not None:
@@ -497,13 +535,13 @@ class SQLAlchemyBackend(StorageBackend):
                 with self._lock, self._read_engine.connect() as conn:
                     rows = conn.execute(page).all()
             except Exception as exc:
-                raise self._error(exc, "reading the Askar archive") from None
-            yield from ((c, n, v, tags) for c, n, v, tags in rows)
+                raise self._error(exc, "reading the archive") from None
+            yield from (ArchivedEntry(c, n, v, tags or {}) for c, n, v, tags in rows)
             if len(rows) < batch_size:
                 return
             after = (rows[-1][0], rows[-1][1])
 
-    def count_archive(self, category: str | None = None) -> int:
+    def archive_count(self, category: str | None = None) -> int:
         stmt = select(func.count()).select_from(archive_table)
         if category is not None:
             stmt = stmt.where(archive_table.c.category == category)
@@ -511,4 +549,4 @@ class SQLAlchemyBackend(StorageBackend):
             with self._lock, self._read_engine.connect() as conn:
                 return int(conn.execute(stmt).scalar_one())
         except Exception as exc:
-            raise self._error(exc, "counting the Askar archive") from None
+            raise self._error(exc, "counting the archive") from None

@@ -1,9 +1,11 @@
-"""A private asyncio event loop on a daemon thread, so a sync API can drive async Askar.
+"""The one sync-over-async bridge: an asyncio event loop on a daemon thread.
 
-aries-askar is async-only. Running each call with `asyncio.run` would fail inside a
-running loop (async tests, FastAPI handlers) and would create a loop per call, while
-Askar futures must complete on the loop that started them. One long-lived loop per
-backend avoids both: callers from any thread submit a coroutine and wait for it.
+Sync code that must drive a coroutine (the sync API over aries-askar, `init_db()` over
+the async `provision()`, the migration's Askar reads) cannot use `asyncio.run` inside a
+running loop (async tests, FastAPI handlers), and futures of some drivers must complete
+on the loop that started them. A long-lived loop on its own thread serves both: callers
+from any thread submit a coroutine and wait for it. A backend that keeps futures on its
+loop owns a `BackgroundLoop`; everything else uses `run_sync`, on one shared loop.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ class BackgroundLoop:
     spinning even when the owner forgets to close it.
     """
 
-    def __init__(self, name: str = "askar-loop") -> None:
+    def __init__(self, name: str = "storage-loop") -> None:
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
         self._thread = threading.Thread(
@@ -52,7 +54,7 @@ class BackgroundLoop:
         """Run `coro` on the loop and block until it finishes; its exception propagates."""
         if self.closed:
             coro.close()
-            raise LoopClosedError("the Askar backend is closed")
+            raise LoopClosedError("the store that owned this event loop is closed")
         if self.in_loop_thread():
             coro.close()
             raise RuntimeError("BackgroundLoop.run() called from its own thread would deadlock")
@@ -67,7 +69,7 @@ class BackgroundLoop:
         """Await `coro` run on this loop from another event loop (e.g. `provision`)."""
         if self.closed:
             coro.close()
-            raise LoopClosedError("the Askar backend is closed")
+            raise LoopClosedError("the store that owned this event loop is closed")
         if self.in_loop_thread():
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
@@ -124,3 +126,18 @@ def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> Non
         return
     if threading.current_thread() is not thread:
         thread.join(SHUTDOWN_TIMEOUT)
+
+
+_shared: BackgroundLoop | None = None
+_shared_lock = threading.Lock()
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` to completion from sync code, even inside a running event loop, on
+    one process-wide loop thread (started on first use)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared.closed:
+            _shared = BackgroundLoop(name="storage-sync")
+        loop = _shared
+    return loop.run(coro)
