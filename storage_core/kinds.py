@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Generic, TypeVar
 
 from storage_core import records as r
 
@@ -24,11 +24,25 @@ class FieldType(Enum):
     JSON = "JSON value"
     STR_DICT = "object of strings"
 
+    @property
+    def is_json(self) -> bool:
+        """Stored as a JSON document (a JSON column in SQL, inside the value in Askar)."""
+        return self in _JSON_FIELD_TYPES
+
+
+_JSON_FIELD_TYPES = frozenset({FieldType.LIST, FieldType.DICT, FieldType.JSON, FieldType.STR_DICT})
+
+
+R = TypeVar("R")
+
 
 @dataclass(frozen=True, slots=True)
-class KindSpec:
+class KindSpec(Generic[R]):
+    """One kind of record; `KindSpec[LogEntry]` lets a type checker follow the record type
+    through `get_record(spec, ...)` and the backends."""
+
     name: str
-    record: type
+    record: type[R]
     key: str
     table: str
     category: str  # the Askar category this project's askar backend writes
@@ -45,8 +59,9 @@ class KindSpec:
     def all_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self.record))
 
-    def key_of(self, record: Any) -> str:
-        return getattr(record, self.key)
+    def key_of(self, record: R) -> str:
+        key: str = getattr(record, self.key)
+        return key
 
     def __repr__(self) -> str:
         return f"KindSpec({self.name!r})"
