@@ -117,7 +117,7 @@ class TestQueries:
     def test_filter_value_of_wrong_type_names_the_filter(
         self, storage_manager: StorageManager
     ) -> None:
-        cases = [
+        cases: list[tuple[Any, str]] = [
             ({"deactivated": "yes"}, "filters.deactivated"),
             ({"deactivated": [True, 1]}, "filters.deactivated"),
             ({"domain": 5}, "filters.domain"),
