@@ -89,7 +89,9 @@ def cmd_backends(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="storage-core", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="storage-core", description=(__doc__ or "").partition("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def store_options(p: argparse.ArgumentParser) -> None:

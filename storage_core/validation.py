@@ -92,7 +92,7 @@ def _check_json_field(field: str, ftype: FieldType, value: Any, max_payload: int
         raise ValidationError(field, f"must be a list, got {type(value).__name__}")
     if ftype in (FieldType.DICT, FieldType.STR_DICT) and not isinstance(value, dict):
         raise ValidationError(field, f"must be a dict, got {type(value).__name__}")
-    if ftype is FieldType.STR_DICT:
+    if ftype is FieldType.STR_DICT and isinstance(value, dict):  # refused above otherwise
         for k, v in value.items():
             check_text(f"{field}[{k!r}]", k, max_bytes=MAX_INDEXED_BYTES)
             check_text(f"{field}[{k!r}]", v, max_bytes=max_payload)
