@@ -82,7 +82,8 @@ class StorageBackend(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release connections, threads and files. Idempotent."""
+        """Release connections, threads and files. Idempotent. Afterwards health_check()
+        is False and every other call raises BackendUnavailableError."""
 
     @abstractmethod
     def health_check(self) -> bool:
