@@ -113,7 +113,9 @@ class StorageManager:
         instance._open(settings or Settings.from_env(), backend)
         return instance
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, backend: StorageBackend | None = None
+    ) -> None:
         """Everything is set up in __new__ so the singleton is never re-initialised."""
 
     def _open(self, settings: Settings, backend: StorageBackend | None) -> None:
