@@ -58,7 +58,7 @@ def _print_info(info: dict[str, Any], *, as_json: bool) -> None:
 def cmd_backends(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     registry = get_registry(settings.plugins_allow, settings.plugins_block)
-    listing = []
+    listing: list[dict[str, Any]] = []
     for name, info in sorted(registry.backends.items()):
         installed = info.dependencies_installed
         caps = info.capabilities() if installed else None
@@ -79,17 +79,19 @@ def cmd_backends(args: argparse.Namespace) -> int:
     for row in listing:
         provider = f"{row['distribution']} {row['version']}"
         deps = "yes" if row["dependencies_installed"] else "no"
-        caps = ", ".join(row["capabilities"] or []) or (
+        shown = ", ".join(row["capabilities"] or []) or (
             "-" if row["dependencies_installed"] else f"({row['install_hint']})"
         )
-        print(f"{row['name']:12} {provider:28} {deps:5} {caps}")
+        print(f"{row['name']:12} {provider:28} {deps:5} {shown}")
     for plugin, error in registry.failed.items():
         print(f"failed plugin {plugin}: {error}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="storage-core", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="storage-core", description=(__doc__ or "").partition("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def store_options(p: argparse.ArgumentParser) -> None:

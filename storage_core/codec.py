@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from storage_core.kinds import KindSpec
+from storage_core.kinds import KindSpec, R
 
 _TIMESTAMP_FIELDS = ("created_at", "updated_at")
 
@@ -44,7 +44,7 @@ def parse_timestamp(value: str | datetime | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def record_to_dict(spec: KindSpec, record: Any) -> dict[str, Any]:
+def record_to_dict(spec: KindSpec[R], record: R) -> dict[str, Any]:
     """Every field of the record, timestamps as ISO strings (the Askar value layout)."""
     out = {name: getattr(record, name) for name in spec.all_fields}
     if spec.timestamps:
@@ -53,7 +53,7 @@ def record_to_dict(spec: KindSpec, record: Any) -> dict[str, Any]:
     return out
 
 
-def record_from_dict(spec: KindSpec, data: dict[str, Any]) -> Any:
+def record_from_dict(spec: KindSpec[R], data: dict[str, Any]) -> R:
     values = {name: data[name] for name in spec.all_fields if name in data}
     if spec.timestamps:
         for name in _TIMESTAMP_FIELDS:

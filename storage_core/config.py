@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
+from storage_core.errors import ValidationError
 from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES
 
 DEFAULT_BACKEND = "sqlalchemy"
@@ -28,7 +29,7 @@ def mask_url(url: str | None) -> str | None:
     return _QUERY_SECRET.sub(r"\g<head>***", url)
 
 
-def mask_text(text: str, secrets: list[str | None]) -> str:
+def mask_text(text: str, secrets: Iterable[str | None]) -> str:
     """Replace passwords in URLs and every given secret inside free text."""
     text = mask_url(text) or ""
     for secret in secrets:
@@ -44,8 +45,6 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        from storage_core.errors import ValidationError
-
         raise ValidationError(name, f"must be an integer, got {raw!r}") from None
 
 
@@ -72,11 +71,17 @@ def database_url_from_env(env: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """What a backend is built from. `url=None` lets the backend use its own default."""
+    """What a backend is built from.
+
+    `url` is the URL given in code (`open_storage(..., url)`, `--url`): when set, the
+    backend opens it instead of the one its own environment variables name.
+    `env_sql_url` is the SQL database URL the environment names (DATABASE_URL, else
+    POSTGRES_*, else sqlite:///app.db): what the SQL backend opens when `url` is None.
+    """
 
     backend: str = DEFAULT_BACKEND
     url: str | None = field(default=None, repr=False)
-    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    env_sql_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     pool_size: int = 10
     max_overflow: int = 20
     pool_timeout: float = 30.0
@@ -92,7 +97,7 @@ class Settings:
         env = dict(os.environ if env is None else env)
         settings = cls(
             backend=env.get("STORAGE_BACKEND") or DEFAULT_BACKEND,
-            database_url=database_url_from_env(env),
+            env_sql_url=database_url_from_env(env),
             pool_size=_int_env(env, "STORAGE_POOL_SIZE", 10),
             max_overflow=_int_env(env, "STORAGE_MAX_OVERFLOW", 20),
             pool_timeout=float(_int_env(env, "STORAGE_POOL_TIMEOUT", 30)),
@@ -115,17 +120,18 @@ class Settings:
 
     @property
     def secrets(self) -> list[str]:
-        """Values that must never be printed (passwords, keys), for masking free text."""
+        """Values that must never be printed, for masking free text: secret-looking
+        options, POSTGRES_PASSWORD and URL passwords. A backend adds the secrets of its
+        own environment variables (e.g. ASKAR_KEY) through `StorageBackend.secrets`."""
         found = [str(v) for k, v in self.options.items() if v and _SECRET_OPTION.search(k)]
-        for name in ("ASKAR_KEY", "POSTGRES_PASSWORD"):
-            if self.env.get(name):
-                found.append(self.env[name])
-        for url in (self.url, self.database_url, self.env.get("ASKAR_DB")):
+        if self.env.get("POSTGRES_PASSWORD"):
+            found.append(self.env["POSTGRES_PASSWORD"])
+        for url in (self.url, self.env_sql_url):
             m = _URL_PASSWORD.search(url or "")
             if m and m.group("pw"):
                 found.append(m.group("pw"))
         return found
 
     def __repr__(self) -> str:
-        url = mask_url(self.url or self.database_url)
+        url = mask_url(self.url or self.env_sql_url)
         return f"Settings(backend={self.backend!r}, url={url!r}, pool_size={self.pool_size})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 
 import pluggy
@@ -21,6 +22,6 @@ def register_storage_backends(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def register_commands(subparsers) -> None:
+def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `storage-core` subcommands: `subparsers` is an argparse sub-parser action.
     Set `func=callable(args) -> int` as the parser default to run it."""

@@ -11,23 +11,28 @@ the end. Every backend must honour this so pages agree between backends.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 
-from storage_core.kinds import KindSpec
+from storage_core.kinds import KindSpec, R
 from storage_core.validation import Filters
+
+if TYPE_CHECKING:  # only for type checkers: storage_core never imports SQLAlchemy itself
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
 
 
 class Capability:
     """Names of optional abilities; the conformance suite skips tests needing absent ones."""
 
-    SQL_SESSIONS = "sql_sessions"  # exposes engine / SessionLocal / get_session()
+    SQL_SESSIONS = "sql_sessions"  # exposes engine / SessionLocal: a `SqlSessions`
     SERVER_SIDE_CURSORS = "server_side_cursors"  # streams without buffering a result set
     PERSISTENT = "persistent"  # data outlives the process (reopen sees it)
     ARCHIVE = "archive"  # keeps foreign entries verbatim: the backend is an ArchiveStore
@@ -51,6 +56,17 @@ class ArchivedEntry:
         return hashlib.sha256(data).hexdigest()
 
 
+class SqlSessions(Protocol):
+    """What a backend with `Capability.SQL_SESSIONS` also has: the SQLAlchemy engine it
+    runs on and a session factory bound to it (`StorageManager.engine` / `get_session()`)."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def SessionLocal(self) -> sessionmaker[Session]: ...
+
+
 class StorageBackend(ABC):
     """One store. Methods are synchronous and thread-safe; `provision` is async."""
 
@@ -66,7 +82,8 @@ class StorageBackend(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release connections, threads and files. Idempotent."""
+        """Release connections, threads and files. Idempotent. Afterwards health_check()
+        is False and every other call raises BackendUnavailableError."""
 
     @abstractmethod
     def health_check(self) -> bool:
@@ -89,51 +106,53 @@ class StorageBackend(ABC):
 
     # --- single records --------------------------------------------------------------
     @abstractmethod
-    def create(self, spec: KindSpec, record: Any) -> Any:
+    def create(self, spec: KindSpec[R], record: R) -> R:
         """Insert; DuplicateRecordError if the key exists. Returns the stored record."""
 
     @abstractmethod
-    def get(self, spec: KindSpec, key: str) -> Any | None:
+    def get(self, spec: KindSpec[R], key: str) -> R | None:
         """The record with that key, or None."""
 
     @abstractmethod
     def update(
         self,
-        spec: KindSpec,
+        spec: KindSpec[R],
         key: str,
         changes: dict[str, Any],
         now: datetime,
         expected_version: int | None = None,
-    ) -> Any | None:
+    ) -> R | None:
         """Apply `changes` atomically, set updated_at=now (kinds with timestamps) and
         record_version+1. None if the key is missing; ConflictError on a stale
         expected_version (nothing written)."""
 
     @abstractmethod
-    def upsert(self, spec: KindSpec, record: Any, expected_version: int | None = None) -> Any:
+    def upsert(self, spec: KindSpec[R], record: R, expected_version: int | None = None) -> R:
         """Create, or replace every data field of an existing record keeping its
         created_at and place, with record_version+1. `expected_version=0` means "must
         not exist yet"; a mismatch raises ConflictError."""
 
     @abstractmethod
-    def delete(self, spec: KindSpec, key: str) -> bool:
+    def delete(self, spec: KindSpec[Any], key: str) -> bool:
         """True if a record was removed."""
 
     # --- many records ----------------------------------------------------------------
     @abstractmethod
-    def list(self, spec: KindSpec, filters: Filters, limit: int | None, offset: int) -> list[Any]:
+    def list(
+        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+    ) -> builtins.list[R]:
         """Records matching every filter (each a tuple of allowed values), in order."""
 
     @abstractmethod
-    def count(self, spec: KindSpec, filters: Filters) -> int: ...
+    def count(self, spec: KindSpec[Any], filters: Filters) -> int: ...
 
     @abstractmethod
-    def stream(self, spec: KindSpec, filters: Filters, batch_size: int) -> Iterator[Any]:
+    def stream(self, spec: KindSpec[R], filters: Filters, batch_size: int) -> Iterator[R]:
         """Yield matching records in order with memory bounded by batch_size. Closing
         the iterator early must release whatever it holds (cursor, pool connection)."""
 
     @abstractmethod
-    def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:
+    def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int:
         """Write all records in one transaction, as given (fields, timestamps and
         record_version): an import/restore primitive. Returns len(records)."""
 

@@ -8,9 +8,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
-from storage_core import records as r
+from storage_core.errors import ValidationError
+from storage_core.records import (
+    AnyRecord,
+    LogEntry,
+    Policy,
+    Registry,
+    Resource,
+    Task,
+    TestLogEntry,
+    TestResource,
+    WhoisPresentation,
+    WitnessFile,
+)
 
 
 class FieldType(Enum):
@@ -33,7 +45,7 @@ class FieldType(Enum):
 _JSON_FIELD_TYPES = frozenset({FieldType.LIST, FieldType.DICT, FieldType.JSON, FieldType.STR_DICT})
 
 
-R = TypeVar("R")
+R = TypeVar("R", bound=AnyRecord)  # the record type of one kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +79,15 @@ class KindSpec(Generic[R]):
         return f"KindSpec({self.name!r})"
 
 
-F = FieldType
-
-
-def _spec(name, record, key, table, types, filterable=(), timestamps=False) -> KindSpec:
+def _spec(
+    name: str,
+    record: type[R],
+    key: str,
+    table: str,
+    types: dict[str, FieldType],
+    filterable: tuple[str, ...] = (),
+    timestamps: bool = False,
+) -> KindSpec[R]:
     return KindSpec(
         name=name,
         record=record,
@@ -83,116 +100,121 @@ def _spec(name, record, key, table, types, filterable=(), timestamps=False) -> K
     )
 
 
-LOG_ENTRY = _spec(
+LOG_ENTRY: KindSpec[LogEntry] = _spec(
     "log_entry",
-    r.LogEntry,
+    LogEntry,
     "scid",
     "log_entries",
     {
-        "scid": F.KEY,
-        "did": F.INDEXED_STR,
-        "domain": F.INDEXED_STR,
-        "namespace": F.INDEXED_STR,
-        "identifier": F.INDEXED_STR,
-        "logs": F.LIST,
-        "deactivated": F.BOOL,
+        "scid": FieldType.KEY,
+        "did": FieldType.INDEXED_STR,
+        "domain": FieldType.INDEXED_STR,
+        "namespace": FieldType.INDEXED_STR,
+        "identifier": FieldType.INDEXED_STR,
+        "logs": FieldType.LIST,
+        "deactivated": FieldType.BOOL,
     },
     ("did", "domain", "namespace", "identifier", "deactivated"),
     timestamps=True,
 )
-RESOURCE = _spec(
+RESOURCE: KindSpec[Resource] = _spec(
     "resource",
-    r.Resource,
+    Resource,
     "resource_id",
     "resources",
     {
-        "resource_id": F.KEY,
-        "scid": F.INDEXED_STR,
-        "did": F.INDEXED_STR,
-        "resource_type": F.INDEXED_STR,
-        "resource_name": F.STR,
-        "content": F.JSON,
-        "metadata": F.JSON,
-        "proof": F.JSON,
+        "resource_id": FieldType.KEY,
+        "scid": FieldType.INDEXED_STR,
+        "did": FieldType.INDEXED_STR,
+        "resource_type": FieldType.INDEXED_STR,
+        "resource_name": FieldType.STR,
+        "content": FieldType.JSON,
+        "metadata": FieldType.JSON,
+        "proof": FieldType.JSON,
     },
     ("scid", "did", "resource_type"),
     timestamps=True,
 )
-WITNESS_FILE = _spec(
+WITNESS_FILE: KindSpec[WitnessFile] = _spec(
     "witness_file",
-    r.WitnessFile,
+    WitnessFile,
     "scid",
     "witness_files",
-    {"scid": F.KEY, "witness_proofs": F.LIST},
+    {"scid": FieldType.KEY, "witness_proofs": FieldType.LIST},
 )
-WHOIS = _spec(
+WHOIS: KindSpec[WhoisPresentation] = _spec(
     "whois",
-    r.WhoisPresentation,
+    WhoisPresentation,
     "scid",
     "whois_presentations",
-    {"scid": F.KEY, "presentation": F.DICT},
+    {"scid": FieldType.KEY, "presentation": FieldType.DICT},
 )
-TASK = _spec(
+TASK: KindSpec[Task] = _spec(
     "task",
-    r.Task,
+    Task,
     "task_id",
     "tasks",
     {
-        "task_id": F.KEY,
-        "task_type": F.INDEXED_STR,
-        "status": F.INDEXED_STR,
-        "progress": F.DICT,
-        "message": F.OPT_STR,
+        "task_id": FieldType.KEY,
+        "task_type": FieldType.INDEXED_STR,
+        "status": FieldType.INDEXED_STR,
+        "progress": FieldType.DICT,
+        "message": FieldType.OPT_STR,
     },
     ("task_type", "status"),
     timestamps=True,
 )
-POLICY = _spec(
+POLICY: KindSpec[Policy] = _spec(
     "policy",
-    r.Policy,
+    Policy,
     "policy_id",
     "policies",
     {
-        "policy_id": F.KEY,
-        "version": F.OPT_STR,
-        "witness": F.BOOL,
-        "watcher": F.OPT_STR,
-        "portability": F.BOOL,
-        "prerotation": F.BOOL,
-        "endorsement": F.BOOL,
-        "policy_data": F.DICT,
+        "policy_id": FieldType.KEY,
+        "version": FieldType.OPT_STR,
+        "witness": FieldType.BOOL,
+        "watcher": FieldType.OPT_STR,
+        "portability": FieldType.BOOL,
+        "prerotation": FieldType.BOOL,
+        "endorsement": FieldType.BOOL,
+        "policy_data": FieldType.DICT,
     },
 )
-REGISTRY = _spec(
+REGISTRY: KindSpec[Registry] = _spec(
     "registry",
-    r.Registry,
+    Registry,
     "registry_id",
     "registries",
     {
-        "registry_id": F.KEY,
-        "registry_type": F.INDEXED_STR,
-        "registry_data": F.DICT,
-        "meta": F.DICT,
+        "registry_id": FieldType.KEY,
+        "registry_type": FieldType.INDEXED_STR,
+        "registry_data": FieldType.DICT,
+        "meta": FieldType.DICT,
     },
     ("registry_type",),
 )
-TEST_LOG_ENTRY = _spec(
+TEST_LOG_ENTRY: KindSpec[TestLogEntry] = _spec(
     "test_log_entry",
-    r.TestLogEntry,
+    TestLogEntry,
     "scid",
     "test_log_entries",
-    {"scid": F.KEY, "logs": F.LIST, "tags": F.STR_DICT},
+    {"scid": FieldType.KEY, "logs": FieldType.LIST, "tags": FieldType.STR_DICT},
 )
-TEST_RESOURCE = _spec(
+TEST_RESOURCE: KindSpec[TestResource] = _spec(
     "test_resource",
-    r.TestResource,
+    TestResource,
     "resource_id",
     "test_resources",
-    {"resource_id": F.KEY, "scid": F.INDEXED_STR, "content": F.JSON, "tags": F.STR_DICT},
+    {
+        "resource_id": FieldType.KEY,
+        "scid": FieldType.INDEXED_STR,
+        "content": FieldType.JSON,
+        "tags": FieldType.STR_DICT,
+    },
     ("scid",),
 )
 
-KINDS: dict[str, KindSpec] = {
+KINDS: dict[str, KindSpec[Any]] = {
     s.name: s
     for s in (
         LOG_ENTRY,
@@ -207,16 +229,18 @@ KINDS: dict[str, KindSpec] = {
     )
 }
 
-SPEC_BY_RECORD: dict[type, KindSpec] = {s.record: s for s in KINDS.values()}
+SPEC_BY_RECORD: dict[type[Any], KindSpec[Any]] = {s.record: s for s in KINDS.values()}
 
 
-def spec_for(kind: str | KindSpec) -> KindSpec:
+@overload
+def spec_for(kind: KindSpec[R]) -> KindSpec[R]: ...
+@overload
+def spec_for(kind: str) -> KindSpec[Any]: ...
+def spec_for(kind: str | KindSpec[Any]) -> KindSpec[Any]:
     """Resolve a kind name (or a spec) to its spec, with a clear error for unknown names."""
     if isinstance(kind, KindSpec):
         return kind
     try:
         return KINDS[kind]
     except (KeyError, TypeError):
-        from storage_core.errors import ValidationError
-
         raise ValidationError("kind", f"unknown kind {kind!r}; known: {', '.join(KINDS)}") from None

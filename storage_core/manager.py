@@ -8,23 +8,44 @@ same records and errors whichever backend runs underneath.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import functools
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
-from storage_core import kinds as K
 from storage_core.codec import utcnow
 from storage_core.config import Settings, mask_text, mask_url
-from storage_core.errors import StorageError, UnsupportedOperationError
-from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
-from storage_core.kinds import KindSpec, spec_for
+from storage_core.errors import StorageError, UnsupportedOperationError, ValidationError
+from storage_core.interface import (
+    ArchivedEntry,
+    ArchiveStore,
+    Capability,
+    SqlSessions,
+    StorageBackend,
+)
+from storage_core.kinds import (
+    KINDS,
+    LOG_ENTRY,
+    POLICY,
+    REGISTRY,
+    RESOURCE,
+    SPEC_BY_RECORD,
+    TASK,
+    TEST_LOG_ENTRY,
+    TEST_RESOURCE,
+    WHOIS,
+    WITNESS_FILE,
+    KindSpec,
+    R,
+    spec_for,
+)
 from storage_core.loop import run_sync
 from storage_core.plugins import get_registry
 from storage_core.records import (
+    AnyRecord,
     LogEntry,
     Policy,
     Registry,
@@ -45,25 +66,29 @@ from storage_core.validation import (
     validate_record,
 )
 
+if TYPE_CHECKING:  # only for type checkers: storage_core never imports SQLAlchemy itself
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M", bound=Callable[..., Any])  # a StorageManager method
 DEFAULT_STREAM_BATCH = 500
 
 
-def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+def _guarded(method: M) -> M:
     """Turn anything a backend leaks that is not a StorageError into one, masked."""
 
     @functools.wraps(method)
-    def wrapper(self: StorageManager, *args: Any, **kwargs: Any) -> T:
+    def wrapper(self: StorageManager, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
         except StorageError:
             raise
         except Exception as exc:
-            text = mask_text(f"{type(exc).__name__}: {exc}", self.settings.secrets)
-            raise StorageError(f"backend {self.backend_name!r} failed: {text}") from None
+            raise self._failure(exc) from None
 
-    return wrapper
+    return cast(M, wrapper)
 
 
 class StorageManager:
@@ -88,7 +113,9 @@ class StorageManager:
         instance._open(settings or Settings.from_env(), backend)
         return instance
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, backend: StorageBackend | None = None
+    ) -> None:
         """Everything is set up in __new__ so the singleton is never re-initialised."""
 
     def _open(self, settings: Settings, backend: StorageBackend | None) -> None:
@@ -98,6 +125,10 @@ class StorageManager:
             backend = registry.build(settings.backend, settings)
         self.backend: StorageBackend = backend
         self._max_payload = settings.max_payload_bytes
+        #: What every error this manager raises is masked with (see `_failure`).
+        self._secrets: tuple[str, ...] = tuple(
+            dict.fromkeys(s for s in (*settings.secrets, *backend.secrets) if s)
+        )
         log.debug("opened storage backend=%s url=%s", self.backend_name, self.masked_url)
 
     @classmethod
@@ -121,14 +152,19 @@ class StorageManager:
     def masked_url(self) -> str | None:
         return mask_url(self.backend.describe().get("url"))
 
+    def _failure(self, exc: Exception, action: str = "backend") -> StorageError:
+        """The StorageError that replaces `exc`, something a backend leaked that is not
+        one: its text with every secret of the settings and the backend masked."""
+        text = mask_text(f"{type(exc).__name__}: {exc}", self._secrets)
+        return StorageError(f"{action} {self.backend_name!r} failed: {text}")
+
     async def provision(self, recreate: bool = False) -> None:
         try:
             await self.backend.provision(recreate=recreate)
         except StorageError:
             raise
         except Exception as exc:
-            text = mask_text(f"{type(exc).__name__}: {exc}", self.settings.secrets)
-            raise StorageError(f"provisioning {self.backend_name!r} failed: {text}") from None
+            raise self._failure(exc, "provisioning") from None
 
     def init_db(self, recreate: bool = False) -> None:
         """Synchronous provision(); safe to call while an event loop is running."""
@@ -153,7 +189,7 @@ class StorageManager:
         facts = dict(self.backend.describe())
         facts["url"] = mask_url(facts.get("url"))
         facts["backend"] = self.backend_name
-        facts["rows"] = {name: self.count_records(name) for name in K.KINDS}
+        facts["rows"] = {name: self.count_records(name) for name in KINDS}
         return facts
 
     def __enter__(self) -> StorageManager:
@@ -166,24 +202,25 @@ class StorageManager:
         return f"StorageManager(backend={self.backend_name!r}, url={self.masked_url!r})"
 
     # --- SQL access (backends with the sql_sessions capability) -----------------------
-    def _sql(self) -> Any:
+    def _sql(self) -> SqlSessions:
         if Capability.SQL_SESSIONS not in self.backend.capabilities:
             raise UnsupportedOperationError(
                 f"backend {self.backend_name!r} has no SQL engine or sessions; "
                 "use the StorageManager methods, or select a SQL backend"
             )
-        return self.backend
+        return cast(SqlSessions, self.backend)  # what the capability promises
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         return self._sql().engine
 
     @property
-    def SessionLocal(self) -> Any:
+    def SessionLocal(self) -> sessionmaker[Session]:
         return self._sql().SessionLocal
 
-    def get_session(self) -> Any:
-        """A new ORM Session; the caller closes it (use it as a context manager)."""
+    def get_session(self) -> Session:
+        """A new ORM Session; the caller closes it (use it as a context manager:
+        `with storage.get_session() as session: ...`)."""
         return self._sql().SessionLocal()
 
     # --- archive (backends with the archive capability) --------------------------------
@@ -217,9 +254,11 @@ class StorageManager:
     def archive_count(self, category: str | None = None) -> int:
         return self._archive().archive_count(category)
 
-    # --- generic record API: every kind, by name ----------------------------------------
+    # --- generic record API: every kind, by name or by spec ------------------------------
+    # A kind given as its spec (e.g. `kinds.LOG_ENTRY`) types the result precisely
+    # (`LogEntry`); given by name, the result is one of the nine record types.
     @_guarded
-    def create_record(self, record: Any) -> Any:
+    def create_record(self, record: R) -> R:
         spec = _spec_of_record(record)
         now = utcnow()
         record = validate_record(
@@ -227,15 +266,35 @@ class StorageManager:
         )
         return self.backend.create(spec, record)
 
+    @overload
+    def get_record(self, kind: KindSpec[R], key: str) -> R | None: ...
+    @overload
+    def get_record(self, kind: str, key: str) -> AnyRecord | None: ...
     @_guarded
-    def get_record(self, kind: str | KindSpec, key: str) -> Any | None:
+    def get_record(self, kind: str | KindSpec[Any], key: str) -> Any:
         spec = spec_for(kind)
         return self.backend.get(spec, validate_key(spec, key))
 
+    @overload
+    def list_records(
+        self,
+        kind: KindSpec[R],
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[R]: ...
+    @overload
+    def list_records(
+        self,
+        kind: str,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> builtins.list[AnyRecord]: ...
     @_guarded
     def list_records(
         self,
-        kind: str | KindSpec,
+        kind: str | KindSpec[Any],
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
@@ -248,19 +307,29 @@ class StorageManager:
         return self.backend.list(spec, normalized, limit, offset)
 
     @_guarded
-    def count_records(self, kind: str | KindSpec, filters: Mapping[str, Any] | None = None) -> int:
+    def count_records(
+        self, kind: str | KindSpec[Any], filters: Mapping[str, Any] | None = None
+    ) -> int:
         spec = spec_for(kind)
         normalized = normalize_filters(spec, filters)
         return 0 if _matches_nothing(normalized) else self.backend.count(spec, normalized)
 
+    @overload
+    def update_record(
+        self, kind: KindSpec[R], key: str, expected_version: int | None = None, **fields: Any
+    ) -> R | None: ...
+    @overload
+    def update_record(
+        self, kind: str, key: str, expected_version: int | None = None, **fields: Any
+    ) -> AnyRecord | None: ...
     @_guarded
     def update_record(
         self,
-        kind: str | KindSpec,
+        kind: str | KindSpec[Any],
         key: str,
         expected_version: int | None = None,
         **fields: Any,
-    ) -> Any | None:
+    ) -> Any:
         spec = spec_for(kind)
         validate_key(spec, key)
         if expected_version is not None:
@@ -269,7 +338,7 @@ class StorageManager:
         return self.backend.update(spec, key, changes, utcnow(), expected_version)
 
     @_guarded
-    def upsert_record(self, record: Any, expected_version: int | None = None) -> Any:
+    def upsert_record(self, record: R, expected_version: int | None = None) -> R:
         """Create or replace by key (the `create_or_update_*` semantics)."""
         spec = _spec_of_record(record)
         if expected_version is not None:
@@ -281,40 +350,57 @@ class StorageManager:
         return self.backend.upsert(spec, record, expected_version)
 
     @_guarded
-    def delete_record(self, kind: str | KindSpec, key: str) -> bool:
+    def delete_record(self, kind: str | KindSpec[Any], key: str) -> bool:
         spec = spec_for(kind)
         return bool(self.backend.delete(spec, validate_key(spec, key)))
 
+    @overload
     def stream_records(
         self,
-        kind: str | KindSpec,
+        kind: KindSpec[R],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
-    ) -> Iterator[Any]:
+    ) -> Generator[R, None, None]: ...
+    @overload
+    def stream_records(
+        self,
+        kind: str,
+        filters: Mapping[str, Any] | None = None,
+        batch_size: int = DEFAULT_STREAM_BATCH,
+    ) -> Generator[AnyRecord, None, None]: ...
+    def stream_records(
+        self,
+        kind: str | KindSpec[Any],
+        filters: Mapping[str, Any] | None = None,
+        batch_size: int = DEFAULT_STREAM_BATCH,
+    ) -> Generator[Any, None, None]:
         """Iterate matching records in order with bounded memory. Close the iterator (or
         use `contextlib.closing`) when stopping early; it is also closed when dropped."""
         spec = spec_for(kind)
         normalized = normalize_filters(spec, filters)
         batch_size = validate_batch_size(batch_size)
         if _matches_nothing(normalized):
-            return iter(())
+            return self._guard_iter(iter(()))
         return self._guard_iter(self.backend.stream(spec, normalized, batch_size))
 
-    def _guard_iter(self, inner: Iterator[Any]) -> Iterator[Any]:
+    def _guard_iter(self, inner: Iterator[T]) -> Generator[T, None, None]:
         try:
             yield from inner
         except StorageError:
             raise
         except Exception as exc:
-            text = mask_text(f"{type(exc).__name__}: {exc}", self.settings.secrets)
-            raise StorageError(f"backend {self.backend_name!r} failed: {text}") from None
+            raise self._failure(exc) from None
         finally:
             close = getattr(inner, "close", None)
             if close is not None:
                 close()
 
+    @overload
+    def bulk_upsert(self, kind: KindSpec[R], records: Iterable[R]) -> int: ...
+    @overload
+    def bulk_upsert(self, kind: str, records: Iterable[AnyRecord]) -> int: ...
     @_guarded
-    def bulk_upsert(self, kind: str | KindSpec, records: Iterable[Any]) -> int:
+    def bulk_upsert(self, kind: str | KindSpec[Any], records: Iterable[Any]) -> int:
         """Write many records in one transaction, as given (an import primitive): all are
         validated first, so a bad one leaves the store unchanged."""
         spec = spec_for(kind)
@@ -350,23 +436,23 @@ class StorageManager:
         )
 
     def get_log_entry(self, scid: str) -> LogEntry | None:
-        return self.get_record(K.LOG_ENTRY, scid)
+        return self.get_record(LOG_ENTRY, scid)
 
     def get_log_entries(
         self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
     ) -> builtins.list[LogEntry]:
-        return self.list_records(K.LOG_ENTRY, filters, limit, offset)
+        return self.list_records(LOG_ENTRY, filters, limit, offset)
 
     def count_log_entries(self, filters: Mapping[str, Any] | None = None) -> int:
-        return self.count_records(K.LOG_ENTRY, filters)
+        return self.count_records(LOG_ENTRY, filters)
 
     def update_log_entry(
         self, scid: str, expected_version: int | None = None, **fields: Any
     ) -> LogEntry | None:
-        return self.update_record(K.LOG_ENTRY, scid, expected_version, **fields)
+        return self.update_record(LOG_ENTRY, scid, expected_version, **fields)
 
     def delete_log_entry(self, scid: str) -> bool:
-        return self.delete_record(K.LOG_ENTRY, scid)
+        return self.delete_record(LOG_ENTRY, scid)
 
     # resources
     def create_resource(
@@ -394,23 +480,23 @@ class StorageManager:
         )
 
     def get_resource(self, resource_id: str) -> Resource | None:
-        return self.get_record(K.RESOURCE, resource_id)
+        return self.get_record(RESOURCE, resource_id)
 
     def get_resources(
         self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
     ) -> builtins.list[Resource]:
-        return self.list_records(K.RESOURCE, filters, limit, offset)
+        return self.list_records(RESOURCE, filters, limit, offset)
 
     def count_resources(self, filters: Mapping[str, Any] | None = None) -> int:
-        return self.count_records(K.RESOURCE, filters)
+        return self.count_records(RESOURCE, filters)
 
     def update_resource(
         self, resource_id: str, expected_version: int | None = None, **fields: Any
     ) -> Resource | None:
-        return self.update_record(K.RESOURCE, resource_id, expected_version, **fields)
+        return self.update_record(RESOURCE, resource_id, expected_version, **fields)
 
     def delete_resource(self, resource_id: str) -> bool:
-        return self.delete_record(K.RESOURCE, resource_id)
+        return self.delete_record(RESOURCE, resource_id)
 
     # tasks
     def create_task(
@@ -432,39 +518,37 @@ class StorageManager:
         )
 
     def get_task(self, task_id: str) -> Task | None:
-        return self.get_record(K.TASK, task_id)
+        return self.get_record(TASK, task_id)
 
     def get_tasks(
         self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
     ) -> builtins.list[Task]:
-        return self.list_records(K.TASK, filters, limit, offset)
+        return self.list_records(TASK, filters, limit, offset)
 
     def count_tasks(self, filters: Mapping[str, Any] | None = None) -> int:
-        return self.count_records(K.TASK, filters)
+        return self.count_records(TASK, filters)
 
     def update_task(
         self, task_id: str, expected_version: int | None = None, **fields: Any
     ) -> Task | None:
-        return self.update_record(K.TASK, task_id, expected_version, **fields)
+        return self.update_record(TASK, task_id, expected_version, **fields)
 
     def delete_task(self, task_id: str) -> bool:
-        return self.delete_record(K.TASK, task_id)
+        return self.delete_record(TASK, task_id)
 
     # singletons and per-DID documents: create or replace
     def create_or_update_policy(
         self, policy_id: str, data: Mapping[str, Any], expected_version: int | None = None
     ) -> Policy:
         if not isinstance(data, Mapping):
-            from storage_core.errors import ValidationError
-
             raise ValidationError("data", f"must be a dict, got {type(data).__name__}")
-        known = {f: data[f] for f in K.POLICY.field_types if f in data and f != "policy_data"}
+        known = {f: data[f] for f in POLICY.field_types if f in data and f != "policy_data"}
         known.pop("policy_id", None)
         record = Policy(policy_id=policy_id, policy_data=dict(data), **known)
         return self.upsert_record(record, expected_version)
 
     def get_policy(self, policy_id: str) -> Policy | None:
-        return self.get_record(K.POLICY, policy_id)
+        return self.get_record(POLICY, policy_id)
 
     def create_or_update_registry(
         self,
@@ -483,7 +567,7 @@ class StorageManager:
         return self.upsert_record(record, expected_version)
 
     def get_registry(self, registry_id: str) -> Registry | None:
-        return self.get_record(K.REGISTRY, registry_id)
+        return self.get_record(REGISTRY, registry_id)
 
     def create_or_update_witness_file(
         self,
@@ -495,7 +579,7 @@ class StorageManager:
         return self.upsert_record(record, expected_version)
 
     def get_witness_file(self, scid: str) -> WitnessFile | None:
-        return self.get_record(K.WITNESS_FILE, scid)
+        return self.get_record(WITNESS_FILE, scid)
 
     def create_or_update_whois(
         self, scid: str, presentation: dict[str, Any], expected_version: int | None = None
@@ -504,7 +588,7 @@ class StorageManager:
         return self.upsert_record(record, expected_version)
 
     def get_whois(self, scid: str) -> WhoisPresentation | None:
-        return self.get_record(K.WHOIS, scid)
+        return self.get_record(WHOIS, scid)
 
     # load-test tables
     def create_test_log_entry(
@@ -515,10 +599,10 @@ class StorageManager:
         )
 
     def get_test_log_entry(self, scid: str) -> TestLogEntry | None:
-        return self.get_record(K.TEST_LOG_ENTRY, scid)
+        return self.get_record(TEST_LOG_ENTRY, scid)
 
     def delete_test_log_entry(self, scid: str) -> bool:
-        return self.delete_record(K.TEST_LOG_ENTRY, scid)
+        return self.delete_record(TEST_LOG_ENTRY, scid)
 
     def create_test_resource(
         self, resource_id: str, scid: str, content: Any, tags: dict[str, str] | None = None
@@ -533,43 +617,53 @@ class StorageManager:
         )
 
     def get_test_resource(self, resource_id: str) -> TestResource | None:
-        return self.get_record(K.TEST_RESOURCE, resource_id)
+        return self.get_record(TEST_RESOURCE, resource_id)
 
     def delete_test_resource(self, resource_id: str) -> bool:
-        return self.delete_record(K.TEST_RESOURCE, resource_id)
+        return self.delete_record(TEST_RESOURCE, resource_id)
 
 
-def _spec_of_record(record: Any) -> KindSpec:
-    spec = K.SPEC_BY_RECORD.get(type(record))
+def _spec_of_record(record: R) -> KindSpec[R]:
+    spec = SPEC_BY_RECORD.get(type(record))
     if spec is None:
-        from storage_core.errors import ValidationError
-
-        names = ", ".join(s.record.__name__ for s in K.KINDS.values())
+        names = ", ".join(s.record.__name__ for s in KINDS.values())
         raise ValidationError("record", f"must be one of {names}, got {type(record).__name__}")
     return spec
 
 
-def _fresh(spec: KindSpec, record: Any, now: datetime) -> Any:
+def _fresh(spec: KindSpec[R], record: R, now: datetime) -> R:
     """A record as a single write stores it: version 1 and, for kinds with timestamps,
     created/updated now (callers never set those; the backend keeps created_at on replace)."""
+    fresh: R
     if spec.timestamps:
-        return replace(record, created_at=now, updated_at=now, record_version=1)
-    return record if record.record_version == 1 else replace(record, record_version=1)
+        stamped: Any = record  # a kind with timestamps: its record has created_at/updated_at
+        fresh = dataclasses.replace(stamped, created_at=now, updated_at=now, record_version=1)
+    else:
+        fresh = (
+            record if record.record_version == 1 else dataclasses.replace(record, record_version=1)
+        )
+    return fresh
 
 
 def _matches_nothing(filters: Mapping[str, tuple[Any, ...]]) -> bool:
     return any(len(values) == 0 for values in filters.values())
 
 
-def _reject_repeated_keys(spec: KindSpec, records: builtins.list[Any]) -> None:
+def _reject_repeated_keys(spec: KindSpec[R], records: builtins.list[R]) -> None:
     seen: set[str] = set()
     for rec in records:
-        key = getattr(rec, spec.key)
+        key = spec.key_of(rec)
         if key in seen:
-            from storage_core.errors import ValidationError
-
             raise ValidationError(spec.key, f"{key!r} appears twice in one bulk upsert")
         seen.add(key)
+
+
+_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings)) - {
+    "backend",
+    "url",
+    "options",
+    "env",
+}
 
 
 def open_storage(
@@ -579,10 +673,7 @@ def open_storage(
     processes that use several stores. Unset arguments come from the environment.
     Settings fields (max_payload_bytes, connect_timeout, pool_size, ...) passed here set
     those fields; every other keyword is a backend option."""
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(Settings)} - {"backend", "url", "options", "env"}
-    overrides = {name: options.pop(name) for name in list(options) if name in fields}
+    overrides = {name: options.pop(name) for name in list(options) if name in _SETTINGS_FIELDS}
     return StorageManager(
         Settings.from_env(backend=backend, url=url, options=options or None, **overrides)
     )

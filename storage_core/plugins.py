@@ -19,6 +19,7 @@ from typing import Any
 import pluggy
 
 from storage_core import hookspecs
+from storage_core.config import Settings
 from storage_core.errors import (
     DuplicateBackendError,
     InvalidBackendError,
@@ -26,6 +27,7 @@ from storage_core.errors import (
     PluginLoadError,
     UnknownBackendError,
 )
+from storage_core.interface import StorageBackend
 
 ENTRY_POINT_GROUP = "storage_core.backends"
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ class BackendInfo:
                 f"backend {self.name!r} failed to import {module_name}: {exc}"
                 + (f"; {self.install_hint}" if self.install_hint else "")
             ) from exc
-        return obj
+        factory: Callable[..., Any] = obj
+        return factory
 
     def capabilities(self) -> frozenset[str] | None:
         """The backend class's declared capabilities, or None if it cannot be imported."""
@@ -74,7 +77,9 @@ class BackendInfo:
 
 
 @dataclass
-class Registry:
+class BackendRegistry:
+    """The backends the loaded plugins registered, by name, and the plugins that failed."""
+
     backends: dict[str, BackendInfo] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # entry-point name -> error
     plugin_manager: pluggy.PluginManager | None = None
@@ -100,9 +105,7 @@ class Registry:
             )
         raise UnknownBackendError(msg)
 
-    def build(self, name: str, settings: Any) -> Any:
-        from storage_core.interface import StorageBackend
-
+    def build(self, name: str, settings: Settings) -> StorageBackend:
         info = self.get(name)
         factory = info.load_factory()
         backend = factory(settings)
@@ -129,20 +132,17 @@ def _normalize(name: str) -> str:
 
 
 def build_registry(
-    allow: Iterable[str] | None = None,
-    block: Iterable[str] = (),
-    extra_plugins: Iterable[tuple[str, Any]] = (),
-) -> Registry:
+    allow: Iterable[str] | None = None, block: Iterable[str] = ()
+) -> BackendRegistry:
     """Load every allowed entry point, then collect what their hooks register.
 
-    `allow`/`block` name distributions (or entry-point names). `extra_plugins` are
-    (name, module-or-object) pairs registered as if they came from an entry point.
+    `allow`/`block` name distributions (or entry-point names).
     """
     allow_set = None if allow is None else {_normalize(a) for a in allow}
     block_set = {_normalize(b) for b in block}
     pm = pluggy.PluginManager("storage_core")
     pm.add_hookspecs(hookspecs)
-    registry = Registry(plugin_manager=pm)
+    registry = BackendRegistry(plugin_manager=pm)
     origins: dict[str, tuple[str, str]] = {}
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
@@ -160,9 +160,6 @@ def build_registry(
             continue
         pm.register(module, name=f"{dist}:{ep.name}")
         origins[f"{dist}:{ep.name}"] = (dist, version)
-    for plugin_name, module in extra_plugins:
-        pm.register(module, name=plugin_name)
-        origins[plugin_name] = (plugin_name, "?")
 
     for impl in pm.hook.register_storage_backends.get_hookimpls():
         dist, version = origins.get(impl.plugin_name, (impl.plugin_name, "?"))
@@ -198,10 +195,10 @@ def build_registry(
 
 
 _lock = threading.Lock()
-_cache: dict[tuple, Registry] = {}
+_cache: dict[tuple[tuple[str, ...] | None, tuple[str, ...]], BackendRegistry] = {}
 
 
-def get_registry(allow: Iterable[str] | None = None, block: Iterable[str] = ()) -> Registry:
+def get_registry(allow: Iterable[str] | None = None, block: Iterable[str] = ()) -> BackendRegistry:
     """The registry for this allow/block setting, loaded on first use and then reused."""
     key = (None if allow is None else tuple(sorted(allow)), tuple(sorted(block)))
     with _lock:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-_frozen = dataclass(frozen=True, slots=True, kw_only=True)
+from typing import Any, ClassVar, TypeAlias
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LogEntry:
     scid: str
     did: str
@@ -28,7 +26,7 @@ class LogEntry:
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Resource:
     resource_id: str
     scid: str
@@ -43,21 +41,21 @@ class Resource:
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WitnessFile:
     scid: str
     witness_proofs: list[Any]
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WhoisPresentation:
     scid: str
     presentation: dict[str, Any]
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Task:
     task_id: str
     task_type: str
@@ -69,7 +67,7 @@ class Task:
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     policy_id: str
     version: str | None = None
@@ -82,7 +80,7 @@ class Policy:
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Registry:
     registry_id: str
     registry_type: str
@@ -91,18 +89,18 @@ class Registry:
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TestLogEntry:
-    __test__ = False
+    __test__: ClassVar[bool] = False  # a record, not a pytest test class
     scid: str
     logs: list[Any]
     tags: dict[str, str] = field(default_factory=dict)
     record_version: int = 1
 
 
-@_frozen
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TestResource:
-    __test__ = False
+    __test__: ClassVar[bool] = False  # a record, not a pytest test class
     resource_id: str
     scid: str
     content: Any
@@ -110,7 +108,7 @@ class TestResource:
     record_version: int = 1
 
 
-Record = (
+AnyRecord: TypeAlias = (
     LogEntry
     | Resource
     | WitnessFile
@@ -121,3 +119,5 @@ Record = (
     | TestLogEntry
     | TestResource
 )
+"""A record of any of the nine kinds: what a call naming its kind by string returns
+(pass the kind's `KindSpec` instead, e.g. `kinds.LOG_ENTRY`, to get the precise type)."""

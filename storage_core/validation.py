@@ -10,18 +10,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from storage_core.errors import ValidationError
-from storage_core.kinds import FieldType, KindSpec
+from storage_core.kinds import FieldType, KindSpec, R
 
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # PostgreSQL b-tree entries must fit in ~2.7 kB; keys and indexed fields stay well below.
 MAX_INDEXED_BYTES = 1024
 _INT_MAX = 2**63 - 1
-_JSON_TYPES = (FieldType.LIST, FieldType.DICT, FieldType.JSON, FieldType.STR_DICT)
 
 
 def check_text(field: str, value: Any, *, optional: bool = False, max_bytes: int) -> None:
@@ -84,7 +83,7 @@ def check_field(field: str, ftype: FieldType, value: Any, max_payload: int) -> N
     elif ftype is FieldType.BOOL:
         if not isinstance(value, bool):
             raise ValidationError(field, f"must be a bool, got {type(value).__name__}")
-    else:
+    else:  # every other type is stored as JSON (FieldType.is_json)
         _check_json_field(field, ftype, value, max_payload)
 
 
@@ -93,7 +92,7 @@ def _check_json_field(field: str, ftype: FieldType, value: Any, max_payload: int
         raise ValidationError(field, f"must be a list, got {type(value).__name__}")
     if ftype in (FieldType.DICT, FieldType.STR_DICT) and not isinstance(value, dict):
         raise ValidationError(field, f"must be a dict, got {type(value).__name__}")
-    if ftype is FieldType.STR_DICT:
+    if ftype is FieldType.STR_DICT and isinstance(value, dict):  # refused above otherwise
         for k, v in value.items():
             check_text(f"{field}[{k!r}]", k, max_bytes=MAX_INDEXED_BYTES)
             check_text(f"{field}[{k!r}]", v, max_bytes=max_payload)
@@ -118,9 +117,9 @@ def check_version(field: str, value: Any, *, minimum: int = 1) -> int:
     return value
 
 
-def validate_key(spec: KindSpec, key: Any) -> str:
+def validate_key(spec: KindSpec[Any], key: object) -> str:
     check_field(spec.key, FieldType.KEY, key, MAX_INDEXED_BYTES)
-    return key
+    return cast(str, key)  # check_field refuses anything but a non-empty str
 
 
 _FAST_STR, _FAST_KEY, _FAST_BOOL, _FAST_LIST = 1, 2, 3, 4
@@ -131,10 +130,10 @@ _FAST_KINDS = {
     FieldType.LIST: _FAST_LIST,
 }
 _Plan = tuple[tuple[str, FieldType, int], ...]
-_PLANS: dict[int, tuple[KindSpec, _Plan]] = {}  # by id(spec); the spec is kept alive
+_PLANS: dict[int, tuple[KindSpec[Any], _Plan]] = {}  # by id(spec); the spec is kept alive
 
 
-def _plan(spec: KindSpec) -> _Plan:
+def _plan(spec: KindSpec[Any]) -> _Plan:
     found = _PLANS.get(id(spec))
     if found is not None and found[0] is spec:
         return found[1]
@@ -143,7 +142,7 @@ def _plan(spec: KindSpec) -> _Plan:
     return plan
 
 
-def validate_record(spec: KindSpec, record: Any, *, max_payload: int, now: datetime) -> Any:
+def validate_record(spec: KindSpec[R], record: R, *, max_payload: int, now: datetime) -> R:
     """Check every field; fill missing timestamps with `now`. Returns the record to store.
 
     Values that plainly pass (a short ASCII str without NUL for keys and indexed strings,
@@ -176,14 +175,18 @@ def validate_record(spec: KindSpec, record: Any, *, max_payload: int, now: datet
         check_version("record_version", version)
     if not spec.timestamps:
         return record
-    created = check_timestamp("created_at", record.created_at) or now
-    updated = check_timestamp("updated_at", record.updated_at) or created
-    if created is record.created_at and updated is record.updated_at:
+    stamped: Any = record  # a kind with timestamps: its record has created_at/updated_at
+    created = check_timestamp("created_at", stamped.created_at) or now
+    updated = check_timestamp("updated_at", stamped.updated_at) or created
+    if created is stamped.created_at and updated is stamped.updated_at:
         return record
-    return replace(record, created_at=created, updated_at=updated)
+    result: R = replace(stamped, created_at=created, updated_at=updated)
+    return result
 
 
-def validate_changes(spec: KindSpec, changes: Mapping[str, Any], *, max_payload: int) -> dict:
+def validate_changes(
+    spec: KindSpec[Any], changes: Mapping[str, Any], *, max_payload: int
+) -> dict[str, Any]:
     """Check a partial update: only data fields, never the key, timestamps or version."""
     if not changes:
         raise ValidationError("fields", "an update needs at least one field")
@@ -199,7 +202,7 @@ def validate_changes(spec: KindSpec, changes: Mapping[str, Any], *, max_payload:
 Filters = dict[str, tuple[Any, ...]]
 
 
-def normalize_filters(spec: KindSpec, filters: Mapping[str, Any] | None) -> Filters:
+def normalize_filters(spec: KindSpec[Any], filters: Mapping[str, Any] | None) -> Filters:
     """Equality filters as `{field: (allowed values...)}`; a list means "any of"."""
     if filters is None:
         return {}

@@ -17,7 +17,7 @@ pytest.register_assert_rewrite("storage_core.testing")
 
 from storage_core.plugins import clear_registry_cache  # noqa: E402
 from storage_core.testing.plugin import provisioned_storage  # noqa: E402
-from tests.pg import PgServer, admin_url, require_pg  # noqa: E402
+from tests.pg import IN_CI, PgServer, admin_url, require_pg  # noqa: E402
 
 pytest_plugins = ["storage_core.testing.plugin"]
 
@@ -101,8 +101,23 @@ def dual_storage(tmp_path: Path):
         yield {"storage": sql, "askar": askar}
 
 
+def require_vectors(folder: Path, *, in_ci: bool = IN_CI) -> Path:
+    """`folder` if it exists; else a skip with the reason, or a failure under CI=true,
+    where the tests on real did:webvh logs must run."""
+    if folder.is_dir():
+        return folder
+    reason = f"shared test vectors not found at {folder}"
+    if in_ci:
+        pytest.fail(f"CI=true and the vectors are required: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def vectors_dir() -> Path:
-    if not VECTORS.is_dir():
-        pytest.skip(f"shared test vectors not found at {VECTORS}")
-    return VECTORS
+    return require_vectors(VECTORS)
+
+
+@pytest.fixture(scope="session")
+def storage_vectors_dir() -> Path:
+    """The conformance suite's vectors: this repository's, under the same CI rule."""
+    return require_vectors(VECTORS)

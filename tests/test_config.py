@@ -11,7 +11,7 @@ from storage_core.errors import ValidationError
 def test_defaults_are_sqlalchemy_on_local_sqlite_file():
     s = Settings.from_env({})
     assert s.backend == "sqlalchemy"
-    assert s.database_url == "sqlite:///app.db"
+    assert s.env_sql_url == "sqlite:///app.db"
     assert (s.pool_size, s.max_overflow) == (10, 20)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from storage_core.testing.suite import *  # noqa: F403
-from tests.conftest import VARIANTS, variant_config
+from tests.conftest import VARIANTS, require_vectors, variant_config
 
 CONFORMANCE_VARIANTS = [*VARIANTS, "memory"]
 
@@ -23,3 +23,12 @@ def storage_backend_config(request: pytest.FixtureRequest, tmp_path: Path) -> di
     if request.param == "memory":
         return {"backend": "memory", "url": None, "options": {}}
     return variant_config(request.param, request, tmp_path)
+
+
+def test_missing_vectors_skip_locally_and_fail_under_ci(tmp_path: Path) -> None:
+    missing = tmp_path / "no-vectors"
+    with pytest.raises(pytest.skip.Exception):
+        require_vectors(missing, in_ci=False)
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        require_vectors(missing, in_ci=True)
+    assert require_vectors(tmp_path, in_ci=True) == tmp_path

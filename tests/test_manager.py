@@ -144,6 +144,50 @@ def test_leaked_exceptions_become_masked_storage_errors():
     assert storage.health_check() is False
 
 
+class _KeyedLeakyBackend(_LeakyBackend):
+    """A backend whose own option (not a Settings field) is a secret it leaks raw."""
+
+    KEY = "k3y-0f-the-backend"
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.KEY]
+
+    async def provision(self, recreate: bool = False) -> None:
+        raise RuntimeError(f"wrong key {self.KEY}")
+
+    def _boom(self, *args: Any, **kwargs: Any) -> Any:
+        raise KeyError(f"store opened with key {self.KEY}")
+
+    create = get = update = upsert = delete = list = count = bulk_upsert = _boom
+
+    def stream(self, *args: Any) -> Iterator[Any]:
+        yield from ()
+        raise ValueError(f"stream broke, key {self.KEY}")
+
+
+def test_errors_mask_the_secrets_the_backend_declares():
+    """Settings know nothing of a backend's own secrets (ASKAR_KEY is the Askar
+    backend's): the manager masks what `StorageBackend.secrets` names as well."""
+    storage = StorageManager(Settings.from_env({}), backend=_KeyedLeakyBackend())
+    for call in (
+        lambda: storage.get_log_entry("x"),
+        lambda: storage.init_db(),
+        lambda: list(storage.stream_records("task")),
+    ):
+        with pytest.raises(StorageError) as info:
+            call()
+        assert _KeyedLeakyBackend.KEY not in str(info.value)
+        assert "***" in str(info.value)
+
+
+def test_settings_secrets_leave_backend_variables_to_the_backend():
+    env = {"ASKAR_KEY": "askar-k3y", "POSTGRES_PASSWORD": "pg-pw"}
+    secrets = Settings.from_env(env).secrets
+    assert "pg-pw" in secrets  # core builds the SQL URL from POSTGRES_*
+    assert "askar-k3y" not in secrets
+
+
 def test_bulk_upsert_of_nothing_writes_nothing(tmp_path):
     with open_storage("sqlalchemy", f"sqlite:///{tmp_path}/s.db") as storage:
         storage.init_db()

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from storage_core import kinds as K
 from storage_core.errors import ValidationError
+from storage_core.kinds import LOG_ENTRY, TASK
 from storage_core.records import LogEntry
 from storage_core.validation import (
     check_json,
@@ -34,7 +34,7 @@ def entry(**overrides):
 
 
 def test_valid_record_gets_timestamps():
-    rec = validate_record(K.LOG_ENTRY, entry(), max_payload=1 << 20, now=NOW)
+    rec = validate_record(LOG_ENTRY, entry(), max_payload=1 << 20, now=NOW)
     assert rec.created_at == rec.updated_at == NOW
 
 
@@ -58,7 +58,7 @@ def test_valid_record_gets_timestamps():
 )
 def test_bad_fields_are_named(overrides, field, problem):
     with pytest.raises(ValidationError) as info:
-        validate_record(K.LOG_ENTRY, entry(**overrides), max_payload=1 << 20, now=NOW)
+        validate_record(LOG_ENTRY, entry(**overrides), max_payload=1 << 20, now=NOW)
     assert info.value.field == field
     assert problem.lower() in info.value.problem.lower()
 
@@ -68,7 +68,7 @@ def test_deep_nesting_is_refused():
     for _ in range(300):
         doc = [doc]
     with pytest.raises(ValidationError, match="logs"):
-        validate_record(K.LOG_ENTRY, entry(logs=doc), max_payload=1 << 20, now=NOW)
+        validate_record(LOG_ENTRY, entry(logs=doc), max_payload=1 << 20, now=NOW)
 
 
 def test_payload_limit():
@@ -81,24 +81,24 @@ def test_nul_inside_json_is_storable():
 
 
 def test_filters_normalise_and_reject_unknown_keys():
-    assert normalize_filters(K.TASK, {"status": ["a", "b", "a"], "task_type": "t"}) == {
+    assert normalize_filters(TASK, {"status": ["a", "b", "a"], "task_type": "t"}) == {
         "status": ("a", "b"),
         "task_type": ("t",),
     }
     with pytest.raises(ValidationError) as info:
-        normalize_filters(K.TASK, {"status; DROP TABLE tasks": "x"})
+        normalize_filters(TASK, {"status; DROP TABLE tasks": "x"})
     assert info.value.field == "filters.status; DROP TABLE tasks"
     with pytest.raises(ValidationError, match=r"filters\.deactivated"):
-        normalize_filters(K.LOG_ENTRY, {"deactivated": "true"})
+        normalize_filters(LOG_ENTRY, {"deactivated": "true"})
 
 
 def test_changes_cannot_touch_key_version_or_timestamps():
     for name in ("scid", "record_version", "created_at", "nope"):
         with pytest.raises(ValidationError) as info:
-            validate_changes(K.LOG_ENTRY, {name: "x"}, max_payload=100)
+            validate_changes(LOG_ENTRY, {name: "x"}, max_payload=100)
         assert info.value.field == name
     with pytest.raises(ValidationError, match="at least one"):
-        validate_changes(K.LOG_ENTRY, {}, max_payload=100)
+        validate_changes(LOG_ENTRY, {}, max_payload=100)
 
 
 @pytest.mark.parametrize(("limit", "offset"), [(-1, 0), (True, 0), (1, -5), ("3", 0)])

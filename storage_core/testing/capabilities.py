@@ -23,7 +23,8 @@ def requires_capability(*names: str) -> pytest.MarkDecorator:
     if unknown:
         known = ", ".join(sorted(KNOWN_CAPABILITIES))
         raise ValueError(f"unknown capabilities {sorted(unknown)}; known: {known}")
-    return getattr(pytest.mark, MARKER)(*names)
+    mark: pytest.MarkDecorator = getattr(pytest.mark, MARKER)(*names)
+    return mark
 
 
 def skip_unless_capability(manager: StorageManager, name: str) -> None:

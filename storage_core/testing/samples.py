@@ -6,12 +6,13 @@ here fails `sample_record` loudly instead of being silently left out of the suit
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import orjson
 
-from storage_core.kinds import KINDS, KindSpec, spec_for
+from storage_core.kinds import KINDS, SPEC_BY_RECORD, KindSpec, R, spec_for
 
+T = TypeVar("T")
 TIMESTAMPED_KINDS = tuple(name for name, spec in KINDS.items() if spec.timestamps)
 
 
@@ -93,16 +94,27 @@ SAMPLE_CHANGES: dict[str, dict[str, Any]] = {
 }
 
 
-def sample_record(kind: str | KindSpec, key: str, **overrides: Any) -> Any:
-    """A valid record of `kind` with `key`; `overrides` replace sample fields."""
+@overload
+def sample_record(kind: KindSpec[R], key: str, **overrides: Any) -> R: ...
+@overload
+def sample_record(kind: str, key: str, **overrides: Any) -> Any: ...
+def sample_record(kind: str | KindSpec[Any], key: str, **overrides: Any) -> Any:
+    """A valid record of `kind` with `key`; `overrides` replace sample fields.
+
+    Typed by the spec when given one; a kind named by string gives `Any`, so tests
+    looping over every kind can read kind-specific fields."""
     spec = spec_for(kind)
     return spec.record(**{**_sample_fields(spec.name, key), **overrides})
 
 
+def present(value: T | None) -> T:
+    """`value`, failing the test when it is None (a record the store must hold)."""
+    assert value is not None, "expected a stored record, got None"
+    return value
+
+
 def data_of(record: Any) -> dict[str, Any]:
     """The caller-settable fields of a record (no timestamps, no record_version)."""
-    from storage_core.kinds import SPEC_BY_RECORD
-
     spec = SPEC_BY_RECORD[type(record)]
     return {name: getattr(record, name) for name in spec.data_fields}
 

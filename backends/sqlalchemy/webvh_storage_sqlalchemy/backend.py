@@ -61,7 +61,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._secrets = settings.secrets
-        self._url = settings.url or settings.database_url
+        self._url = settings.url or settings.env_sql_url
         self._closed = True
         try:
             bundle = build_engine(settings)

@@ -58,7 +58,7 @@ class EngineBundle:
 
 
 def database_url(settings: Settings) -> URL:
-    raw = settings.url or settings.database_url
+    raw = settings.url or settings.env_sql_url
     url = make_url(raw)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg2")

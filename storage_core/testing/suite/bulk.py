@@ -10,19 +10,20 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from storage_core.errors import ValidationError
-from storage_core.kinds import KINDS
+from storage_core.kinds import KINDS, LOG_ENTRY
 from storage_core.manager import StorageManager
-from storage_core.testing.samples import data_of, sample_record
+from storage_core.records import LogEntry
+from storage_core.testing.samples import data_of, present, sample_record
 from storage_core.testing.suite.queries import keys
 
 T0 = datetime(2020, 2, 29, 12, 30, 45, 123456, tzinfo=UTC)
 
 
-def _restored_entries(count: int, start: int = 0) -> list:
+def _restored_entries(count: int, start: int = 0) -> list[LogEntry]:
     """Records as an export would hold them: old timestamps, high versions."""
     return [
         sample_record(
-            "log_entry",
+            LOG_ENTRY,
             f"bulk-{i:03d}",
             created_at=T0 + timedelta(days=i),
             updated_at=T0 + timedelta(days=i, hours=1),
@@ -45,9 +46,9 @@ class TestBulkUpsert:
             updated_at=T0.astimezone(plus_two),
         )
         storage_manager.bulk_upsert("log_entry", [local])
-        stored = storage_manager.get_log_entry("local-tz")
+        stored = present(storage_manager.get_log_entry("local-tz"))
         assert (stored.created_at, stored.updated_at) == (T0, T0)
-        assert stored.created_at.utcoffset() == timedelta(0)
+        assert present(stored.created_at).utcoffset() == timedelta(0)
 
     def test_every_kind_round_trips(self, storage_manager: StorageManager) -> None:
         for kind in KINDS:
@@ -76,7 +77,7 @@ class TestBulkUpsert:
             ],
         )
         assert keys(sm.get_log_entries()) == ["x", "y", "z", "new"]
-        restored = sm.get_log_entry("x")
+        restored = present(sm.get_log_entry("x"))
         assert (restored.identifier, restored.created_at, restored.record_version) == (
             "restored",
             T0,
@@ -87,7 +88,7 @@ class TestBulkUpsert:
         self, storage_manager: StorageManager
     ) -> None:
         storage_manager.bulk_upsert("task", [sample_record("task", "t")])
-        task = storage_manager.get_task("t")
+        task = present(storage_manager.get_task("t"))
         assert task.created_at is not None
         assert task.created_at == task.updated_at
 
@@ -97,7 +98,7 @@ class TestBulkUpsert:
         before = sm.get_log_entries()
         good = _restored_entries(5)
         for bad, field in (
-            (replace(good[0], scid="bad", logs="not a list"), "logs"),
+            (replace(good[0], scid="bad", logs="not a list"), "logs"),  # type: ignore[arg-type]
             (replace(good[0], scid="bad", created_at=datetime(2020, 1, 1)), "created_at"),
             (replace(good[0], scid="bad", record_version=0), "record_version"),
             (replace(good[0], scid="a\x00b"), "scid"),
@@ -129,12 +130,12 @@ class TestStream:
     ) -> None:
         records = _restored_entries(30)
         storage_manager.bulk_upsert("log_entry", records)
-        streamed = list(storage_manager.stream_records("log_entry", batch_size=batch_size))
+        streamed = list(storage_manager.stream_records(LOG_ENTRY, batch_size=batch_size))
         assert streamed == records
         odd = [r for r in records if r.record_version % 2]
         for record in odd:
             storage_manager.update_log_entry(record.scid, namespace="odd")
-        filtered = storage_manager.stream_records("log_entry", {"namespace": "odd"}, batch_size)
+        filtered = storage_manager.stream_records(LOG_ENTRY, {"namespace": "odd"}, batch_size)
         assert keys(list(filtered)) == keys(odd)
 
     def test_early_closed_stream_releases_the_store(self, storage_manager: StorageManager) -> None:
@@ -143,17 +144,17 @@ class TestStream:
         sm = storage_manager
         sm.bulk_upsert("log_entry", _restored_entries(20))
         for _ in range(15):
-            with closing(sm.stream_records("log_entry", batch_size=3)) as stream:
+            with closing(sm.stream_records(LOG_ENTRY, batch_size=3)) as stream:
                 assert next(stream).scid == "bulk-000"
                 assert next(stream).scid == "bulk-001"
-        dropped = sm.stream_records("log_entry", batch_size=2)
+        dropped = sm.stream_records(LOG_ENTRY, batch_size=2)
         next(dropped)
         del dropped
         gc.collect()
         sm.create_record(sample_record("log_entry", "after"))
-        assert sm.update_log_entry("bulk-000", identifier="changed").record_version == 6
+        assert present(sm.update_log_entry("bulk-000", identifier="changed")).record_version == 6
         assert sm.count_log_entries() == 21
-        assert len(list(sm.stream_records("log_entry", batch_size=7))) == 21
+        assert len(list(sm.stream_records(LOG_ENTRY, batch_size=7))) == 21
         assert sm.bulk_upsert("log_entry", _restored_entries(2, start=50)) == 2
 
     def test_other_calls_work_while_a_stream_is_open(self, storage_manager: StorageManager) -> None:
@@ -164,7 +165,7 @@ class TestStream:
         for i in range(6):
             sm.create_record(sample_record("witness_file", f"bulk-{i:03d}"))
         seen = []
-        for entry in sm.stream_records("log_entry", batch_size=2):
+        for entry in sm.stream_records(LOG_ENTRY, batch_size=2):
             assert sm.get_witness_file(entry.scid) is not None
             assert sm.count_log_entries() == 6
             seen.append(entry.scid)
@@ -173,5 +174,5 @@ class TestStream:
     def test_invalid_batch_size_names_it(self, storage_manager: StorageManager) -> None:
         for size in (0, -1, "10", True, 1.5):
             with pytest.raises(ValidationError) as err:
-                storage_manager.stream_records("log_entry", batch_size=size)
+                storage_manager.stream_records(LOG_ENTRY, batch_size=size)  # type: ignore[arg-type]
             assert err.value.field == "batch_size", size

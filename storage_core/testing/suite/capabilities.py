@@ -15,7 +15,7 @@ from storage_core.interface import Capability
 from storage_core.kinds import KINDS
 from storage_core.manager import StorageManager, open_storage
 from storage_core.testing.capabilities import requires_capability, skip_if_capability
-from storage_core.testing.samples import sample_record
+from storage_core.testing.samples import present, sample_record
 
 
 class TestCapabilities:
@@ -59,6 +59,6 @@ class TestCapabilities:
         try:
             reopened.init_db(recreate=False)
             assert reopened.get_record("log_entry", "durable") == written
-            assert reopened.get_policy("p").witness is True
+            assert present(reopened.get_policy("p")).witness is True
         finally:
             reopened.close()

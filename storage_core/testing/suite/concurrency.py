@@ -13,7 +13,7 @@ from typing import Any
 
 from storage_core.errors import ConflictError, DuplicateRecordError
 from storage_core.manager import StorageManager
-from storage_core.testing.samples import sample_record
+from storage_core.testing.samples import present, sample_record
 
 WRITERS = 8
 OWN_KEYS = 6
@@ -64,7 +64,7 @@ class TestConcurrency:
             updates = sum(
                 1 for n in range(UPDATES_PER_SHARED_KEY) if index < 1 + n % len(SHARED_KEYS)
             )
-            assert sm.get_task(key).record_version == 1 + WRITERS * updates, key
+            assert present(sm.get_task(key)).record_version == 1 + WRITERS * updates, key
 
     def test_exactly_one_conditional_update_wins(self, storage_manager: StorageManager) -> None:
         sm = storage_manager
@@ -75,7 +75,7 @@ class TestConcurrency:
         winners = [r for r in results if not isinstance(r, Exception)]
         assert len(winners) == 1, results
         assert all(isinstance(r, ConflictError) for r in results if r not in winners), results
-        final = sm.get_task("race")
+        final = present(sm.get_task("race"))
         assert (final.status, final.record_version) == (winners[0].status, 2)
 
     def test_racing_creates_of_one_key_leave_one_record(
@@ -98,4 +98,4 @@ class TestConcurrency:
             upserts
         )
         assert sm.count_log_entries() == 1
-        assert sm.get_whois("fresh").record_version == 1
+        assert present(sm.get_whois("fresh")).record_version == 1

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from storage_core.kinds import KINDS
+from storage_core.kinds import KINDS, TEST_LOG_ENTRY
 from storage_core.manager import StorageManager
-from storage_core.testing.samples import SAMPLE_CHANGES, data_of, json_bytes, sample_record
+from storage_core.testing.samples import SAMPLE_CHANGES, data_of, json_bytes, present, sample_record
 
 
 class TestCrud:
@@ -27,10 +28,10 @@ class TestCrud:
         for kind, spec in KINDS.items():
             original = storage_manager.create_record(sample_record(kind, "k"))
             changes = SAMPLE_CHANGES[kind]
-            updated = storage_manager.update_record(kind, "k", **changes)
+            updated = present(storage_manager.update_record(spec, "k", **changes))
             expected = {**data_of(original), **changes}
             assert data_of(updated) == expected, kind
-            assert data_of(storage_manager.get_record(kind, "k")) == expected, kind
+            assert data_of(present(storage_manager.get_record(kind, "k"))) == expected, kind
             assert updated.record_version == 2, kind
             assert spec.key_of(updated) == "k"
 
@@ -79,15 +80,15 @@ class TestCrud:
         self, storage_manager: StorageManager
     ) -> None:
         """Mutating a list passed in, or one handed back, must not change the store."""
-        logs = [{"versionId": "1-a", "nested": {"items": [1, 2]}}]
+        logs: list[Any] = [{"versionId": "1-a", "nested": {"items": [1, 2]}}]
         created = storage_manager.create_test_log_entry("iso", logs=logs)
         snapshot = json_bytes(logs)
         logs.append({"versionId": "2-b"})
         logs[0]["nested"]["items"].append(3)
         created.logs.append("mutated return value")
-        fetched = storage_manager.get_test_log_entry("iso")
+        fetched = present(storage_manager.get_test_log_entry("iso"))
         assert json_bytes(fetched.logs) == snapshot
         fetched.logs.clear()
-        listed = storage_manager.list_records("test_log_entry")[0]
+        listed = storage_manager.list_records(TEST_LOG_ENTRY)[0]
         listed.logs.append("mutated list value")
-        assert json_bytes(storage_manager.get_test_log_entry("iso").logs) == snapshot
+        assert json_bytes(present(storage_manager.get_test_log_entry("iso")).logs) == snapshot

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from storage_core.errors import ConflictError, DuplicateRecordError, ValidationError
 from storage_core.kinds import KINDS
 from storage_core.manager import StorageManager
-from storage_core.testing.samples import SAMPLE_CHANGES, data_of, sample_record
+from storage_core.testing.samples import SAMPLE_CHANGES, data_of, present, sample_record
 
 #: One create_or_update_* call per kind that has them: (kind, call(sm, key, **kw)).
 CREATE_OR_UPDATE: list[tuple[str, Callable[..., Any]]] = [
@@ -42,7 +43,7 @@ class TestMissingAndDuplicate:
 
     def test_named_creates_raise_duplicate(self, storage_manager: StorageManager) -> None:
         sm = storage_manager
-        creates = [
+        creates: list[Callable[[], object]] = [
             lambda: sm.create_log_entry("d", "did:webvh:d:x", "x", "n", "i", []),
             lambda: sm.create_resource("d", "s", "did", "type", "name", {}),
             lambda: sm.create_task("d", "type", "pending"),
@@ -93,7 +94,7 @@ class TestValidationErrors:
     def test_wrong_types_name_the_field_and_write_nothing(
         self, storage_manager: StorageManager
     ) -> None:
-        sm = storage_manager
+        sm: Any = storage_manager  # wrong types on purpose, as an untyped caller passes them
         cases: list[tuple[Callable[[], Any], str]] = [
             (lambda: sm.create_log_entry("k", "did", "d", "n", "i", logs="[]"), "logs"),
             (lambda: sm.create_log_entry("k", "did", "d", "n", "i", [], 1), "deactivated"),
@@ -127,16 +128,14 @@ class TestValidationErrors:
         sm = storage_manager
         for kind, spec in KINDS.items():
             for bad in ("a\x00b", ""):
-                assert (
-                    _field_of(lambda b=bad, k=kind: sm.create_record(sample_record(k, b)))
-                    == spec.key
+                calls = (
+                    partial(sm.create_record, sample_record(kind, bad)),
+                    partial(sm.get_record, kind, bad),
+                    partial(sm.delete_record, kind, bad),
+                    partial(sm.update_record, kind, bad, **SAMPLE_CHANGES[kind]),
                 )
-                assert _field_of(lambda b=bad, k=kind: sm.get_record(k, b)) == spec.key
-                assert _field_of(lambda b=bad, k=kind: sm.delete_record(k, b)) == spec.key
-                assert (
-                    _field_of(lambda b=bad, k=kind: sm.update_record(k, b, **SAMPLE_CHANGES[k]))
-                    == spec.key
-                )
+                for call in calls:
+                    assert _field_of(call) == spec.key, (kind, bad, call.func.__name__)
         assert _field_of(lambda: sm.create_or_update_whois("x\x00", {})) == "scid"
         assert (
             _field_of(lambda: sm.create_test_resource("r", "s", {}, tags={"k": "\x00"}))
@@ -157,13 +156,13 @@ class TestValidationErrors:
             ({"deactivated": "yes"}, "deactivated"),
             ({}, "fields"),
         ):
-            assert _field_of(lambda c=changes: sm.update_record("log_entry", "k", **c)) == field
+            assert _field_of(partial(sm.update_record, "log_entry", "k", **changes)) == field
         assert (
             _field_of(lambda: sm.update_task("k", expected_version=0, status="x"))
             == "expected_version"
         )
         assert (
-            _field_of(lambda: sm.update_task("k", expected_version="1", status="x"))
+            _field_of(lambda: sm.update_task("k", expected_version="1", status="x"))  # type: ignore[arg-type]
             == "expected_version"
         )
         assert sm.get_log_entry("k") == original
@@ -176,7 +175,7 @@ class TestOptimisticConcurrency:
     ) -> None:
         sm = storage_manager
         sm.create_record(sample_record("task", "t"))
-        current = sm.update_task("t", expected_version=1, status="running")
+        current = present(sm.update_task("t", expected_version=1, status="running"))
         assert current.record_version == 2
         for stale in (1, 3):
             with pytest.raises(ConflictError) as err:
@@ -184,7 +183,8 @@ class TestOptimisticConcurrency:
             assert (err.value.kind, err.value.key) == ("task", "t")
             assert (err.value.expected, err.value.actual) == (stale, 2)
         assert sm.get_task("t") == current
-        assert sm.update_task("t", expected_version=2, status="done").record_version == 3
+        done = present(sm.update_task("t", expected_version=2, status="done"))
+        assert done.record_version == 3
 
     def test_upsert_with_a_stale_version_conflicts_and_writes_nothing(
         self, storage_manager: StorageManager

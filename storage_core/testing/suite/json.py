@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 
+from storage_core.kinds import LOG_ENTRY
 from storage_core.manager import StorageManager
-from storage_core.testing.samples import json_bytes
+from storage_core.testing.samples import json_bytes, present
 
 UNICODE_TEXT = [
     "emoji \U0001f600\U0001f469\u200d\U0001f4bb\U0001f1e8\U0001f1e6",
@@ -41,7 +42,7 @@ class TestJsonRoundTrip:
         }
         for value in (content, "just a string", 42, None, [1, "two", {"3": 3}], True):
             storage_manager.create_test_resource("r", "s", value)
-            stored = storage_manager.get_test_resource("r").content
+            stored = present(storage_manager.get_test_resource("r")).content
             assert json_bytes(stored) == json_bytes(value)
             assert storage_manager.delete_test_resource("r") is True
 
@@ -51,7 +52,7 @@ class TestJsonRoundTrip:
         for i, text in enumerate(UNICODE_TEXT):
             key = f"{i}-{text}"
             sm.create_resource(key, f"scid-{text}", "did", text, text, document)
-            fetched = sm.get_resource(key)
+            fetched = present(sm.get_resource(key))
             assert (fetched.resource_id, fetched.resource_type, fetched.resource_name) == (
                 key,
                 text,
@@ -61,15 +62,17 @@ class TestJsonRoundTrip:
             assert [r.resource_id for r in sm.get_resources({"resource_type": text})] == [key]
             assert sm.count_resources({"scid": f"scid-{text}"}) == 1
         sm.create_test_log_entry("tagged", [], tags={UNICODE_TEXT[0]: UNICODE_TEXT[1]})
-        assert sm.get_test_log_entry("tagged").tags == {UNICODE_TEXT[0]: UNICODE_TEXT[1]}
+        assert present(sm.get_test_log_entry("tagged")).tags == {UNICODE_TEXT[0]: UNICODE_TEXT[1]}
 
     def test_key_order_is_preserved_exactly(self, storage_manager: StorageManager) -> None:
         document = {"z": 1, "a": {"y": [{"b": 1, "a": 2}], "b": None}, "m": "x", "A": 0, "1": 1}
         logs = [document, {"versionId": "2", "proof": {"type": "x", "cryptosuite": "y"}}]
         storage_manager.create_log_entry("ordered", "did", "d", "n", "i", logs)
-        assert json_bytes(storage_manager.get_log_entry("ordered").logs) == json_bytes(logs)
+        assert json_bytes(present(storage_manager.get_log_entry("ordered")).logs) == json_bytes(
+            logs
+        )
         reordered = [{"m": "x", "z": 1}]
-        updated = storage_manager.update_log_entry("ordered", logs=reordered)
+        updated = present(storage_manager.update_log_entry("ordered", logs=reordered))
         assert json_bytes(updated.logs) == json_bytes(reordered)
         listed = storage_manager.get_log_entries()[0]
         assert json_bytes(listed.logs) == json_bytes(reordered)
@@ -77,8 +80,8 @@ class TestJsonRoundTrip:
     def test_large_list(self, storage_manager: StorageManager) -> None:
         logs = [{"versionId": f"{i}-Qm{i:040d}", "n": i, "tags": ["a"] * 3} for i in range(3000)]
         storage_manager.create_log_entry("large", "did", "d", "n", "i", logs)
-        assert json_bytes(storage_manager.get_log_entry("large").logs) == json_bytes(logs)
-        streamed = next(iter(storage_manager.stream_records("log_entry", batch_size=1)))
+        assert json_bytes(present(storage_manager.get_log_entry("large")).logs) == json_bytes(logs)
+        streamed = next(iter(storage_manager.stream_records(LOG_ENTRY, batch_size=1)))
         assert len(streamed.logs) == 3000
 
     def test_real_did_logs_and_witness_files(
@@ -95,7 +98,7 @@ class TestJsonRoundTrip:
             scid = path.parent.name
             did = logs[-1]["state"]["id"]
             sm.create_log_entry(scid, did, "example.com", "vectors", scid, logs)
-            stored = sm.get_log_entry(scid).logs
+            stored = present(sm.get_log_entry(scid)).logs
             # Each line reads back as the same JSON document, key order included.
             assert [orjson.dumps(entry) for entry in stored] == [
                 orjson.dumps(orjson.loads(ln)) for ln in lines
@@ -105,7 +108,7 @@ class TestJsonRoundTrip:
             if witness_path.exists():
                 proofs = orjson.loads(witness_path.read_bytes())
                 sm.create_or_update_witness_file(scid, proofs)
-                assert json_bytes(sm.get_witness_file(scid).witness_proofs) == json_bytes(proofs), (
-                    witness_path
-                )
+                assert json_bytes(present(sm.get_witness_file(scid)).witness_proofs) == json_bytes(
+                    proofs
+                ), witness_path
         assert sm.count_log_entries() == len(logs_files)

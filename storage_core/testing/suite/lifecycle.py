@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from storage_core.errors import BackendUnavailableError
 from storage_core.kinds import KINDS
 from storage_core.manager import StorageManager
 from storage_core.testing.capabilities import KNOWN_CAPABILITIES
@@ -60,6 +64,21 @@ class TestLifecycle:
         asyncio.run(main())
         assert storage_manager.count_tasks() == 0
 
-    def test_close_is_idempotent(self, storage_manager: StorageManager) -> None:
+    def test_close_releases_the_store_and_is_idempotent(
+        self, storage_manager: StorageManager
+    ) -> None:
+        """After close() the store is really closed: it reports unhealthy and every call
+        raises BackendUnavailableError (rather than quietly reopening connections). A
+        second close() is harmless."""
+        storage_manager.create_record(sample_record("task", "t"))
         storage_manager.close()
         storage_manager.close()
+        assert storage_manager.health_check() is False
+        calls: list[Callable[[], object]] = [
+            lambda: storage_manager.get_record("task", "t"),
+            lambda: storage_manager.create_record(sample_record("task", "u")),
+            lambda: storage_manager.list_records("task"),
+        ]
+        for call in calls:
+            with pytest.raises(BackendUnavailableError):
+                call()

@@ -14,6 +14,7 @@ from storage_core.records import (
     WhoisPresentation,
     WitnessFile,
 )
+from storage_core.testing.samples import present
 
 
 class TestNamedApi:
@@ -38,11 +39,16 @@ class TestNamedApi:
         assert [e.scid for e in sm.get_log_entries(limit=1, offset=1)] == ["def"]
         assert sm.count_log_entries() == 2
         assert sm.count_log_entries({"deactivated": True}) == 1
-        updated = sm.update_log_entry("abc", deactivated=True, logs=[*logs, {"versionId": "2"}])
+        updated = present(
+            sm.update_log_entry("abc", deactivated=True, logs=[*logs, {"versionId": "2"}])
+        )
         assert isinstance(updated, LogEntry)
         assert updated.deactivated is True
         assert len(updated.logs) == 2
-        assert sm.update_log_entry("abc", expected_version=2, identifier="bob").identifier == "bob"
+        assert (
+            present(sm.update_log_entry("abc", expected_version=2, identifier="bob")).identifier
+            == "bob"
+        )
         assert sm.delete_log_entry("abc") is True
         assert sm.get_log_entry("abc") is None
 
@@ -69,7 +75,7 @@ class TestNamedApi:
         assert sm.get_resource("r1") == created
         assert [r.resource_id for r in sm.get_resources({"resource_type": "x"})] == ["r2"]
         assert sm.count_resources({"scid": "abc"}) == 2
-        assert sm.update_resource("r2", resource_name="renamed").resource_name == "renamed"
+        assert present(sm.update_resource("r2", resource_name="renamed")).resource_name == "renamed"
         assert sm.delete_resource("r2") is True
         assert sm.get_resources() == [created]
 
@@ -79,12 +85,12 @@ class TestNamedApi:
         assert isinstance(created, Task)
         assert (created.progress, created.message) == ({}, None)
         sm.create_task("t2", "sync", "running", progress={"done": 3}, message="busy")
-        assert sm.get_task("t2").progress == {"done": 3}
+        assert present(sm.get_task("t2")).progress == {"done": 3}
         assert [t.task_id for t in sm.get_tasks({"status": "running"})] == ["t2"]
         assert sm.count_tasks({"task_type": "sync"}) == 2
-        done = sm.update_task("t1", status="done", message="finished")
+        done = present(sm.update_task("t1", status="done", message="finished"))
         assert (done.status, done.message, done.record_version) == ("done", "finished", 2)
-        assert sm.update_task("t1", message=None).message is None
+        assert present(sm.update_task("t1", message=None)).message is None
         assert sm.delete_task("t1") is True
         assert [t.task_id for t in sm.get_tasks()] == ["t2"]
 

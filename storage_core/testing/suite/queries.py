@@ -117,7 +117,7 @@ class TestQueries:
     def test_filter_value_of_wrong_type_names_the_filter(
         self, storage_manager: StorageManager
     ) -> None:
-        cases = [
+        cases: list[tuple[Any, str]] = [
             ({"deactivated": "yes"}, "filters.deactivated"),
             ({"deactivated": [True, 1]}, "filters.deactivated"),
             ({"domain": 5}, "filters.domain"),
@@ -163,14 +163,15 @@ class TestQueries:
         assert keys(sm.get_log_entries(limit=100)) == UNSORTED_KEYS
 
     def test_invalid_paging_names_the_argument(self, storage_manager: StorageManager) -> None:
-        for kwargs, field in (
+        cases: tuple[tuple[dict[str, Any], str], ...] = (
             ({"limit": -1}, "limit"),
             ({"limit": "3"}, "limit"),
             ({"limit": True}, "limit"),
             ({"offset": -1}, "offset"),
             ({"offset": None}, "offset"),
             ({"offset": 1.0}, "offset"),
-        ):
+        )
+        for kwargs, field in cases:
             with pytest.raises(ValidationError) as err:
                 storage_manager.get_log_entries(**kwargs)
             assert err.value.field == field, kwargs

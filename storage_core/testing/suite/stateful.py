@@ -21,6 +21,7 @@ from storage_core.errors import ConflictError, DuplicateRecordError
 from storage_core.kinds import LOG_ENTRY
 from storage_core.manager import StorageManager
 from storage_core.records import LogEntry
+from storage_core.testing.samples import present
 
 STATEFUL_SETTINGS = settings(
     max_examples=15,
@@ -112,7 +113,9 @@ def build_machine(sm: StorageManager) -> type[RuleBasedStateMachine]:
                 with pytest.raises(ConflictError):
                     sm.update_log_entry(key, expected, logs=logs, deactivated=deactivated)
                 return
-            updated = sm.update_log_entry(key, expected, logs=logs, deactivated=deactivated)
+            updated = present(
+                sm.update_log_entry(key, expected, logs=logs, deactivated=deactivated)
+            )
             current.data.update(logs=logs, deactivated=deactivated)
             current.version += 1
             assert (updated.record_version, _data(updated)) == (current.version, current.data)
@@ -144,6 +147,7 @@ def build_machine(sm: StorageManager) -> type[RuleBasedStateMachine]:
             if expected is None:
                 assert found is None
             else:
+                found = present(found)
                 assert (_data(found), found.record_version) == (expected.data, expected.version)
 
         @rule(
@@ -161,7 +165,7 @@ def build_machine(sm: StorageManager) -> type[RuleBasedStateMachine]:
         @invariant()
         def store_matches_model(self) -> None:
             assert _rows(sm.get_log_entries()) == self.model.rows()
-            assert _rows(list(sm.stream_records("log_entry", batch_size=2))) == self.model.rows()
+            assert _rows(list(sm.stream_records(LOG_ENTRY, batch_size=2))) == self.model.rows()
 
     return StorageMachine
 

@@ -7,7 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from storage_core.kinds import KINDS
 from storage_core.manager import StorageManager
-from storage_core.testing.samples import SAMPLE_CHANGES, TIMESTAMPED_KINDS, sample_record
+from storage_core.testing.samples import (
+    SAMPLE_CHANGES,
+    TIMESTAMPED_KINDS,
+    present,
+    sample_record,
+)
 
 
 def _assert_aware_utc(value: datetime | None, what: str) -> None:
@@ -25,7 +30,7 @@ class TestTimestamps:
         for kind in TIMESTAMPED_KINDS:
             before = datetime.now(UTC) - timedelta(seconds=1)
             created = storage_manager.create_record(sample_record(kind, "t"))
-            fetched = storage_manager.get_record(kind, "t")
+            fetched = present(storage_manager.get_record(KINDS[kind], "t"))
             for record, how in ((created, "returned"), (fetched, "fetched")):
                 _assert_aware_utc(record.created_at, f"{kind} {how} created_at")
                 _assert_aware_utc(record.updated_at, f"{kind} {how} updated_at")
@@ -38,7 +43,9 @@ class TestTimestamps:
         for kind in TIMESTAMPED_KINDS:
             created = storage_manager.create_record(sample_record(kind, "t"))
             _tick()
-            updated = storage_manager.update_record(kind, "t", **SAMPLE_CHANGES[kind])
+            updated = present(
+                storage_manager.update_record(KINDS[kind], "t", **SAMPLE_CHANGES[kind])
+            )
             assert updated.created_at == created.created_at, kind
             assert updated.updated_at > created.updated_at, kind
             _assert_aware_utc(updated.updated_at, kind)
@@ -67,18 +74,17 @@ class TestTimestamps:
 
 class TestRecordVersion:
     def test_one_on_create_then_plus_one_per_write(self, storage_manager: StorageManager) -> None:
-        for kind in KINDS:
+        for kind, spec in KINDS.items():
             sm = storage_manager
             assert sm.create_record(sample_record(kind, "v")).record_version == 1, kind
-            assert sm.update_record(kind, "v", **SAMPLE_CHANGES[kind]).record_version == 2
+            updated = present(sm.update_record(spec, "v", **SAMPLE_CHANGES[kind]))
+            assert updated.record_version == 2, kind
             assert sm.upsert_record(sample_record(kind, "v")).record_version == 3, kind
-            assert (
-                sm.update_record(
-                    kind, "v", expected_version=3, **SAMPLE_CHANGES[kind]
-                ).record_version
-                == 4
-            ), kind
-            assert sm.get_record(kind, "v").record_version == 4, kind
+            updated = present(
+                sm.update_record(spec, "v", expected_version=3, **SAMPLE_CHANGES[kind])
+            )
+            assert updated.record_version == 4, kind
+            assert present(sm.get_record(spec, "v")).record_version == 4, kind
             assert sm.delete_record(kind, "v") is True
             assert sm.upsert_record(sample_record(kind, "v")).record_version == 1, kind
 
