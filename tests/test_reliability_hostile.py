@@ -29,9 +29,9 @@ from storage_core import (
     ValidationError,
     open_storage,
 )
-from storage_core import kinds as K
 from storage_core.codec import record_to_dict
 from storage_core.config import Settings
+from storage_core.kinds import SPEC_BY_RECORD
 from storage_core.validation import MAX_INDEXED_BYTES, check_text
 from tests.conftest import VARIANTS
 from tests.pg import IN_CI
@@ -160,7 +160,7 @@ def comparable(record: Any) -> bytes | None:
     """A record as bytes, without timestamps (they differ between stores by design)."""
     if record is None:
         return None
-    spec = K.SPEC_BY_RECORD[type(record)]
+    spec = SPEC_BY_RECORD[type(record)]
     data = record_to_dict(spec, record)
     data.pop("created_at", None)
     data.pop("updated_at", None)
