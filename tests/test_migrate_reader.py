@@ -14,7 +14,7 @@ import pytest
 from aries_askar import Store
 
 from tests.legacy_store import build_legacy_store
-from webvh_storage_migrate.reader import ReaderError, ScanReader
+from webvh_storage_migrate.askar_reader import ReaderError, ScanReader
 
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = [("logEntries", False), ("witnessFile", False), ("resource", True)]
@@ -126,7 +126,7 @@ def _gone(pid: int) -> bool:
 def test_the_child_exits_when_the_migration_is_killed(store: str) -> None:
     script = (
         "import sys, time\n"
-        "from webvh_storage_migrate.reader import ScanReader\n"
+        "from webvh_storage_migrate.askar_reader import ScanReader\n"
         f"r = ScanReader({store!r}, key=None, key_method='none', profile=None, chunk_size=1)\n"
         "r.expect([('logEntries', False), ('witnessFile', False)])\n"
         "print(r.pid, flush=True)\n"

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from webvh_storage_migrate import legacy
+from webvh_storage_migrate.askar_reader import ScanReader
 from webvh_storage_migrate.convert import Converter
 from webvh_storage_migrate.items import Item
 from webvh_storage_migrate.layout_detect import (
@@ -19,7 +20,6 @@ from webvh_storage_migrate.layout_detect import (
     plan_categories,
 )
 from webvh_storage_migrate.lookup import RunIndex
-from webvh_storage_migrate.reader import ScanReader
 from webvh_storage_migrate.source import AskarStore
 
 _LIGHT_TAGS = ("logEntries", "witnessFile", "whois")  # big categories: tags are not kept

@@ -14,12 +14,12 @@ from storage_core import kinds as K
 from storage_core.config import mask_text, mask_url
 from storage_core.errors import StorageError
 from storage_core.manager import StorageManager, open_storage
+from webvh_storage_migrate.askar_reader import ScanReader
 from webvh_storage_migrate.engine import Engine, StrictStop
 from webvh_storage_migrate.jobs import AskarSource
 from webvh_storage_migrate.layout_detect import detect_layout
 from webvh_storage_migrate.lookup import RunIndex
 from webvh_storage_migrate.progress import Progress, summary_table
-from webvh_storage_migrate.reader import ScanReader
 from webvh_storage_migrate.report import RejectsFile, RunReport
 from webvh_storage_migrate.reverse import SqlSource
 from webvh_storage_migrate.source import AskarStore

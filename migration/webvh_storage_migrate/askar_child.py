@@ -1,4 +1,4 @@
-"""The reader child: `python -m webvh_storage_migrate.scan_child`, started by reader.py.
+"""The reader child: `python -m webvh_storage_migrate.askar_child`, started by reader.py.
 
 It opens its own handle on the Askar store (parameters, key included, arrive on stdin,
 never argv or the environment), then serves scan requests: it streams the categories

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from storage_core.config import mask_text
-from webvh_storage_migrate import scan_child
+from webvh_storage_migrate import askar_child as scan_child
 from webvh_storage_migrate.items import RawEntry
 from webvh_storage_migrate.pipe import read_message, write_message
 
