@@ -34,7 +34,7 @@ from storage_core.records import (
 from tests.legacy_store import LegacyFixture, build_legacy_store
 from tests.pg import PgServer, require_pg
 from webvh_storage_migrate.cli import main
-from webvh_storage_migrate.didparse import parse_server_did
+from webvh_storage_migrate.legacy import Rejected, parse_server_did
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS_MIGRATED = (K.LOG_ENTRY, K.WITNESS_FILE, K.WHOIS, K.RESOURCE, K.TASK, K.POLICY, K.REGISTRY)
@@ -486,7 +486,5 @@ def test_server_did_parsing(did: str, parts: tuple[str, ...]) -> None:
     ["did:webvh:QmA:example.org", "did:web:x:a:b", "", None, "did:webvh:QmA:example.org:a:b:c"],
 )
 def test_unparseable_dids_are_rejected(did: Any) -> None:
-    from webvh_storage_migrate.items import Rejected
-
     with pytest.raises(Rejected):
         parse_server_did(did)
