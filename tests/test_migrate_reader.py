@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aries_askar import Store
 
-from tests.legacy_store import build_legacy_store
+from tests.legacy_store import build_legacy_store, find_vectors
 from webvh_storage_askar.config import AskarConfig
 from webvh_storage_migrate.askar_reader import ReaderError, ScanReader
 
@@ -51,6 +51,11 @@ def open_reader(
 ) -> ScanReader:
     config = AskarConfig(uri=uri, key_method=key_method, key=key)
     return ScanReader(config, chunk_size=chunk_size, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    return find_vectors()
 
 
 @pytest.fixture
