@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from storage_core import kinds as K
 from storage_core.codec import record_to_dict
+from storage_core.interface import Capability
 from storage_core.manager import open_storage
 from storage_core.records import (
     LogEntry,
@@ -33,8 +34,10 @@ from storage_core.records import (
 )
 from tests.legacy_store import LegacyFixture, build_legacy_store, find_vectors
 from tests.pg import PgServer, require_pg
+from webvh_storage_askar.config import AskarConfig
 from webvh_storage_migrate.cli import main
 from webvh_storage_migrate.legacy import Rejected, parse_server_did
+from webvh_storage_migrate.runner import Runner, RunOptions, bulk_load_options
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS_MIGRATED = (K.LOG_ENTRY, K.WITNESS_FILE, K.WHOIS, K.RESOURCE, K.TASK, K.POLICY, K.REGISTRY)
@@ -123,9 +126,9 @@ def fields_without_unknown_times(spec: K.KindSpec, record: Any, expected: Any) -
     return data
 
 
-def assert_target_matches(url: str, fx: LegacyFixture) -> None:
+def assert_target_matches(url: str, fx: LegacyFixture, backend: str = "sqlalchemy") -> None:
     expected = expected_records(fx)
-    with open_storage("sqlalchemy", url) as target:
+    with open_storage(backend, url) as target:
         for spec in KINDS_MIGRATED:
             got = {spec.key_of(r): r for r in target.list_records(spec)}
             assert set(got) == set(expected[spec.name]), spec.name
@@ -250,6 +253,40 @@ def test_migrates_every_record_and_is_idempotent(
     assert totals["written"] == 0
     assert totals["unchanged"] == report["totals"]["written"]
     assert_target_matches(target, fx)
+
+
+#: A file-backed store URL per backend a forward run can write to.
+TARGET_URLS = {"sqlalchemy": "sqlite:///{dir}/target.db", "askar": "sqlite://{dir}/target.askar"}
+
+
+@pytest.mark.parametrize("backend", sorted(TARGET_URLS))
+def test_the_runner_writes_to_any_backend_with_an_archive(
+    legacy_sqlite, tmp_path: Path, backend: str
+) -> None:
+    """Nothing in the runner is particular to the SQL backend: a backend with the archive
+    capability receives the same records and archive entries."""
+    source, fx = legacy_sqlite
+    url = TARGET_URLS[backend].format(dir=tmp_path)
+    with open_storage(backend, url) as probe:
+        if Capability.ARCHIVE not in probe.capabilities:
+            pytest.skip(f"backend {backend!r} keeps no archive (yet)")
+    runner = Runner(RunOptions(AskarConfig(uri=source), url, target_backend=backend, quiet=True))
+    try:
+        report = runner.run()
+    finally:
+        runner.close()
+    assert report.error is None and report.direction == f"askar->{backend}"
+    assert report.rejected == len(fx.rejects)
+    assert_target_matches(url, fx, backend)
+
+
+def test_sqlite_tuning_is_only_for_the_sql_backend_on_sqlite() -> None:
+    tuned = {"sqlite_synchronous": "NORMAL", "sqlite_wal_autocheckpoint": 10_000}
+    assert bulk_load_options("sqlalchemy", "sqlite:////srv/app.db") == tuned
+    assert bulk_load_options("sqlalchemy", "sqlite+pysqlite:///app.db") == tuned
+    assert bulk_load_options("sqlalchemy", "postgresql+psycopg2://u:p@db/webvh") == {}
+    assert bulk_load_options("askar", "sqlite://app.db") == {}
+    assert bulk_load_options("sqlalchemy", None) == {}
 
 
 def test_dry_run_writes_nothing(legacy_sqlite, tmp_path: Path) -> None:
