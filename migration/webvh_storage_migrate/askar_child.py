@@ -57,7 +57,8 @@ def read_message(stream: IO[bytes]) -> Message:
 
 async def open_askar_store(uri: str, key: str | None, method: str, profile: str | None) -> Any:
     """An existing Askar store, never a new one (the Askar backend provisions stores)."""
-    from aries_askar import Store  # here, so `storage-core --help` never loads aries_askar
+    # Imported here so `storage-core --help` never loads aries_askar.
+    from aries_askar import Store  # type: ignore[import-untyped]
 
     pass_key = key if method != "none" else None
     return await Store.open(uri, method, pass_key, profile=profile)

@@ -52,12 +52,9 @@ class RejectsFile:
     """One JSON object per rejected entry: category, name, reason."""
 
     def __init__(self, path: str | None) -> None:
-        self.path = path
         self._file: IO[str] | None = open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
-        self.count = 0
 
     def add(self, category: str, name: str, reason: str) -> None:
-        self.count += 1
         if self._file is not None:
             line = {"category": category, "name": name, "reason": reason}
             self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -81,7 +78,6 @@ class RunReport:
     verify: dict[str, Any] | None = None
     error: str | None = None  # masked
     stopped_by_strict: bool = False
-    started: float = field(default_factory=time.time)
     seconds: float = 0.0
 
     @property
