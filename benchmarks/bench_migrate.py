@@ -90,7 +90,7 @@ def vm_hwm_kb(pid: int) -> int:
 def record_reader_peaks() -> list[int]:
     """Peak RSS (VmHWM, kB) of each reader child, read just before it is closed. Its
     ru_maxrss would not do: Linux carries the forking parent's peak across exec."""
-    from webvh_storage_migrate.reader import ScanReader
+    from webvh_storage_migrate.askar_reader import ScanReader
 
     peaks: list[int] = []
     close = ScanReader.close

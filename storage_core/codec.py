@@ -63,12 +63,14 @@ def record_from_dict(spec: KindSpec[R], data: dict[str, Any]) -> R:
 
 
 def record_digest(spec: KindSpec, record: Any, *, include_version: bool = False) -> str:
-    """A stable digest of a record's content, for verifying two stores agree.
+    """A digest of a record's content, for checking that two stores hold the same record
+    (the migration's unchanged check and its verify pass).
 
-    Key order inside JSON documents is part of the content (a DID log must read back
-    byte-identical), so only the top-level field order is normalised.
+    Fields are hashed in the kind's declared order. Inside JSON documents key order is
+    content (a DID log must read back byte-identical), so documents are hashed exactly as
+    held: no key sorting at any level.
     """
     data = record_to_dict(spec, record)
     if not include_version:
         data.pop("record_version", None)
-    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(orjson.dumps(data)).hexdigest()

@@ -1,4 +1,5 @@
-"""The migration's reader child (reader.py + scan_child.py) against real Askar stores."""
+"""The migration's Askar reader and its child (askar_reader.py, askar_child.py) against real
+Askar stores."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 from aries_askar import Store
 
-from tests.legacy_store import build_legacy_store
-from webvh_storage_migrate.reader import ReaderError, ScanReader
+from tests.legacy_store import build_legacy_store, find_vectors
+from webvh_storage_askar.config import AskarConfig
+from webvh_storage_migrate.askar_reader import ReaderError, ScanReader
 
 ROOT = Path(__file__).resolve().parent.parent
 CATEGORIES = [("logEntries", False), ("witnessFile", False), ("resource", True)]
@@ -44,9 +46,16 @@ def read_all(reader: ScanReader, category: str, with_tags: bool) -> list[tuple]:
     ]
 
 
-def open_reader(uri: str, chunk_size: int = 5, **kwargs) -> ScanReader:
-    options = {"key": None, "key_method": "none", "profile": None, **kwargs}
-    return ScanReader(uri, chunk_size=chunk_size, **options)
+def open_reader(
+    uri: str, chunk_size: int = 5, *, key: str | None = None, key_method: str = "none", **kwargs
+) -> ScanReader:
+    config = AskarConfig(uri=uri, key_method=key_method, key=key)
+    return ScanReader(config, chunk_size=chunk_size, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def vectors_dir() -> Path:
+    return find_vectors()
 
 
 @pytest.fixture
@@ -126,8 +135,9 @@ def _gone(pid: int) -> bool:
 def test_the_child_exits_when_the_migration_is_killed(store: str) -> None:
     script = (
         "import sys, time\n"
-        "from webvh_storage_migrate.reader import ScanReader\n"
-        f"r = ScanReader({store!r}, key=None, key_method='none', profile=None, chunk_size=1)\n"
+        "from webvh_storage_askar.config import AskarConfig\n"
+        "from webvh_storage_migrate.askar_reader import ScanReader\n"
+        f"r = ScanReader(AskarConfig(uri={store!r}), chunk_size=1)\n"
         "r.expect([('logEntries', False), ('witnessFile', False)])\n"
         "print(r.pid, flush=True)\n"
         "time.sleep(120)\n"

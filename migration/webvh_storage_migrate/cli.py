@@ -2,7 +2,8 @@
 
 Usable as `python tools/migrate_askar.py ...` and `storage-core migrate-askar ...`.
 Exit status: 0 all copied (and verified); 1 some entries rejected, a verify mismatch, or
---strict stopped; 2 the run could not proceed (store unreachable, bad key, ...).
+--strict stopped; 2 the run could not proceed (store unreachable, bad key, ...), with
+one masked line on stderr.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
-from typing import Any
-from urllib.parse import urlsplit
 
-from storage_core.config import database_url_from_env, mask_text, mask_url
+from storage_core.config import database_url_from_env
+from webvh_storage_askar.config import KEY_METHODS, AskarConfig
+from webvh_storage_migrate.report import print_summary
+from webvh_storage_migrate.runner import Runner, RunOptions
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILED = 0, 1, 2
-KEY_METHODS = ("none", "raw", "kdf:argon2i", "kdf:argon2i:mod", "kdf:argon2i:int")
+PROG = "migrate-askar"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,72 +84,80 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="migrate-askar", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=(__doc__ or "").splitlines()[0])
     add_arguments(parser)
     return parser
 
 
-def add_subcommand(subparsers: Any) -> argparse.ArgumentParser:
+def add_subcommand(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `migrate-askar` on the `storage-core` CLI."""
     parser = subparsers.add_parser(
-        "migrate-askar", help="copy a legacy did:webvh Askar store into the SQL store"
+        PROG, help="copy a legacy did:webvh Askar store into the SQL store"
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run(args)
+    return run(build_parser().parse_args(argv))
 
 
-def _secrets(args: argparse.Namespace) -> list[str]:
-    found = [args.askar_key] if args.askar_key else []
-    for url in (args.askar, args.to):
-        password = urlsplit(url or "").password
-        if password:
-            found.append(password)
-    return found
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def options_from(args: argparse.Namespace) -> RunOptions | str:
+    """The run the flags ask for, with defaults from the environment; or what is wrong."""
+    if args.batch_size < 1:
+        return "--batch-size must be >= 1"
+    method = args.askar_key_method
+    key = args.askar_key or os.environ.get("ASKAR_KEY") or None
+    if method != "none" and not key:
+        return f"--askar-key (or ASKAR_KEY) is required for key method {method}"
+    askar = AskarConfig(
+        uri=args.askar,
+        key_method=method,
+        key=key if method != "none" else None,  # a store without a key ignores one
+        profile=args.profile,
+    )
+    return RunOptions(
+        askar=askar,
+        target_url=args.to or database_url_from_env(os.environ),
+        categories=tuple(args.categories) if args.categories else None,
+        batch_size=args.batch_size,
+        dry_run=args.dry_run,
+        verify=args.verify,
+        verify_only=args.verify_only,
+        strict=args.strict,
+        reverse=args.reverse,
+        quiet=args.quiet,
+        rejects=args.rejects,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve defaults, run, print the summary; always returns an exit status."""
-    from webvh_storage_migrate.runner import Runner
-
-    args.askar_key = args.askar_key or os.environ.get("ASKAR_KEY") or None
-    args.to = args.to or database_url_from_env(os.environ)
-    if args.batch_size < 1:
-        print("migrate-askar: error: --batch-size must be >= 1", file=sys.stderr)
-        return EXIT_FAILED
-    if args.askar_key_method != "none" and not args.askar_key:
-        print(
-            "migrate-askar: error: --askar-key (or ASKAR_KEY) is required for key method "
-            f"{args.askar_key_method}",
-            file=sys.stderr,
-        )
-        return EXIT_FAILED
-    secrets = _secrets(args)
-    runner = Runner(args, secrets)
+    """Run, write the report, print the summary; always returns an exit status."""
+    options = options_from(args)
+    if isinstance(options, str):
+        return _fail(options)
+    runner = Runner(options)
     started = time.monotonic()
-    with ExitStack() as stack:
-        stack.callback(runner.close)
+    try:
         report = runner.run()
+    finally:
+        runner.close()
     report.seconds = time.monotonic() - started
     try:
         report.write(args.report)
     except OSError as exc:
-        print(f"migrate-askar: cannot write report: {exc}", file=sys.stderr)
+        print(f"{PROG}: cannot write report: {exc}", file=sys.stderr)
     if not args.quiet or report.error:
-        runner.print_summary(report)
+        print_summary(report, options.rejects)
     if report.error:
-        print(f"migrate-askar: error: {mask_text(report.error, secrets)}", file=sys.stderr)
-        if not report.error.startswith("--strict"):
+        print(f"{PROG}: error: {report.error}", file=sys.stderr)
+        if not report.stopped_by_strict:
             return EXIT_FAILED
     if report.rejected or report.verify_failed or report.error:
         return EXIT_INCOMPLETE
     return EXIT_OK
-
-
-def masked(url: str | None) -> str:
-    return mask_url(url) or ""

@@ -1,30 +1,79 @@
-"""Turn chunks of raw Askar entries into Items, per the category's plan.
+"""The forward run's middle: Askar entries in, Items out, one job per category.
 
-Deterministic: the same entry always becomes the same record, which is what makes a
-re-run (after a crash, or just twice) write nothing new.
+An Item is what one source entry becomes: a record, a verbatim archive entry, or a
+reason (reject or skip). The engine, the dry run and the verify pass all consume the
+same Items, so the three agree. Conversion is deterministic: the same entry always
+becomes the same record, which is what makes a re-run (after a crash, or just twice)
+write nothing new.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from storage_core.codec import record_from_dict
 from storage_core.errors import ValidationError
+from storage_core.interface import ArchivedEntry
 from storage_core.kinds import KindSpec
 from storage_core.validation import MAX_INDEXED_BYTES, check_text
 from webvh_storage_migrate import legacy
-from webvh_storage_migrate.items import ArchiveRow, Item, RawEntry, Rejected
-from webvh_storage_migrate.layout_detect import Action, CategoryPlan
-from webvh_storage_migrate.lookup import RunIndex
-from webvh_storage_migrate.source import decode_json
+from webvh_storage_migrate.askar_reader import AskarStore, RawEntry, ScanReader
+from webvh_storage_migrate.legacy import KNOWN, Action, CategoryPlan, Rejected, plan_categories
 
 NATIVE_PREFIX = "webvh:"
+_LIGHT_TAGS = ("logEntries", "witnessFile", "whois")  # big categories: tags are not kept
+_CHUNK = 500  # SQLite host parameters per IN (...) query
 TagFetcher = Callable[[str, str], dict[str, str] | None]
 
 
-def archive_row(entry: RawEntry, tags: dict[str, str] | None = None) -> ArchiveRow:
-    """The entry verbatim; rejects values that a SQL text column cannot hold exactly."""
+@dataclass(slots=True)
+class Item:
+    """The outcome for one source entry: a record and/or an archive entry, or a reject
+    or skip reason.
+
+    `keep_version` marks records read in this project's own layout, whose
+    record_version is part of their content and is written as stored.
+    """
+
+    category: str
+    name: str
+    spec: KindSpec[Any] | None = None
+    record: Any = None
+    archive: ArchivedEntry | None = None
+    reject: str | None = None
+    skip: str | None = None  # nothing to write, for this reason (not an error)
+    note: str | None = None
+    keep_version: bool = False
+
+    @property
+    def is_record(self) -> bool:
+        return self.record is not None and self.reject is None and self.skip is None
+
+
+@dataclass
+class Job:
+    """A source category: its plan and a way to stream its Items, chunk by chunk. The
+    engine and verify never care whether they come from Askar (forward) or not."""
+
+    plan: CategoryPlan
+    chunks: Callable[[], Iterator[list[Item]]]
+
+    @property
+    def category(self) -> str:
+        return self.plan.category
+
+
+def archive_entry(entry: RawEntry, tags: dict[str, str] | None = None) -> ArchivedEntry:
+    """The entry verbatim; rejects values that a text column cannot hold exactly."""
     for what, text in (("category", entry.category), ("name", entry.name)):
         try:
             check_text(what, text, max_bytes=MAX_INDEXED_BYTES)
@@ -36,10 +85,90 @@ def archive_row(entry: RawEntry, tags: dict[str, str] | None = None) -> ArchiveR
         raise Rejected("value is not UTF-8 text; cannot be archived verbatim") from None
     if "\x00" in text:
         raise Rejected("value contains NUL; cannot be archived verbatim")
-    return ArchiveRow(entry.category, entry.name, text, dict(tags or entry.tags or {}))
+    return ArchivedEntry(entry.category, entry.name, text, dict(tags or entry.tags or {}))
+
+
+def decode_json(raw: bytes) -> Any:
+    """Parse a value the way the legacy server wrote it (json.dumps text)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson refuses NaN/Infinity that json.dumps may have written
+        return json.loads(raw)
+
+
+class RunIndex:
+    """A run-scoped, disk-backed index: client_id -> scid, and the keys already produced.
+
+    witnessFile and whois are keyed by client_id ("ns:id") while their records are keyed
+    by scid, which only the client's log holds. Keeping that map (and the set of keys
+    seen, to catch two entries converting to one key) in a temporary SQLite file keeps
+    memory flat however many DIDs the store holds.
+    """
+
+    def __init__(self) -> None:
+        fd, self.path = tempfile.mkstemp(prefix="migrate-askar-", suffix=".sqlite")
+        os.close(fd)
+        self._db = sqlite3.connect(self.path)
+        self._db.executescript(
+            """
+            PRAGMA journal_mode=OFF;
+            PRAGMA synchronous=OFF;
+            CREATE TABLE client_scid (client_id TEXT PRIMARY KEY, scid TEXT NOT NULL);
+            CREATE TABLE seen (kind TEXT, key TEXT, origin TEXT, PRIMARY KEY (kind, key));
+            """
+        )
+
+    def add_clients(self, pairs: Iterable[tuple[str, str]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO client_scid VALUES (?, ?)", pairs)
+
+    def scids_for(self, client_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(client_ids), _CHUNK):
+            part = list(client_ids[start : start + _CHUNK])
+            marks = ",".join("?" * len(part))
+            rows = self._db.execute(
+                f"SELECT client_id, scid FROM client_scid WHERE client_id IN ({marks})", part
+            )
+            found.update(rows)
+        return found
+
+    def claim_keys(self, kind: str, keyed: Sequence[tuple[str, str]]) -> list[str | None]:
+        """Claim each (key, origin) in order; per position, None if this entry now owns
+        the key, else the origin (category/name) of the entry that took it first."""
+        earlier: dict[str, str] = {}
+        for start in range(0, len(keyed), _CHUNK):
+            keys = [k for k, _ in keyed[start : start + _CHUNK]]
+            marks = ",".join("?" * len(keys))
+            rows = self._db.execute(
+                f"SELECT key, origin FROM seen WHERE kind = ? AND key IN ({marks})", [kind, *keys]
+            )
+            earlier.update(rows)
+        result: list[str | None] = []
+        fresh: list[tuple[str, str, str]] = []
+        for key, origin in keyed:
+            if key in earlier:
+                result.append(earlier[key])
+            else:
+                earlier[key] = origin
+                fresh.append((kind, key, origin))
+                result.append(None)
+        self._db.executemany("INSERT INTO seen VALUES (?, ?, ?)", fresh)
+        return result
+
+    def reset_seen(self) -> None:
+        """Forget claimed keys (a second pass over the same source, e.g. verify)."""
+        self._db.execute("DELETE FROM seen")
+
+    def close(self) -> None:
+        self._db.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
 
 
 class Converter:
+    """Chunks of raw entries -> Items, per the category's plan."""
+
     def __init__(self, index: RunIndex, fetch_tags: TagFetcher | None = None) -> None:
         self.index = index
         self.fetch_tags = fetch_tags
@@ -48,8 +177,9 @@ class Converter:
         if plan.action is Action.ARCHIVE:
             items = [self._archived(entry, plan.reason) for entry in chunk]
         elif plan.action is Action.NATIVE:
-            assert plan.spec is not None
-            items = [self._native(plan.spec, entry) for entry in chunk]
+            spec = plan.spec
+            assert spec is not None
+            items = [self._native(spec, entry) for entry in chunk]
         elif plan.category in legacy.BY_CLIENT_SCID:
             items = self._by_client(plan.category, chunk)
         else:
@@ -67,11 +197,11 @@ class Converter:
     # --- per layout -----------------------------------------------------------------
     def _archived(self, entry: RawEntry, reason: str) -> Item:
         try:
-            return Item(entry.category, entry.name, archive=archive_row(entry), note=reason)
+            return Item(entry.category, entry.name, archive=archive_entry(entry), note=reason)
         except Rejected as exc:
             return Item(entry.category, entry.name, reject=exc.reason)
 
-    def _native(self, spec: KindSpec, entry: RawEntry) -> Item:
+    def _native(self, spec: KindSpec[Any], entry: RawEntry) -> Item:
         try:
             data = _parse(entry)
             if not isinstance(data, dict):
@@ -91,7 +221,7 @@ class Converter:
         try:
             value = _parse(entry)
             record = convert(entry.name, value)
-            archive = archive_row(entry) if legacy.is_lossy(category, value) else None
+            archive = archive_entry(entry) if legacy.is_lossy(category, value) else None
         except Rejected as exc:
             return Item(category, entry.name, reject=exc.reason)
         return Item(category, entry.name, spec, record, archive=archive)
@@ -104,7 +234,7 @@ class Converter:
     def _one_by_client(
         self,
         category: str,
-        spec: KindSpec,
+        spec: KindSpec[Any],
         convert: Callable[[str, Any], Any],
         entry: RawEntry,
         scids: dict[str, str],
@@ -121,23 +251,20 @@ class Converter:
             return Item(
                 category,
                 entry.name,
-                archive=archive_row(entry, tags),
+                archive=archive_entry(entry, tags),
                 note="orphan: no convertible logEntries entry for its client_id; "
-                "kept verbatim in askar_archive",
+                "kept verbatim in the archive",
             )
         except Rejected as exc:
             return Item(category, entry.name, reject=exc.reason)
 
     def _claim_keys(self, items: list[Item]) -> None:
         """Reject a second entry converting to a key another entry already produced."""
-        records = [i for i in items if i.is_record]
-        if not records:
-            return
-        by_kind: dict[str, list[Item]] = {}
-        for item in records:
-            by_kind.setdefault(item.spec.name, []).append(item)
-        for kind, group in by_kind.items():
-            spec = group[0].spec
+        by_kind: dict[str, tuple[KindSpec[Any], list[Item]]] = {}
+        for item in items:
+            if item.is_record and item.spec is not None:
+                by_kind.setdefault(item.spec.name, (item.spec, []))[1].append(item)
+        for kind, (spec, group) in by_kind.items():
             owners = self.index.claim_keys(
                 kind, [(spec.key_of(i.record), f"{i.category}/{i.name}") for i in group]
             )
@@ -152,7 +279,7 @@ class Converter:
                     if item.archive is None:
                         item.skip = reason
                     else:
-                        item.note = f"{reason}; legacy value kept in askar_archive"
+                        item.note = f"{reason}; legacy value kept in the archive"
                 else:
                     item.reject = f"duplicate {spec.key} {key!r}: already produced by {owner}"
 
@@ -162,3 +289,74 @@ def _parse(entry: RawEntry) -> Any:
         return decode_json(entry.value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Rejected(f"invalid JSON: {str(exc)[:120]}") from None
+
+
+def _keeps_tags(category: str) -> bool:
+    return category not in _LIGHT_TAGS
+
+
+class AskarSource:
+    """Jobs over an Askar store in either layout (legacy server or this project's)."""
+
+    def __init__(self, store: AskarStore, reader: ScanReader, index: RunIndex) -> None:
+        self.store = store
+        self.reader = reader
+        self.index = index
+        self.converter = Converter(index, fetch_tags=store.fetch_tags)
+        self.discovered = False
+        self._clients_indexed = False
+
+    def survey(self) -> dict[str, int]:
+        """Entries per category. Counts known categories; scans only if some are unknown."""
+        counted = self.store.count_many([*KNOWN, None])
+        total = counted.pop(None)
+        counts = {c: n for c, n in counted.items() if c is not None}
+        if sum(counts.values()) < total:
+            self.discovered = True
+            counts = self.store.discover_categories()
+        return {c: n for c, n in counts.items() if n > 0}
+
+    def plans(self, counts: dict[str, int], only: tuple[str, ...] | None) -> list[CategoryPlan]:
+        return plan_categories(counts, only)
+
+    def jobs(self, plans: list[CategoryPlan]) -> list[Job]:
+        """A job per plan; the reader starts streaming their categories right away."""
+        read = [p.category for p in plans if p.action is not Action.SKIP]
+        wanted = [(category, _keeps_tags(category)) for category in read]
+        if self._needs_client_index(plans):
+            wanted.insert(0, ("logEntries", False))  # read first by build_client_index
+        self.reader.expect(wanted)
+        return [Job(plan, self._chunker(plan)) for plan in plans]
+
+    def _needs_client_index(self, plans: list[CategoryPlan]) -> bool:
+        categories = {p.category for p in plans}
+        return (
+            not self._clients_indexed
+            and "logEntries" not in categories
+            and any(c in legacy.BY_CLIENT_SCID for c in categories)
+        )
+
+    def _chunker(self, plan: CategoryPlan) -> Callable[[], Iterator[list[Item]]]:
+        def chunks() -> Iterator[list[Item]]:
+            if plan.action is Action.SKIP:
+                return
+            if plan.category in legacy.BY_CLIENT_SCID and not self._clients_indexed:
+                self.build_client_index()
+            with_tags = _keeps_tags(plan.category)
+            for raw in self.reader.chunks(plan.category, with_tags=with_tags):
+                yield self.converter.convert(plan, raw)
+            if plan.category == "logEntries":
+                self._clients_indexed = True
+
+        return chunks
+
+    def build_client_index(self) -> None:
+        """Fill client_id -> scid from logEntries, writing nothing: for runs that take
+        witnessFile/whois without logEntries (e.g. `--categories whois`)."""
+        for raw in self.reader.chunks("logEntries", with_tags=False):
+            self.converter.index_clients(raw)
+        self._clients_indexed = True
+
+    def rewind(self) -> None:
+        """Ready for a second pass over the same source (verify after copying)."""
+        self.index.reset_seen()

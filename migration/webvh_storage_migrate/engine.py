@@ -1,36 +1,92 @@
-"""Batching, idempotent writes and reject handling: the migration loop itself.
+"""Batching, the unchanged check and the writes: the migration loop itself.
 
 Per batch: one "any of these keys" query tells what the target already holds; only new
-or changed rows are written, in one transaction (StorageManager.bulk_upsert), retried
-row by row when validation refuses the batch. Conversion is deterministic and writes
-are upserts, so a run killed at any point is completed by simply running it again.
+or changed records and archive entries are written, each kind in one transaction
+(StorageManager.bulk_upsert), retried row by row when validation refuses the batch.
+Conversion is deterministic and writes are upserts, so a run killed at any point is
+completed by simply running it again.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
-from storage_core.codec import utcnow
-from storage_core.errors import ValidationError
+from storage_core.codec import record_digest, utcnow
+from storage_core.errors import StorageError, ValidationError
+from storage_core.interface import ArchivedEntry
 from storage_core.kinds import KindSpec
+from storage_core.manager import StorageManager
 from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES, validate_key, validate_record
-from webvh_storage_migrate.items import Item
-from webvh_storage_migrate.jobs import Job
-from webvh_storage_migrate.layout_detect import Action
-from webvh_storage_migrate.progress import Progress
-from webvh_storage_migrate.report import CategoryStats, RejectsFile
-from webvh_storage_migrate.targets import (
-    ArchiveTarget,
-    RecordTarget,
-    align_unknown,
-    row_digest,
-    same_record,
-)
+from webvh_storage_migrate.convert import Item, Job
+from webvh_storage_migrate.legacy import Action
+from webvh_storage_migrate.report import CategoryStats, Progress, RejectsFile
+
+
+class Archive(Protocol):
+    """Where archived entries go: a StorageManager whose backend has the archive
+    capability, or (reverse runs) the raw Askar store (askar_reader.AskarStore)."""
+
+    def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]: ...
+    def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int: ...
+    def archive_count(self, category: str | None = None) -> int: ...
+
+
+def align_unknown(spec: KindSpec[Any], source: Any, target: Any) -> Any:
+    """Take the target's timestamps where the source has none to give (e.g. a legacy
+    resource without proof.created): those were set when the row was first written."""
+    if not spec.timestamps or target is None:
+        return source
+    changes = {}
+    for name in ("created_at", "updated_at"):
+        if getattr(source, name) is None:
+            changes[name] = getattr(target, name)
+    return replace(source, **changes) if changes else source
+
+
+def same_record(spec: KindSpec[Any], source: Any, target: Any, *, with_version: bool) -> bool:
+    source = align_unknown(spec, source, target)
+    return record_digest(spec, source, include_version=with_version) == record_digest(
+        spec, target, include_version=with_version
+    )
+
+
+class RecordTarget:
+    """Records of every kind, through the StorageManager of the target store."""
+
+    def __init__(self, manager: StorageManager) -> None:
+        self.manager = manager
+
+    def existing(self, spec: KindSpec[Any], keys: Sequence[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        rows = self.manager.list_records(spec, {spec.key: list(keys)})
+        return {spec.key_of(row): row for row in rows}
+
+    def write(self, spec: KindSpec[Any], records: Sequence[Any]) -> dict[int, str]:
+        """Write in one transaction; if validation refuses the batch, write row by row
+        so a bad row rejects only itself. Returns {position: reason} of refused rows."""
+        if not records:
+            return {}
+        try:
+            self.manager.bulk_upsert(spec, records)
+            return {}
+        except ValidationError:
+            pass
+        refused: dict[int, str] = {}
+        for position, record in enumerate(records):
+            try:
+                self.manager.bulk_upsert(spec, [record])
+            except ValidationError as exc:
+                refused[position] = f"failed validation: {exc}"
+        return refused
+
+    def count(self, spec: KindSpec[Any]) -> int:
+        return self.manager.count_records(spec)
 
 
 @contextmanager
@@ -62,7 +118,7 @@ class Engine:
     def __init__(
         self,
         records: RecordTarget | None,
-        archive: ArchiveTarget | None,
+        archive: Archive | None,
         rejects: RejectsFile,
         progress: Progress,
         *,
@@ -106,21 +162,19 @@ class Engine:
     # --- one batch ------------------------------------------------------------------------
     def process(self, items: list[Item], stats: CategoryStats) -> None:
         stats.read += len(items)
+        by_spec: dict[str, tuple[KindSpec[Any], list[Item]]] = {}
         for item in items:
-            if item.reject is None and item.is_record:
+            if item.reject is None and item.is_record and item.spec is not None:
                 try:
                     validate_key(item.spec, item.spec.key_of(item.record))
+                    by_spec.setdefault(item.spec.name, (item.spec, []))[1].append(item)
                 except ValidationError as exc:
                     item.reject = f"failed validation: {exc}"
             if item.reject is not None:
                 self._reject(item, stats)
         written: set[int] = set()
-        by_spec: dict[str, list[Item]] = {}
-        for item in items:
-            if item.reject is None and item.is_record:
-                by_spec.setdefault(item.spec.name, []).append(item)
-        for group in by_spec.values():
-            written |= self._write_records(group[0].spec, group, stats)
+        for spec, group in by_spec.values():
+            written |= self._write_records(spec, group, stats)
         written |= self._write_archive([i for i in items if i.reject is None and i.archive])
         for item in items:
             if item.reject is not None:
@@ -144,9 +198,13 @@ class Engine:
         if self.strict:
             raise StrictStop(item.category, item.name, item.reject or "")
 
-    def _write_records(self, spec: KindSpec, group: list[Item], stats: CategoryStats) -> set[int]:
+    def _write_records(
+        self, spec: KindSpec[Any], group: list[Item], stats: CategoryStats
+    ) -> set[int]:
         keys = [spec.key_of(i.record) for i in group]
-        existing = self.records.existing(spec, keys) if self._may_hold(spec) else {}
+        existing = {}
+        if self.records is not None and self._may_hold(spec):
+            existing = self.records.existing(spec, keys)
         pending: list[tuple[Item, Any]] = []
         for item in group:
             old = existing.get(spec.key_of(item.record))
@@ -155,7 +213,7 @@ class Engine:
             ):
                 continue
             pending.append((item, self._prepared(spec, item, old)))
-        if self.dry_run:
+        if self.dry_run or self.records is None:
             refused = self._validate(spec, [rec for _, rec in pending])
         else:
             refused = self.records.write(spec, [rec for _, rec in pending])
@@ -168,7 +226,7 @@ class Engine:
                 done.add(id(item))
         return done
 
-    def _may_hold(self, spec: KindSpec) -> bool:
+    def _may_hold(self, spec: KindSpec[Any]) -> bool:
         """False when the kind was empty when this run first met it: every key reaches the
         target once per run (duplicates are settled in conversion), so there is nothing
         to look up and a fresh migration saves one query per batch."""
@@ -179,7 +237,7 @@ class Engine:
         return not self._empty_kinds[spec.name]
 
     @staticmethod
-    def _prepared(spec: KindSpec, item: Item, old: Any) -> Any:
+    def _prepared(spec: KindSpec[Any], item: Item, old: Any) -> Any:
         """The record to write: as stored for this project's layout; for a legacy
         conversion, version 1 when new, else the target's version + 1."""
         record = align_unknown(spec, item.record, old)
@@ -187,7 +245,7 @@ class Engine:
             return record
         return replace(record, record_version=old.record_version + 1)
 
-    def _validate(self, spec: KindSpec, records: list[Any]) -> dict[int, str]:
+    def _validate(self, spec: KindSpec[Any], records: list[Any]) -> dict[int, str]:
         now = utcnow()
         refused = {}
         for position, record in enumerate(records):
@@ -198,22 +256,25 @@ class Engine:
         return refused
 
     def _write_archive(self, items: list[Item]) -> set[int]:
+        """Write the archive entries that are new or whose digest (value and tags)
+        differs from the target's; returns the ids of those items."""
         if not items:
             return set()
         if self.archive is None:
             if self.dry_run:
                 return {id(i) for i in items}
-            raise RuntimeError("entries to archive but the target has no archive")
-        by_category: dict[str, list[Item]] = {}
+            raise StorageError("entries to archive but the target has no archive")
+        by_category: dict[str, list[tuple[Item, ArchivedEntry]]] = {}
         for item in items:
-            by_category.setdefault(item.archive.category, []).append(item)
-        changed: list[Item] = []
+            if item.archive is not None:
+                by_category.setdefault(item.archive.category, []).append((item, item.archive))
+        changed: list[tuple[Item, ArchivedEntry]] = []
         for category, group in by_category.items():
-            known = self.archive.existing(category, [i.archive.name for i in group])
-            for item in group:
-                row = item.archive
-                if known.get(row.name) != row_digest(row.value, row.tags):
-                    changed.append(item)
+            known = self.archive.archive_get(category, [entry.name for _, entry in group])
+            for item, entry in group:
+                old = known.get(entry.name)
+                if old is None or old.digest != entry.digest:
+                    changed.append((item, entry))
         if changed and not self.dry_run:
-            self.archive.write([i.archive for i in changed])
-        return {id(i) for i in changed}
+            self.archive.archive_upsert([entry for _, entry in changed])
+        return {id(item) for item, _ in changed}

@@ -1,16 +1,34 @@
-"""Converters for the categories of the legacy server layout (docs/migration.md).
+"""The layouts an Askar source can hold, and the converters of the legacy one.
 
-One function per category turns an entry's parsed JSON value into a record. Every
-field comes from the value, never from tags (older releases wrote none; newer ones
-wrote "True"/"False" strings). Values that cannot be converted raise `Rejected`.
+A did:webvh server's store (releases up to 0.3.5) holds the legacy layout: categories
+such as `logEntries` or `whois`, values written with `json.dumps`. This project's Askar
+backend writes `webvh:<kind>` categories, records as stored. Here: which categories a
+store holds, which layout that is and what becomes of each category (docs/migration.md),
+then one function per legacy category turning an entry's parsed JSON value into a
+record. Every field comes from the value, never from tags (older releases wrote none;
+newer ones wrote "True"/"False" strings). Values that cannot be converted raise
+`Rejected`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
-from storage_core import kinds as K
+from storage_core.kinds import (
+    KINDS,
+    LOG_ENTRY,
+    POLICY,
+    REGISTRY,
+    RESOURCE,
+    TASK,
+    WHOIS,
+    WITNESS_FILE,
+    KindSpec,
+)
 from storage_core.records import (
     LogEntry,
     Policy,
@@ -20,22 +38,174 @@ from storage_core.records import (
     WhoisPresentation,
     WitnessFile,
 )
-from webvh_storage_migrate.didparse import parse_server_did
-from webvh_storage_migrate.items import Rejected
-from webvh_storage_migrate.timestamps import parse_legacy_time
 
+
+class Rejected(Exception):
+    """Raised by a converter: the entry cannot be converted, for `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- categories and plans -----------------------------------------------------------------
+CONVERTED = ("logEntries", "witnessFile", "whois", "resource", "policy", "registry", "task")
+SKIPPED = {
+    "didRecord": "derived explorer cache, rebuilt from logEntries/witnessFile/whois",
+    "resourceRecord": "derived explorer cache, rebuilt from resource",
+}
+KNOWN_ARCHIVED = (
+    "tailsFile",
+    "didDocument",
+    "registrationKey",
+    "authorizedKey",
+    "didLogs",
+    "didRegistration",
+    "updateKey",
+)
+#: This project's layout: a category per kind.
+NATIVE: dict[str, KindSpec[Any]] = {spec.category: spec for spec in KINDS.values()}
+KNOWN = (*CONVERTED, *SKIPPED, *KNOWN_ARCHIVED, *NATIVE)
+
+
+class Action(Enum):
+    CONVERT = "convert"  # legacy category -> records
+    NATIVE = "native"  # this project's layout: records as stored
+    ARCHIVE = "archive"  # kept verbatim in the target's archive
+    SKIP = "skip"  # derived cache: counted, not copied
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryPlan:
+    category: str
+    action: Action
+    total: int
+    reason: str = ""
+
+    @property
+    def spec(self) -> KindSpec[Any] | None:
+        return NATIVE.get(self.category)
+
+
+def action_for(category: str) -> tuple[Action, str]:
+    if category in CONVERTED:
+        return Action.CONVERT, ""
+    if category in NATIVE:
+        return Action.NATIVE, ""
+    if category in SKIPPED:
+        return Action.SKIP, SKIPPED[category]
+    if category in KNOWN_ARCHIVED:
+        return Action.ARCHIVE, "category of the legacy layout with no record kind"
+    return Action.ARCHIVE, "unknown category"
+
+
+def _order(category: str) -> tuple[int, int, str]:
+    """This project's layout first (newer: it wins when a legacy entry converts to the
+    same key), then the legacy categories with logEntries first (the client_id index is
+    built from it), then archives and skipped caches."""
+    if category in NATIVE:
+        return (0, 0, category)
+    if category in CONVERTED:
+        return (1, CONVERTED.index(category), category)
+    if category in SKIPPED:
+        return (3, 0, category)
+    return (2, 0, category)
+
+
+def plan_categories(
+    counts: dict[str, int], only: tuple[str, ...] | None = None
+) -> list[CategoryPlan]:
+    """A plan per category present (count > 0), in processing order."""
+    chosen = counts if only is None else {c: counts.get(c, 0) for c in only}
+    plans = []
+    for category in sorted(chosen, key=_order):
+        if chosen[category] <= 0 and only is None:
+            continue
+        action, reason = action_for(category)
+        plans.append(CategoryPlan(category, action, chosen[category], reason))
+    return plans
+
+
+def detect_layout(counts: dict[str, int]) -> str:
+    """ "legacy", "webvh" (this project's), "mixed", or "empty"."""
+    present = [c for c, n in counts.items() if n > 0]
+    native = any(c in NATIVE for c in present)
+    legacy = any(c not in NATIVE for c in present)
+    if native and legacy:
+        return "mixed"
+    return "webvh" if native else "legacy" if legacy else "empty"
+
+
+# --- DIDs and timestamps as the legacy server wrote them ---------------------------------
+_DID_PREFIX = "did:webvh:"
+_HUMAN_FORMATS = ("%B %d, %Y", "%B %d, %Y %H:%M:%S")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerDid:
+    """A server DID `did:webvh:{SCID}:{host}:{namespace}:{identifier}`, split. The
+    store's tags may be missing or stale, so every DID field of a migrated log entry
+    comes from the DID itself."""
+
+    did: str
+    scid: str
+    domain: str  # the host, with a `%3A`-encoded port decoded to ":"
+    namespace: str
+    identifier: str
+
+
+def parse_server_did(did: object) -> ServerDid:
+    """Parse a did:webvh DID with exactly two path segments, or raise Rejected."""
+    if not isinstance(did, str) or not did.startswith(_DID_PREFIX):
+        raise Rejected(f"not a did:webvh DID: {did!r:.120}")
+    parts = did[len(_DID_PREFIX) :].split(":")
+    if len(parts) != 4 or not all(parts):
+        raise Rejected(
+            f"DID {did!r:.160} does not parse as a server DID "
+            "did:webvh:{SCID}:{domain}:{namespace}:{identifier}"
+        )
+    scid, host, namespace, identifier = parts
+    return ServerDid(did, scid, host.replace("%3A", ":").replace("%3a", ":"), namespace, identifier)
+
+
+def parse_legacy_time(field: str, value: object) -> datetime:
+    """ISO-8601 (with Z), "October 08, 2025", or epoch seconds, as an aware UTC datetime;
+    anything else rejects."""
+    if isinstance(value, bool):
+        raise Rejected(f"{field} is not a timestamp: {value!r}")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        parsed: datetime | None
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            parsed = _parse_human(value.strip())
+        if parsed is not None:
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise Rejected(f"{field} is not a timestamp: {value!r:.80}")
+
+
+def _parse_human(text: str) -> datetime | None:
+    for fmt in _HUMAN_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+# --- the converters -----------------------------------------------------------------------
 #: Keys of legacy values that map to fields; anything else is kept in the archive too.
 _REGISTRY_KEYS = frozenset({"registry", "meta"})
 _TASK_KEYS = frozenset({"id", "type", "created", "updated", "status", "message", "progress"})
+_JSON_NAMES: dict[type, str] = {dict: "object", list: "array", str: "string"}
 
 
 def _need(value: Any, kind: type, what: str) -> Any:
     if not isinstance(value, kind):
         raise Rejected(f"{what} must be a JSON {_JSON_NAMES[kind]}, got {type(value).__name__}")
     return value
-
-
-_JSON_NAMES = {dict: "object", list: "array", str: "string"}
 
 
 def log_entry_from_log(name: str, value: Any) -> LogEntry:
@@ -131,7 +301,7 @@ def _proof_created(proof: Any) -> Any:
 
 def policy(name: str, value: Any) -> Policy:
     value = _need(value, dict, "policy value")
-    known = {f: value[f] for f in K.POLICY.field_types if f in value and f != "policy_data"}
+    known = {f: value[f] for f in POLICY.field_types if f in value and f != "policy_data"}
     known.pop("policy_id", None)
     for flag in ("witness", "portability", "prerotation", "endorsement"):
         if known.get(flag) is None:
@@ -186,15 +356,15 @@ def is_lossy(category: str, value: Any) -> bool:
 
 
 #: Categories converted by entry name (no lookup needed).
-BY_NAME: dict[str, tuple[K.KindSpec, Callable[[str, Any], Any]]] = {
-    "logEntries": (K.LOG_ENTRY, log_entry_from_log),
-    "resource": (K.RESOURCE, resource),
-    "policy": (K.POLICY, policy),
-    "registry": (K.REGISTRY, registry),
-    "task": (K.TASK, task),
+BY_NAME: dict[str, tuple[KindSpec[Any], Callable[[str, Any], Any]]] = {
+    "logEntries": (LOG_ENTRY, log_entry_from_log),
+    "resource": (RESOURCE, resource),
+    "policy": (POLICY, policy),
+    "registry": (REGISTRY, registry),
+    "task": (TASK, task),
 }
 #: Categories keyed by client_id whose record is keyed by the scid of that client's log.
-BY_CLIENT_SCID: dict[str, tuple[K.KindSpec, Callable[[str, Any], Any]]] = {
-    "witnessFile": (K.WITNESS_FILE, witness_file),
-    "whois": (K.WHOIS, whois),
+BY_CLIENT_SCID: dict[str, tuple[KindSpec[Any], Callable[[str, Any], Any]]] = {
+    "witnessFile": (WITNESS_FILE, witness_file),
+    "whois": (WHOIS, whois),
 }

@@ -1,186 +1,193 @@
 """One migration run: open both stores, survey, copy, verify, and build the report.
 
 Kept apart from the CLI so tests and the benchmark drive exactly what operators run.
+Forward: an Askar store (askar_reader) -> any registered backend, through the
+StorageManager (records) and its archive capability (categories without a kind).
+Reverse: a store of any backend -> a raw Askar store in this project's layout.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from contextlib import ExitStack
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from storage_core import kinds as K
-from storage_core.config import mask_text, mask_url
+from storage_core.config import DEFAULT_BACKEND, Settings, mask_text, mask_url
 from storage_core.errors import StorageError
-from storage_core.manager import StorageManager, open_storage
-from webvh_storage_migrate.engine import Engine, StrictStop
-from webvh_storage_migrate.jobs import AskarSource
-from webvh_storage_migrate.layout_detect import detect_layout
-from webvh_storage_migrate.lookup import RunIndex
-from webvh_storage_migrate.progress import Progress, summary_table
-from webvh_storage_migrate.reader import ScanReader
-from webvh_storage_migrate.report import RejectsFile, RunReport
-from webvh_storage_migrate.reverse import SqlSource
-from webvh_storage_migrate.source import AskarStore
-from webvh_storage_migrate.targets import AskarArchive, RecordTarget, SqlArchive
+from storage_core.kinds import LOG_ENTRY
+from storage_core.manager import StorageManager
+from webvh_storage_askar.config import AskarConfig
+from webvh_storage_migrate.askar_reader import AskarStore, ScanReader
+from webvh_storage_migrate.convert import AskarSource, Job, RunIndex
+from webvh_storage_migrate.engine import Archive, Engine, RecordTarget, StrictStop
+from webvh_storage_migrate.legacy import CategoryPlan, detect_layout
+from webvh_storage_migrate.report import Progress, RejectsFile, RunReport
+from webvh_storage_migrate.reverse import StoreSource
 from webvh_storage_migrate.verify import Verifier
 
 FIRST_LEGACY = ("logEntries",)  # what a legacy store's migration reads first, and longest
+#: The backend whose SQLite tuning options a bulk load sets (see `bulk_load_options`).
+SQL_BACKEND = "sqlalchemy"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What one run does; the CLI builds it from its flags."""
+
+    askar: AskarConfig
+    target_url: str | None  # None: the target backend's own default
+    target_backend: str = DEFAULT_BACKEND
+    categories: tuple[str, ...] | None = None
+    batch_size: int = 500
+    dry_run: bool = False
+    verify: bool = False
+    verify_only: bool = False
+    strict: bool = False
+    reverse: bool = False
+    quiet: bool = False
+    rejects: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        return not (self.dry_run or self.verify_only)
+
+
+class Source(Protocol):
+    """What a run reads: the Askar store (forward) or a store of any backend (reverse)."""
+
+    def survey(self) -> dict[str, int]: ...
+    def plans(self, counts: dict[str, int], only: tuple[str, ...] | None) -> list[CategoryPlan]: ...
+    def jobs(self, plans: list[CategoryPlan]) -> list[Job]: ...
+    def rewind(self) -> None: ...
+
+
+def bulk_load_options(backend: str, url: str | None) -> dict[str, Any]:
+    """Options that make a bulk load into `backend` faster without risking a wrong
+    result: for the SQL backend on SQLite, commits that need not reach the disk one by
+    one (a batch lost to a power cut is copied again by the next run; `flush()` makes
+    everything durable at the end) and a 40 MB WAL between copies into the database file,
+    which syncs ten times less often. Nothing for other backends or databases."""
+    scheme = (url or "").partition(":")[0].partition("+")[0].lower()
+    if backend == SQL_BACKEND and scheme == "sqlite":
+        return {"sqlite_synchronous": "NORMAL", "sqlite_wal_autocheckpoint": 10_000}
+    return {}
 
 
 class Runner:
-    def __init__(self, args: argparse.Namespace, secrets: list[str]) -> None:
-        self.args = args
-        self.secrets = secrets
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        #: Strings never to print: grows with every store opened (`_open_store`).
+        self.secrets: list[str | None] = list(options.askar.secrets)
         self.stack = ExitStack()
-        self.progress = Progress(open_devnull(self.stack) if args.quiet else sys.stderr)
-        self.rejects = RejectsFile(args.rejects)
+        self.progress = Progress(None if options.quiet else sys.stderr)
+        self.rejects = RejectsFile(options.rejects)
         self.stack.callback(self.rejects.close)
-        self.sql_target: StorageManager | None = None  # forward runs: checkpointed at the end
 
     def close(self) -> None:
         self.stack.close()
 
     def run(self) -> RunReport:
-        a = self.args
-        source, target = (a.to, a.askar) if a.reverse else (a.askar, a.to)
+        o = self.options
+        target = mask_url(o.target_url) or o.target_backend
+        source = o.askar.masked_uri
         report = RunReport(
-            direction="sql->askar" if a.reverse else "askar->sql",
-            source=mask_url(source) or "",
-            target=mask_url(target) or "",
-            dry_run=a.dry_run or a.verify_only,
+            direction=f"{o.target_backend}->askar" if o.reverse else f"askar->{o.target_backend}",
+            source=target if o.reverse else source,
+            target=source if o.reverse else target,
+            dry_run=not o.writes,
         )
         try:
             self._run(report)
         except StrictStop as exc:
-            report.error = f"--strict: stopped at {exc}"
-        except (StorageError, OSError, RuntimeError, ValueError) as exc:
-            report.error = self._masked(exc)
+            report.error = self._masked(f"--strict: stopped at {exc}")
+            report.stopped_by_strict = True
         except Exception as exc:  # aries_askar errors and anything unforeseen, masked
-            report.error = self._masked(exc)
+            report.error = self._masked(f"{type(exc).__name__}: {exc}")
         return report
 
-    def _masked(self, exc: BaseException) -> str:
-        return mask_text(f"{type(exc).__name__}: {exc}", self.secrets)
+    def _masked(self, text: str) -> str:
+        return mask_text(text, self.secrets)
 
     # --- wiring -----------------------------------------------------------------------
     def _run(self, report: RunReport) -> None:
-        a = self.args
-        writes = not (a.dry_run or a.verify_only)
-        if a.reverse:
-            source, records, archive = self._open_reverse(writes)
+        o = self.options
+        source: Source
+        records: RecordTarget | None
+        archive: Archive | None
+        if o.reverse:
+            source, records, archive = self._open_reverse()
         else:
-            source, records, archive = self._open_forward(writes)
+            source, records, archive = self._open_forward()
         counts = source.survey()
-        if not a.reverse:
+        if isinstance(source, AskarSource):
             report.layout = detect_layout(counts)
             report.discovered_categories = source.discovered
-        plans = source.plans(counts, a.categories)
-        if not a.verify_only:
+        plans = source.plans(counts, o.categories)
+        if not o.verify_only:
             engine = Engine(
                 records,
                 archive,
                 self.rejects,
                 self.progress,
-                dry_run=a.dry_run,
-                strict=a.strict,
+                dry_run=o.dry_run,
+                strict=o.strict,
             )
-            self.progress.label = "dry-run" if a.dry_run else "migrate"
+            self.progress.label = "dry-run" if o.dry_run else "migrate"
             engine.run(source.jobs(plans), report.categories)
-            if self.sql_target is not None and not a.dry_run:
-                self.sql_target.flush()
-        if (a.verify or a.verify_only) and not a.dry_run:
+            if records is not None and not o.dry_run:
+                records.manager.flush()
+        if (o.verify or o.verify_only) and not o.dry_run:
             if records is None:
                 raise StorageError("the target store is not provisioned: nothing to verify")
-            if isinstance(source, AskarSource):
-                source.index.reset_seen()
+            source.rewind()
             self.progress.label = "verify"
             report.verify = Verifier(records, archive, self.progress).run(source.jobs(plans))
 
-    def _open_forward(self, writes: bool) -> tuple[Any, RecordTarget | None, Any]:
-        a = self.args
+    def _open_store(self, backend: str, url: str | None, **options: Any) -> StorageManager:
+        """A StorageManager on `backend`, its secrets added to the masking list first."""
+        settings = Settings.from_env(backend=backend, url=url, options=options or None)
+        self.secrets += settings.secrets
+        manager = StorageManager(settings)
+        self.stack.callback(manager.close)
+        self.secrets += manager.backend.secrets
+        return manager
+
+    def _open_forward(self) -> tuple[Source, RecordTarget | None, Archive | None]:
+        o = self.options
         # started first: the child's start-up overlaps opening both stores
         reader = ScanReader(
-            a.askar,
-            key=a.askar_key,
-            key_method=a.askar_key_method,
-            profile=a.profile,
-            chunk_size=a.batch_size,
-            warm=[c for c in FIRST_LEGACY if not a.categories or c in a.categories],
+            o.askar,
+            chunk_size=o.batch_size,
+            warm=[c for c in FIRST_LEGACY if not o.categories or c in o.categories],
         )
         self.stack.callback(reader.close)
-        store = AskarStore(
-            a.askar, key=a.askar_key, key_method=a.askar_key_method, profile=a.profile
-        )
+        store = AskarStore(o.askar)
         self.stack.callback(store.close)
-        # Commits need not reach the disk one by one: a batch lost to a power cut is
-        # copied again by the next run; checkpoint() makes everything durable at the end.
-        # A 40 MB WAL between copies into the database file syncs ten times less often.
-        sql = open_storage(
-            "sqlalchemy", a.to, sqlite_synchronous="NORMAL", sqlite_wal_autocheckpoint=10_000
-        )
-        self.stack.callback(sql.close)
-        if writes:
-            sql.init_db()
-        self.sql_target = sql
-        records, archive = self._sql_targets(sql)
+        options = bulk_load_options(o.target_backend, o.target_url)
+        target = self._open_store(o.target_backend, o.target_url, **options)
+        if o.writes:
+            target.init_db()
         index = RunIndex()
         self.stack.callback(index.close)
-        return AskarSource(store, reader, index), records, archive
-
-    def _sql_targets(self, sql: Any) -> tuple[RecordTarget | None, SqlArchive | None]:
-        """The SQL store as a target; (None, None) when a dry run finds no schema yet."""
+        source = AskarSource(store, reader, index)
         try:
-            sql.count_records(K.LOG_ENTRY)
-            archive = SqlArchive(sql)
-            archive.count(None)
+            target.count_records(LOG_ENTRY)  # raises when the schema is missing
+            target.archive_count()  # raises when the backend keeps no archive
         except StorageError:
-            if self.args.dry_run:
-                return None, None
+            if o.dry_run:
+                return source, None, None  # nothing to compare with: every entry is new
             raise
-        return RecordTarget(sql), archive
+        return source, RecordTarget(target), target
 
-    def _open_reverse(self, writes: bool) -> tuple[Any, RecordTarget | None, Any]:
-        a = self.args
-        sql = open_storage("sqlalchemy", a.to)
-        self.stack.callback(sql.close)
-        try:
-            sql_archive: SqlArchive | None = SqlArchive(sql)
-        except StorageError:
-            sql_archive = None
-        options = {"key": a.askar_key, "key_method": a.askar_key_method, "profile": a.profile}
-        askar = open_storage("askar", a.askar, **{k: v for k, v in options.items() if v})
-        self.stack.callback(askar.close)
-        if writes:
+    def _open_reverse(self) -> tuple[Source, RecordTarget, Archive]:
+        o = self.options
+        stored = self._open_store(o.target_backend, o.target_url)
+        cfg = o.askar
+        askar_options = {"key": cfg.key, "key_method": cfg.key_method, "profile": cfg.profile}
+        askar = self._open_store("askar", cfg.uri, **{k: v for k, v in askar_options.items() if v})
+        if o.writes:
             askar.init_db()
-        raw = AskarStore(a.askar, key=a.askar_key, key_method=a.askar_key_method, profile=a.profile)
+        raw = AskarStore(cfg)  # archived entries go back under their own category
         self.stack.callback(raw.close)
-        source = SqlSource(sql, sql_archive, a.batch_size)
-        return source, RecordTarget(askar), AskarArchive(raw)
-
-    def print_summary(self, report: RunReport) -> None:
-        out = sys.stdout
-        print(f"{report.direction}: {report.source} -> {report.target}", file=out)
-        if report.layout:
-            print(f"source layout: {report.layout}", file=out)
-        if report.categories:
-            print(summary_table(report), file=out)
-        if report.rejected:
-            where = f" (see {self.args.rejects})" if self.args.rejects else ""
-            print(f"{report.rejected} entries rejected{where}", file=out)
-        if report.verify is not None:
-            verdict = (
-                "OK"
-                if report.verify["ok"]
-                else (f"FAILED: {report.verify['mismatch_count']} mismatches")
-            )
-            print(f"verify: {verdict}", file=out)
-            for m in report.verify["mismatches"][:20]:
-                print(f"  {m['category']}/{m['name']}: {m['problem']}", file=out)
-
-
-def open_devnull(stack: ExitStack) -> Any:
-    import os
-
-    return stack.enter_context(open(os.devnull, "w"))
+        return StoreSource(stored, o.batch_size), RecordTarget(askar), raw

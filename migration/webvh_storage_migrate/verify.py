@@ -1,9 +1,10 @@
 """Compare what the source converts to with what the target holds, category by category.
 
-Reuses the migration's jobs (same conversion) and the targets' batched key lookups, so
-memory stays flat. Per category: counts, and an order-independent digest of every
-record's content (record_digest) on each side; every missing or differing row is listed
-(up to a cap) and any difference makes the run exit non-zero.
+Reuses the migration's jobs (same conversion) and the engine's batched key lookups, so
+memory stays flat. Per category: counts, and an order-independent digest (a sum) of
+every record's content digest (codec.record_digest: key order inside documents counts)
+and every archive entry's (ArchivedEntry.digest) on each side; every missing or
+differing row is listed (up to a cap) and any difference makes the run exit non-zero.
 """
 
 from __future__ import annotations
@@ -12,18 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from storage_core.codec import record_digest
+from storage_core.interface import ArchivedEntry
 from storage_core.kinds import KINDS
-from webvh_storage_migrate.items import Item
-from webvh_storage_migrate.jobs import Job
-from webvh_storage_migrate.layout_detect import Action
-from webvh_storage_migrate.progress import Progress
-from webvh_storage_migrate.report import CategoryStats
-from webvh_storage_migrate.targets import (
-    ArchiveTarget,
-    RecordTarget,
-    align_unknown,
-    row_digest,
-)
+from webvh_storage_migrate.convert import Item, Job
+from webvh_storage_migrate.engine import Archive, RecordTarget, align_unknown
+from webvh_storage_migrate.legacy import Action
+from webvh_storage_migrate.report import CategoryStats, Progress
 
 MAX_LISTED = 200
 _MOD = 1 << 256
@@ -44,9 +39,7 @@ class _Sum:
 
 
 class Verifier:
-    def __init__(
-        self, records: RecordTarget, archive: ArchiveTarget | None, progress: Progress
-    ) -> None:
+    def __init__(self, records: RecordTarget, archive: Archive | None, progress: Progress) -> None:
         self.records = records
         self.archive = archive
         self.progress = progress
@@ -70,7 +63,7 @@ class Verifier:
                 self._mismatch(name, "*", problem)
         archives = {}
         for category, source_count in self.archive_counts.items():
-            target_count = self.archive.count(category) if self.archive else 0
+            target_count = self.archive.archive_count(category) if self.archive else 0
             archives[category] = {"source": source_count, "target": target_count}
             if target_count != source_count:
                 self._mismatch(
@@ -88,7 +81,13 @@ class Verifier:
     def _category(self, job: Job) -> dict[str, Any]:
         stats = CategoryStats(job.category, "verify", total=job.plan.total)
         self.progress.start(stats)
-        result = {"source": 0, "matched": 0, "missing": 0, "different": 0, "rejected": 0}
+        result: dict[str, Any] = {
+            "source": 0,
+            "matched": 0,
+            "missing": 0,
+            "different": 0,
+            "rejected": 0,
+        }
         source_sum, target_sum = _Sum(), _Sum()
         try:
             for items in job.chunks():
@@ -102,10 +101,10 @@ class Verifier:
         result["target_digest"] = target_sum.hex
         return result
 
-    def _records(self, items: list[Item], result: dict, src: _Sum, dst: _Sum) -> None:
+    def _records(self, items: list[Item], result: dict[str, Any], src: _Sum, dst: _Sum) -> None:
         result["rejected"] += sum(1 for i in items if i.reject is not None)
         good = [i for i in items if i.reject is None and i.is_record]
-        if not good:
+        if not good or good[0].spec is None:
             return
         spec = good[0].spec
         self.kind_counts[spec.name] = self.kind_counts.get(spec.name, 0) + len(good)
@@ -129,24 +128,27 @@ class Verifier:
                 result["different"] += 1
                 self._mismatch(item.category, item.name, f"{spec.name} {key!r} differs")
 
-    def _archived(self, items: list[Item], result: dict, src: _Sum, dst: _Sum) -> None:
-        rows = [i.archive for i in items if i.reject is None and i.archive is not None]
-        by_category: dict[str, list] = {}
-        for row in rows:
-            by_category.setdefault(row.category, []).append(row)
+    def _archived(self, items: list[Item], result: dict[str, Any], src: _Sum, dst: _Sum) -> None:
+        by_category: dict[str, list[ArchivedEntry]] = {}
+        for item in items:
+            if item.reject is None and item.archive is not None:
+                by_category.setdefault(item.archive.category, []).append(item.archive)
         for category, group in by_category.items():
             self.archive_counts[category] = self.archive_counts.get(category, 0) + len(group)
-            known = self.archive.existing(category, [r.name for r in group]) if self.archive else {}
-            for row in group:
-                mine = row_digest(row.value, row.tags)
+            known = (
+                self.archive.archive_get(category, [e.name for e in group]) if self.archive else {}
+            )
+            for entry in group:
+                mine = entry.digest
                 src.add(mine)
-                theirs = known.get(row.name)
+                held = known.get(entry.name)
+                theirs = None if held is None else held.digest
                 if theirs is not None:
                     dst.add(theirs)
                 if theirs == mine:
                     continue
-                problem = "missing in askar_archive" if theirs is None else "archive row differs"
-                self._mismatch(row.category, row.name, problem)
+                problem = "missing in the archive" if theirs is None else "archive entry differs"
+                self._mismatch(entry.category, entry.name, problem)
                 result["missing" if theirs is None else "different"] += 1
 
     def _mismatch(self, category: str, name: str, problem: str) -> None:

@@ -1,30 +1,70 @@
-"""The reader child: `python -m webvh_storage_migrate.scan_child`, started by reader.py.
+"""The reader's child process: `python -m webvh_storage_migrate.askar_child`.
 
-It opens its own handle on the Askar store (parameters, key included, arrive on stdin,
-never argv or the environment), then serves scan requests: it streams the categories
-asked for back to back, in id order, as pickled chunks on stdout. It only reads. When
-the parent goes away its next read or write fails and it exits. Imports stay minimal
-(no storage_core) so it starts fast.
+askar_reader.py starts it and is its only client. It opens its own handle on the Askar
+store (parameters, key included, arrive on stdin, never argv or the environment), then
+serves scan requests: it streams the categories asked for back to back, in id order, as
+chunks on stdout. It only reads. When the parent goes away its next read or write fails
+and it exits.
+
+Imports stay to the standard library and aries_askar (no storage_core, whose package
+import costs more than the child's whole start), so it opens the store while the parent
+is still surveying it. The message framing and the store opening live here because
+both processes use them and only this module is light enough for the child.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import queue
 import signal
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 from webvh_storage_askar.scans import free_scan
-from webvh_storage_migrate.handles import open_askar_store
-from webvh_storage_migrate.pipe import encode_message, read_message
 
+Message = tuple[Any, ...]
+_HEADER = 8
 _GONE = (EOFError, BrokenPipeError, ConnectionResetError)
 
 
+# --- the framing: a length, then a pickle ------------------------------------------------
+# Both ends are this package's code, started by the parent, so unpickling is safe here.
+def encode_message(message: Message) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return len(data).to_bytes(_HEADER, "little") + data
+
+
+def write_message(stream: IO[bytes], message: Message) -> None:
+    stream.write(encode_message(message))
+    stream.flush()
+
+
+def read_message(stream: IO[bytes]) -> Message:
+    header = stream.read(_HEADER)
+    if len(header) < _HEADER:
+        raise EOFError("pipe closed")
+    size = int.from_bytes(header, "little")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("pipe closed mid-message")
+    message: Message = pickle.loads(data)
+    return message
+
+
+async def open_askar_store(uri: str, key: str | None, method: str, profile: str | None) -> Any:
+    """An existing Askar store, never a new one (the Askar backend provisions stores)."""
+    # Imported here so `storage-core --help` never loads aries_askar.
+    from aries_askar import Store  # type: ignore[import-untyped]
+
+    pass_key = key if method != "none" else None
+    return await Store.open(uri, method, pass_key, profile=profile)
+
+
+# --- the child ---------------------------------------------------------------------------
 class _Pipe:
     """Requests on stdin; messages on a private copy of stdout, with fd 1 itself pointed
     at stderr so nothing a library prints can corrupt a message.
@@ -54,12 +94,12 @@ class _Pipe:
             except OSError as exc:
                 self._failed = exc
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: Message) -> None:
         if self._failed is not None:
             raise BrokenPipeError("the parent is gone") from self._failed
         self._queue.put(encode_message(message))
 
-    def recv(self) -> tuple:
+    def recv(self) -> Message:
         return read_message(self.inbox)
 
     def close(self) -> None:
@@ -165,9 +205,9 @@ async def _stream(
 
 
 def _describe(exc: BaseException, key: str | None) -> str:
-    from storage_core.config import mask_text  # only on this rare path: it imports a lot
-
-    return mask_text(f"{type(exc).__name__}: {exc}", [key])
+    """The error without the key; the parent masks the rest (URI passwords) on receipt."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text.replace(key, "***") if key else text
 
 
 if __name__ == "__main__":
