@@ -62,7 +62,7 @@ def record_from_dict(spec: KindSpec[R], data: dict[str, Any]) -> R:
     return spec.record(**values)
 
 
-def record_digest(spec: KindSpec, record: Any, *, include_version: bool = False) -> str:
+def record_digest(spec: KindSpec[R], record: R, *, include_version: bool = False) -> str:
     """A digest of a record's content, for checking that two stores hold the same record
     (the migration's unchanged check and its verify pass).
 
