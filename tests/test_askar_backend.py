@@ -9,7 +9,7 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,6 @@ from storage_core.errors import (
     BackendUnavailableError,
     ConflictError,
     DuplicateRecordError,
-    StorageError,
     StorageIOError,
     UnsupportedOperationError,
     ValidationError,
@@ -44,6 +43,7 @@ from storage_core.records import (
     WitnessFile,
 )
 from storage_core.testing.plugin import provisioned_storage
+from webvh_storage_askar import layout
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2025, 5, 9, 22, 33, 41, 123456, tzinfo=UTC)
@@ -381,6 +381,51 @@ def test_concurrent_upserts_of_one_new_key(askar: StorageManager) -> None:
     assert askar.get_registry("reg").record_version == 8
 
 
+def test_upsert_racing_a_create_of_its_key_succeeds_as_version_2(
+    askar_pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upsert finds the key missing, then a plain insert (a `create`, here from
+    another store) takes the key before the upsert inserts: the upsert meets DUPLICATE
+    and re-runs as a replace. Both succeed, one record, version 2; with
+    expected_version=0 the upsert gets ConflictError instead.
+
+    Two upserts never race like this: Askar serialises write transactions (SQLite takes
+    the write lock at BEGIN, PostgreSQL locks the profile row), but a create is a plain
+    session insert, which PostgreSQL lets through. The race is made exact, not hoped
+    for: between its fetch and its insert (where it encodes the new value) the upsert
+    waits for the create.
+    """
+    real_encode = layout.encode_dict
+    rival_pending: list[Callable[[], Any]] = []
+
+    def encode_after_rival(spec: K.KindSpec[Any], data: dict[str, Any]) -> Any:
+        if rival_pending:
+            rival_pending.pop()()  # on the upsert's loop thread, inside its transaction
+        return real_encode(spec, data)
+
+    def registry(key: str, by: str) -> Registry:
+        return Registry(registry_id=key, registry_type="knownWitnesses", registry_data={"by": by})
+
+    monkeypatch.setattr(layout, "encode_dict", encode_after_rival)
+    with (
+        provisioned_storage({"backend": "askar", "url": askar_pg_database}) as first,
+        open_storage("askar", askar_pg_database) as rival,
+    ):
+        created: list[Registry] = []
+        rival_pending.append(lambda: created.append(rival.create_record(registry("reg", "rival"))))
+        won = first.upsert_record(registry("reg", "first"))
+        assert not rival_pending and [r.record_version for r in created] == [1]
+        assert (won.record_version, won.registry_data) == (2, {"by": "first"})
+        assert first.count_records("registry") == 1
+        assert first.get_registry("reg") == won
+
+        rival_pending.append(lambda: rival.create_record(registry("new", "rival")))
+        with pytest.raises(ConflictError):
+            first.upsert_record(registry("new", "first"), expected_version=0)
+        kept = first.get_registry("new")
+        assert (kept.record_version, kept.registry_data) == (1, {"by": "rival"})
+
+
 # --- streams release their connection ------------------------------------------------------
 @pytest.fixture(params=["sqlite", "postgres"])
 def small_pool_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -429,7 +474,7 @@ def test_close_with_an_open_stream_does_not_hang(tmp_path: Path) -> None:
     stream = manager.stream_records("task", batch_size=2)
     next(stream)
     manager.close()
-    with pytest.raises(StorageError):
+    with pytest.raises(BackendUnavailableError, match="closed"):
         list(stream)
 
 

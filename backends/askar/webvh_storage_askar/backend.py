@@ -13,14 +13,17 @@ Order: Askar row ids grow with each insert and `replace` keeps them, so
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar
+from functools import partial
+from operator import itemgetter
+from typing import Any, ClassVar, Generic, TypeVar
 
-from aries_askar import AskarError, Store
+from aries_askar import AskarError, Store  # type: ignore[import-untyped]
 
 from storage_core import codec
 from storage_core.codec import format_timestamp
@@ -31,7 +34,7 @@ from storage_core.errors import (
     StorageError,
     StorageIOError,
 )
-from storage_core.interface import Capability, StorageBackend
+from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KindSpec
 from storage_core.loop import BackgroundLoop, LoopClosedError
 from storage_core.validation import Filters
@@ -43,6 +46,7 @@ from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
 
 T = TypeVar("T")
+V = TypeVar("V")
 #: Transactions on one SQLite file can collide (BUSY); such a write is retried.
 BUSY_RETRIES = 20
 BUSY_BACKOFF = 0.005
@@ -52,6 +56,8 @@ BUSY_BACKOFF = 0.005
 RERUNS = 5
 FAST_FAILURE_SECONDS = 0.5
 HEALTH_CATEGORY = "webvh:log_entry"
+#: archive_stream orders this many keys per batch of values with one scan.
+ARCHIVE_KEY_WINDOW = 64
 
 
 class _StoreSlot:
@@ -90,15 +96,14 @@ def _shutdown(loop: BackgroundLoop, slot: _StoreSlot) -> None:
     loop.close(before_stop=slot.close_store)
 
 
-class AskarBackend(StorageBackend):
-    capabilities: ClassVar[frozenset[str]] = frozenset({Capability.PERSISTENT})
+class AskarBackend(StorageBackend, ArchiveStore):
+    capabilities: ClassVar[frozenset[str]] = frozenset({Capability.PERSISTENT, Capability.ARCHIVE})
 
     def __init__(self, settings: Settings) -> None:
         self.config = AskarConfig.from_settings(settings)
-        self._secrets = list(dict.fromkeys([*self.config.secrets, *settings.secrets]))
         self._profile = self.config.profile
-        if self.config.in_memory:
-            self.capabilities = frozenset()  # each instance has its own, lost on close
+        if self.config.in_memory:  # each instance has its own store, lost on close
+            self.capabilities = type(self).capabilities - {Capability.PERSISTENT}  # type: ignore[misc]
         self._slot = _StoreSlot()
         self._loop = BackgroundLoop(name="askar-backend")
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._slot)
@@ -117,12 +122,12 @@ class AskarBackend(StorageBackend):
             if not recreate and self._slot.store is not None:
                 return  # already open: keep it (an in-memory store would lose its data)
             await self._slot.close_store()
-            self._slot.store = await open_store(self.config, recreate=recreate)
+            self._slot.store = await open_store(Store, self.config, recreate=recreate)
 
     async def _open_if_needed(self) -> Store:
         async with self._open_lock():
             if self._slot.store is None:
-                self._slot.store = await open_store(self.config)
+                self._slot.store = await open_store(Store, self.config)
             return self._slot.store
 
     def _open_lock(self) -> asyncio.Lock:
@@ -149,6 +154,11 @@ class AskarBackend(StorageBackend):
             "profile": self.config.profile,
         }
 
+    @property
+    def secrets(self) -> Sequence[str]:
+        """The pass key and the URI's password (see AskarConfig.secrets)."""
+        return self.config.secrets
+
     def __repr__(self) -> str:
         config = self.config
         return f"AskarBackend(url={config.masked_uri!r}, key_method={config.key_method!r})"
@@ -168,8 +178,8 @@ class AskarBackend(StorageBackend):
     def _call(
         self,
         action: str,
-        work: Callable[[Store], Awaitable[T]],
-        spec: KindSpec | None = None,
+        work: Callable[[Store], Coroutine[Any, Any, T]],
+        spec: KindSpec[Any] | None = None,
         key: str | None = None,
         *,
         rerun_if_lost: bool = True,
@@ -220,11 +230,15 @@ class AskarBackend(StorageBackend):
             self._slot.store = None
 
     def _error(
-        self, exc: AskarError, action: str, spec: KindSpec | None = None, key: str | None = None
+        self,
+        exc: AskarError,
+        action: str,
+        spec: KindSpec[Any] | None = None,
+        key: str | None = None,
     ) -> StorageError:
         return translate(
             exc,
-            self._secrets,
+            self.secrets,
             action=action if spec is None else f"{action} {spec.name}",
             store=self.config.masked_uri,
             kind=spec.name if spec else None,
@@ -243,7 +257,7 @@ class AskarBackend(StorageBackend):
         raise AssertionError("unreachable")
 
     # --- single records --------------------------------------------------------------
-    def create(self, spec: KindSpec, record: Any) -> Any:
+    def create(self, spec: KindSpec[Any], record: Any) -> Any:
         key = spec.key_of(record)
         value, tags = layout.encode(spec, record)
 
@@ -254,7 +268,7 @@ class AskarBackend(StorageBackend):
         self._call("create", insert, spec, key)
         return layout.decode(spec, value)
 
-    def get(self, spec: KindSpec, key: str) -> Any | None:
+    def get(self, spec: KindSpec[Any], key: str) -> Any | None:
         async def fetch(store: Store) -> Any:
             return await self._slot.readers.run(
                 store, self._profile, lambda session: session.fetch(spec.category, key)
@@ -265,7 +279,7 @@ class AskarBackend(StorageBackend):
 
     def update(
         self,
-        spec: KindSpec,
+        spec: KindSpec[Any],
         key: str,
         changes: dict[str, Any],
         now: datetime,
@@ -292,7 +306,7 @@ class AskarBackend(StorageBackend):
         )
         return None if stored is None else layout.decode(spec, stored)
 
-    def upsert(self, spec: KindSpec, record: Any, expected_version: int | None = None) -> Any:
+    def upsert(self, spec: KindSpec[Any], record: Any, expected_version: int | None = None) -> Any:
         key = spec.key_of(record)
         fresh = codec.record_to_dict(spec, record)
 
@@ -329,7 +343,7 @@ class AskarBackend(StorageBackend):
 
         return layout.decode(spec, self._call("upsert", with_retry, spec))
 
-    def delete(self, spec: KindSpec, key: str) -> bool:
+    def delete(self, spec: KindSpec[Any], key: str) -> bool:
         async def remove(store: Store) -> bool:
             async with store.session(self._profile) as session:
                 try:
@@ -343,43 +357,47 @@ class AskarBackend(StorageBackend):
         return self._call("delete", remove, spec)
 
     # --- many records ----------------------------------------------------------------
-    def list(self, spec: KindSpec, filters: Filters, limit: int | None, offset: int) -> list[Any]:
-        if limit == 0 or _matches_nothing(filters):
+    def list(
+        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+    ) -> builtins.list[Any]:
+        if limit == 0:
             return []
         wql = layout.tag_filter(filters)
 
         async def page(store: Store) -> Sequence[Any]:
+            entries: Sequence[Any]
             if offset == 0:  # one round trip; fetch_all has no offset
                 async with store.session(self._profile) as session:
-                    return await session.fetch_all(spec.category, wql, limit, order_by="id")
+                    entries = await session.fetch_all(spec.category, wql, limit, order_by="id")
+                return entries
             scan = store.scan(
                 spec.category, wql, offset, limit, profile=self._profile, order_by="id"
             )
             try:
-                return await scan.fetch_all()
+                entries = await scan.fetch_all()
             finally:
                 free_scan(scan)
+            return entries
 
         entries = self._call("list", page, spec)
         return [layout.decode(spec, entry.raw_value) for entry in entries]
 
-    def count(self, spec: KindSpec, filters: Filters) -> int:
-        if _matches_nothing(filters):
-            return 0
+    def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         wql = layout.tag_filter(filters)
         return self._call("count", lambda s: self._count(s, spec.category, wql), spec)
 
     async def _count(self, store: Store, category: str, wql: layout.Wql | None) -> int:
-        return await self._slot.readers.run(
+        count: int = await self._slot.readers.run(
             store, self._profile, lambda session: session.count(category, wql)
         )
+        return count
 
-    def stream(self, spec: KindSpec, filters: Filters, batch_size: int) -> Iterator[Any]:
-        if _matches_nothing(filters):
-            return iter(())
+    def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
         return self._stream(spec, layout.tag_filter(filters), batch_size)
 
-    def _stream(self, spec: KindSpec, wql: layout.Wql | None, batch_size: int) -> Iterator[Any]:
+    def _stream(
+        self, spec: KindSpec[Any], wql: layout.Wql | None, batch_size: int
+    ) -> Iterator[Any]:
         """Pull `batch_size` entries per loop call from one Askar scan; the scan (and its
         pool connection) is freed when the generator finishes, fails or is closed."""
         scan = self._store().scan(spec.category, wql, profile=self._profile, order_by="id")
@@ -399,41 +417,170 @@ class AskarBackend(StorageBackend):
         finally:
             self._loop.call_soon(lambda: self._slot.release(scan))
 
-    async def _next_batch(self, scan: Any, size: int) -> list[Any]:
+    async def _next_batch(self, scan: Any, size: int) -> builtins.list[Any]:
         if scan.handle is None:  # about to take a pool connection: give back idle ones
             await self._slot.readers.close()
-        batch: list[Any] = []
+        batch: builtins.list[Any] = []
         async for entry in scan:
             batch.append(entry)
             if len(batch) >= size:
                 break
         return batch
 
-    def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:
+    def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]
         if not items:
             return 0
 
-        async def write_all(store: Store) -> None:
-            async with store.transaction(self._profile) as txn:
-                for key, value, tags in items:
-                    try:
-                        await txn.insert(spec.category, key, value, tags)
-                    except AskarError as exc:
-                        if not is_code(exc, Code.DUPLICATE):
-                            raise
-                        # replace keeps the row id, so an existing key keeps its place
-                        await txn.replace(spec.category, key, value, tags)
-                await txn.commit()
-
-        self._call("bulk upsert", lambda s: self._write_retrying(lambda: write_all(s)), spec)
+        self._call(
+            "bulk upsert",
+            lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items)),
+            spec,
+        )
         return len(items)
 
+    async def _write_all(
+        self, store: Store, category: str, items: Sequence[tuple[str, bytes, dict[str, str]]]
+    ) -> None:
+        """Insert or replace every (name, value, tags) in one transaction."""
+        async with store.transaction(self._profile) as txn:
+            for name, value, tags in items:
+                try:
+                    await txn.insert(category, name, value, tags)
+                except AskarError as exc:
+                    if not is_code(exc, Code.DUPLICATE):
+                        raise
+                    # replace keeps the row id, so an existing key keeps its place
+                    await txn.replace(category, name, value, tags)
+            await txn.commit()
 
-def _check_version(spec: KindSpec, key: str, expected: int | None, actual: int) -> None:
+    # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
+    def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        items = [layout.encode_archived(entry) for entry in entries]
+        if items:
+            self._call(
+                "archiving entries",
+                lambda s: self._write_retrying(
+                    lambda: self._write_all(s, layout.ARCHIVE_CATEGORY, items)
+                ),
+            )
+        return len(items)
+
+    def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        found = self._fetch_archived([(category, name) for name in names])
+        return {entry.name: entry for entry in found}
+
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> Iterator[ArchivedEntry]:
+        """Askar scans order by row id only, and names and tags are encrypted (no range
+        filter), so the order is made here. One scan keeps the smallest
+        ARCHIVE_KEY_WINDOW * batch_size keys after the last one served, and the values
+        of the first batch_size of them; the values of the rest are fetched by name, a
+        batch at a time. Memory stays bounded by batch_size (small keys, one batch of
+        values); an archive larger than the window costs one more scan per window, and
+        one no larger than batch_size is a single scan. Nothing is held between calls,
+        so closing the iterator early has nothing to release."""
+        wql = None if category is None else layout.archive_tags(category)
+        window = batch_size * ARCHIVE_KEY_WINDOW
+        after: tuple[str, str] | None = None
+        while True:
+            keys, first = self._call(
+                "reading the archive",
+                partial(self._archive_window, wql=wql, after=after, size=window, values=batch_size),
+            )
+            yield from (layout.decode_archived(raw) for raw in first)
+            for start in range(batch_size, len(keys), batch_size):
+                yield from self._fetch_archived(keys[start : start + batch_size])
+            if len(keys) < window:
+                return
+            after = keys[-1]
+
+    async def _archive_window(
+        self,
+        store: Store,
+        wql: layout.Wql | None,
+        after: tuple[str, str] | None,
+        size: int,
+        values: int,
+    ) -> tuple[builtins.list[tuple[str, str]], builtins.list[bytes]]:
+        """The `size` smallest keys after `after` in order, and the values of the first
+        `values` of them."""
+        await self._slot.readers.close()  # the scan takes a pool connection: free idle ones
+        scan = store.scan(layout.ARCHIVE_CATEGORY, wql, profile=self._profile)
+        self._slot.track(scan)
+        keys: _Smallest[None] = _Smallest(size)
+        first: _Smallest[bytes] = _Smallest(values)
+        try:
+            async for entry in scan:
+                key = layout.archive_key(entry.name)
+                if after is not None and key <= after:
+                    continue
+                if keys.wants(key):
+                    keys.add(key, None)
+                if first.wants(key):
+                    first.add(key, bytes(entry.raw_value))
+        finally:
+            self._slot.release(scan)
+        return [key for key, _ in keys.in_order()], [raw for _, raw in first.in_order()]
+
+    def _fetch_archived(self, keys: Sequence[tuple[str, str]]) -> builtins.list[ArchivedEntry]:
+        """The archived entries with these (category, name) keys, in that order, missing
+        ones left out. One fetch by entry name each: an index lookup, where a tag filter
+        with many values can take seconds on PostgreSQL."""
+
+        async def fetch(session: Any) -> builtins.list[Any]:
+            found: builtins.list[Any] = []
+            for category, name in keys:
+                entry = await session.fetch(
+                    layout.ARCHIVE_CATEGORY, layout.archive_name(category, name)
+                )
+                if entry is not None:
+                    found.append(entry)
+            return found
+
+        if not keys:
+            return []
+        entries = self._call(
+            "reading the archive", lambda s: self._slot.readers.run(s, self._profile, fetch)
+        )
+        return [layout.decode_archived(entry.raw_value) for entry in entries]
+
+    def archive_count(self, category: str | None = None) -> int:
+        wql = None if category is None else layout.archive_tags(category)
+        return self._call(
+            "counting the archive", lambda s: self._count(s, layout.ARCHIVE_CATEGORY, wql)
+        )
+
+
+def _check_version(spec: KindSpec[Any], key: str, expected: int | None, actual: int) -> None:
     if expected is not None and expected != actual:
         raise ConflictError(spec.name, key, expected, actual)
 
 
-def _matches_nothing(filters: Filters) -> bool:
-    return any(len(values) == 0 for values in filters.values())
+class _Smallest(Generic[V]):
+    """The `size` (key, value) pairs with the smallest keys among those added, holding
+    at most 2 * size: sorted and cut back to `size` whenever that fills up."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._pairs: list[tuple[tuple[str, str], V]] = []
+        self._largest_kept: tuple[str, str] | None = None
+
+    def wants(self, key: tuple[str, str]) -> bool:
+        return self._largest_kept is None or key < self._largest_kept
+
+    def add(self, key: tuple[str, str], value: V) -> None:
+        self._pairs.append((key, value))
+        if len(self._pairs) >= 2 * self.size:
+            self._cut()
+
+    def in_order(self) -> list[tuple[tuple[str, str], V]]:
+        self._cut()
+        return self._pairs
+
+    def _cut(self) -> None:
+        self._pairs.sort(key=itemgetter(0))
+        del self._pairs[self.size :]
+        if len(self._pairs) == self.size:
+            self._largest_kept = self._pairs[-1][0]

@@ -14,8 +14,8 @@ from storage_core.config import Settings, mask_url
 from storage_core.errors import ValidationError
 
 DEFAULT_URI = "sqlite://askar.db"
-MEMORY_URI = "sqlite://:memory:"
 #: Key methods aries-askar accepts; "none" is what did:webvh servers in the field use.
+#: The one list: the migration's command line offers the same choices.
 KEY_METHODS = ("none", "raw", "kdf:argon2i", "kdf:argon2i:mod", "kdf:argon2i:int")
 _SCHEMES = ("sqlite", "postgres")
 

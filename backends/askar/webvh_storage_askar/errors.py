@@ -8,6 +8,7 @@ not import aries_askar (only backend.py does, so a missing package fails in one 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 
 from storage_core.config import mask_text
@@ -80,7 +81,7 @@ def is_stale_connection(exc: BaseException) -> bool:
 
 def translate(
     exc: BaseException,
-    secrets: list[str],
+    secrets: Sequence[str],
     *,
     action: str,
     store: str,
@@ -100,7 +101,7 @@ def translate(
             f"{action} on Askar store {store} failed without a reason from aries-askar "
             "(nothing was written); the store may be unreachable, retry later"
         )
-    detail = mask_text(_one_line(exc), secrets)
+    detail = mask_text(_one_line(exc), [*secrets])
     message = f"{action} on Askar store {store} failed: {detail}"
     if any(sign in detail.lower() for sign in _STORAGE_REFUSED):
         return StorageIOError(message)

@@ -7,17 +7,31 @@
 - tags: every `spec.filterable` field as a string (booleans "true"/"false"). The key is
   tagged too, so a filter on the key is one WQL query that keeps Askar's row-id order
   (direct fetches by name could not tell the insertion order of several keys).
+
+Archived entries (`Capability.ARCHIVE`) sit apart from every record, in their own
+category `ARCHIVE_CATEGORY`:
+
+- name: `[category, name]` as JSON, unique per archived (category, name) and able to
+  carry any string (a NUL would cut a name short at Askar's C boundary);
+- value: `[category, name, value, tags]` as JSON, so the value text and the tags come
+  back exactly, and the original tags can never clash with ours;
+- tags: `category` (encrypted like every tag here), to count or scan one category.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from storage_core import codec
+from storage_core.interface import ArchivedEntry
 from storage_core.kinds import KindSpec
 from storage_core.validation import Filters
 
 Wql = dict[str, Any]
+#: Not "webvh:<kind>" of any kind, so archived entries never meet records.
+ARCHIVE_CATEGORY = "webvh:archive"
 
 
 def tag_value(value: Any) -> str:
@@ -29,27 +43,28 @@ def tag_value(value: Any) -> str:
     return str(value)
 
 
-def tags_of(spec: KindSpec, data: dict[str, Any]) -> dict[str, str]:
+def tags_of(spec: KindSpec[Any], data: dict[str, Any]) -> dict[str, str]:
     return {name: tag_value(data[name]) for name in spec.filterable}
 
 
-def encode(spec: KindSpec, record: Any) -> tuple[bytes, dict[str, str]]:
+def encode(spec: KindSpec[Any], record: Any) -> tuple[bytes, dict[str, str]]:
     """The (value, tags) pair that stores `record`."""
     data = codec.record_to_dict(spec, record)
     return codec.dumps(data), tags_of(spec, data)
 
 
-def encode_dict(spec: KindSpec, data: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+def encode_dict(spec: KindSpec[Any], data: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     """Like `encode`, for a record already in its dict form (read-modify-write)."""
     return codec.dumps(data), tags_of(spec, data)
 
 
-def decode(spec: KindSpec, raw: bytes | memoryview) -> Any:
+def decode(spec: KindSpec[Any], raw: bytes | memoryview) -> Any:
     return codec.record_from_dict(spec, codec.loads(raw))
 
 
 def decode_dict(raw: bytes | memoryview) -> dict[str, Any]:
-    return codec.loads(raw)
+    data: dict[str, Any] = codec.loads(raw)
+    return data
 
 
 def tag_filter(filters: Filters) -> Wql | None:
@@ -62,3 +77,30 @@ def tag_filter(filters: Filters) -> Wql | None:
         strings = [tag_value(v) for v in values]
         wql[name] = strings[0] if len(strings) == 1 else {"$in": strings}
     return wql
+
+
+def archive_name(category: str, name: str) -> str:
+    """The Askar entry name of an archived (category, name)."""
+    return orjson.dumps([category, name]).decode()
+
+
+def archive_key(entry_name: str) -> tuple[str, str]:
+    """The (category, name) an archive entry name stands for: its sort key."""
+    category, name = orjson.loads(entry_name)
+    return category, name
+
+
+def archive_tags(category: str) -> dict[str, str]:
+    """The tags of an archived entry, and the filter for its whole category."""
+    return {"category": category}
+
+
+def encode_archived(entry: ArchivedEntry) -> tuple[str, bytes, dict[str, str]]:
+    """The (entry name, value, tags) that store an archived entry."""
+    value = orjson.dumps([entry.category, entry.name, entry.value, dict(entry.tags)])
+    return archive_name(entry.category, entry.name), value, archive_tags(entry.category)
+
+
+def decode_archived(raw: bytes | memoryview) -> ArchivedEntry:
+    category, name, value, tags = orjson.loads(raw)
+    return ArchivedEntry(category, name, value, tags)

@@ -19,15 +19,14 @@ OWNER_ONLY = 0o600
 _SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
-async def open_store(config: AskarConfig, *, recreate: bool = False) -> Any:
+async def open_store(store_cls: Any, config: AskarConfig, *, recreate: bool = False) -> Any:
     """Open the store, creating it when missing; `recreate` drops all data first.
 
-    An existing store is opened with `Store.open` so its data is never touched;
-    `Store.provision` runs only for a new (or recreated) store. Returns an
-    `aries_askar.Store` whose profile (if configured) exists.
+    `store_cls` is `aries_askar.Store`, passed in by the backend (the one module that
+    imports aries_askar). An existing store is opened with `Store.open` so its data is
+    never touched; `Store.provision` runs only for a new (or recreated) store. Returns
+    a store whose profile (if configured) exists.
     """
-    from aries_askar import Store  # imported where used: see errors.py
-
     path = config.sqlite_path
     if path is not None:
         if recreate:
@@ -36,14 +35,14 @@ async def open_store(config: AskarConfig, *, recreate: bool = False) -> Any:
             _remove_sqlite_files(path)
         if _is_new_file(path):
             _create_owner_only(path)
-            store = await _provision(Store, config, recreate=False)
+            store = await _provision(store_cls, config, recreate=False)
         else:
-            store = await Store.open(config.uri, config.key_method, config.key)
+            store = await store_cls.open(config.uri, config.key_method, config.key)
         restrict_file_mode(path)
     elif recreate or config.in_memory:
-        store = await _provision(Store, config, recreate=recreate)
+        store = await _provision(store_cls, config, recreate=recreate)
     else:
-        store = await _open_or_provision_postgres(Store, config)
+        store = await _open_or_provision_postgres(store_cls, config)
     try:
         await ensure_profile(store, config.profile)
     except BaseException:
@@ -53,11 +52,9 @@ async def open_store(config: AskarConfig, *, recreate: bool = False) -> Any:
 
 
 async def _open_or_provision_postgres(store_cls: Any, config: AskarConfig) -> Any:
-    from aries_askar import AskarError
-
     try:
         return await store_cls.open(config.uri, config.key_method, config.key)
-    except AskarError as exc:
+    except Exception as exc:  # an AskarError; _means_missing reads its code
         if not _means_missing(exc):
             raise
     return await _provision(store_cls, config, recreate=False)

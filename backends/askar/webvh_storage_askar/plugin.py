@@ -1,10 +1,12 @@
 """Registers the built-in Askar backend; aries-askar is imported only when it is chosen."""
 
+from collections.abc import Callable
+
 from storage_core.hookspecs import hookimpl
 
 
 @hookimpl
-def register_storage_backends(register):
+def register_storage_backends(register: Callable[..., None]) -> None:
     register(
         "askar",
         "webvh_storage_askar.backend:AskarBackend",

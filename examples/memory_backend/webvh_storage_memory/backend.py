@@ -11,10 +11,13 @@ How it honours the contract:
   upsert included) is atomic and isolated.
 * Isolation from callers - records are frozen, but their JSON fields (lists, dicts) are
   mutable, so records are deep-copied on the way in and on the way out.
+* Archive (`Capability.ARCHIVE`) - verbatim entries in a dict of their own keyed by
+  (category, name), apart from every record; streamed in sorted key order.
 """
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections.abc import Iterator, Sequence
@@ -24,20 +27,21 @@ from typing import Any, ClassVar
 
 from storage_core.config import Settings
 from storage_core.errors import ConflictError, DuplicateRecordError
-from storage_core.interface import StorageBackend
+from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.validation import Filters
 
 
-class MemoryBackend(StorageBackend):
-    """A thread-safe, non-persistent store; it has none of the optional capabilities."""
+class MemoryBackend(StorageBackend, ArchiveStore):
+    """A thread-safe, non-persistent store that also keeps an archive."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset()
+    capabilities: ClassVar[frozenset[str]] = frozenset({Capability.ARCHIVE})
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings
         self._lock = threading.RLock()
         self._tables: dict[str, dict[str, Any]] = {}
+        self._archive: dict[tuple[str, str], ArchivedEntry] = {}
         self._closed = False
 
     # --- lifecycle -------------------------------------------------------------------
@@ -46,6 +50,8 @@ class MemoryBackend(StorageBackend):
             for name in KINDS:
                 if recreate or name not in self._tables:
                     self._tables[name] = {}
+            if recreate:
+                self._archive = {}
             self._closed = False
 
     def close(self) -> None:
@@ -58,10 +64,11 @@ class MemoryBackend(StorageBackend):
     def describe(self) -> dict[str, Any]:
         with self._lock:
             rows = {name: len(table) for name, table in self._tables.items()}
+            rows["archive"] = len(self._archive)
         return {"backend": self.name, "url": None, "persistent": False, "rows": rows}
 
     # --- single records --------------------------------------------------------------
-    def create(self, spec: KindSpec, record: Any) -> Any:
+    def create(self, spec: KindSpec[Any], record: Any) -> Any:
         key = spec.key_of(record)
         with self._lock:
             table = self._table(spec)
@@ -70,13 +77,13 @@ class MemoryBackend(StorageBackend):
             table[key] = copy.deepcopy(record)
             return copy.deepcopy(table[key])
 
-    def get(self, spec: KindSpec, key: str) -> Any | None:
+    def get(self, spec: KindSpec[Any], key: str) -> Any | None:
         with self._lock:
             return copy.deepcopy(self._table(spec).get(key))
 
     def update(
         self,
-        spec: KindSpec,
+        spec: KindSpec[Any],
         key: str,
         changes: dict[str, Any],
         now: datetime,
@@ -95,7 +102,7 @@ class MemoryBackend(StorageBackend):
             table[key] = replace(current, **fields)  # same key: keeps its place
             return copy.deepcopy(table[key])
 
-    def upsert(self, spec: KindSpec, record: Any, expected_version: int | None = None) -> Any:
+    def upsert(self, spec: KindSpec[Any], record: Any, expected_version: int | None = None) -> Any:
         key = spec.key_of(record)
         with self._lock:
             table = self._table(spec)
@@ -112,22 +119,24 @@ class MemoryBackend(StorageBackend):
             table[key] = stored
             return copy.deepcopy(stored)
 
-    def delete(self, spec: KindSpec, key: str) -> bool:
+    def delete(self, spec: KindSpec[Any], key: str) -> bool:
         with self._lock:
             return self._table(spec).pop(key, None) is not None
 
     # --- many records ----------------------------------------------------------------
-    def list(self, spec: KindSpec, filters: Filters, limit: int | None, offset: int) -> list[Any]:
+    def list(
+        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+    ) -> builtins.list[Any]:
         with self._lock:
             matching = [r for r in self._table(spec).values() if _matches(r, filters)]
             end = None if limit is None else offset + limit
             return copy.deepcopy(matching[offset:end])
 
-    def count(self, spec: KindSpec, filters: Filters) -> int:
+    def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         with self._lock:
             return sum(1 for r in self._table(spec).values() if _matches(r, filters))
 
-    def stream(self, spec: KindSpec, filters: Filters, batch_size: int) -> Iterator[Any]:
+    def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
         """Pages by position under the lock, so no lock is held between batches.
 
         A snapshot of the keys is taken up front: records deleted meanwhile are
@@ -143,7 +152,7 @@ class MemoryBackend(StorageBackend):
                 ]
             yield from batch
 
-    def bulk_upsert(self, spec: KindSpec, records: Sequence[Any]) -> int:
+    def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         """Records are stored exactly as given; existing keys keep their place."""
         copies = copy.deepcopy(list(records))
         with self._lock:
@@ -152,16 +161,51 @@ class MemoryBackend(StorageBackend):
                 table[spec.key_of(record)] = record
         return len(copies)
 
+    # --- archive ---------------------------------------------------------------------
+    def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        copies = [_copy_entry(entry) for entry in entries]
+        with self._lock:
+            for entry in copies:
+                self._archive[(entry.category, entry.name)] = entry
+        return len(copies)
+
+    def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        with self._lock:
+            found = [self._archive.get((category, name)) for name in names]
+        return {entry.name: _copy_entry(entry) for entry in found if entry is not None}
+
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> Iterator[ArchivedEntry]:
+        """Like `stream`: a sorted snapshot of the keys, then pages under the lock."""
+        with self._lock:
+            keys = sorted(k for k in self._archive if category in (None, k[0]))
+        for start in range(0, len(keys), batch_size):
+            with self._lock:
+                batch = [self._archive.get(k) for k in keys[start : start + batch_size]]
+            yield from (_copy_entry(entry) for entry in batch if entry is not None)
+
+    def archive_count(self, category: str | None = None) -> int:
+        with self._lock:
+            if category is None:
+                return len(self._archive)
+            return sum(1 for cat, _ in self._archive if cat == category)
+
     # --- helpers ---------------------------------------------------------------------
-    def _table(self, spec: KindSpec) -> dict[str, Any]:
+    def _table(self, spec: KindSpec[Any]) -> dict[str, Any]:
         """The kind's dict; a store used before `provision` behaves as provisioned."""
         return self._tables.setdefault(spec.name, {})
 
 
-def _check_version(spec: KindSpec, key: str, expected: int | None, actual: int) -> None:
+def _check_version(spec: KindSpec[Any], key: str, expected: int | None, actual: int) -> None:
     if expected is not None and expected != actual:
         raise ConflictError(spec.name, key, expected, actual)
 
 
 def _matches(record: Any, filters: Filters) -> bool:
     return all(getattr(record, name) in allowed for name, allowed in filters.items())
+
+
+def _copy_entry(entry: ArchivedEntry) -> ArchivedEntry:
+    """Entries are frozen, but their tags may be a caller's mutable dict."""
+    return ArchivedEntry(entry.category, entry.name, entry.value, dict(entry.tags))

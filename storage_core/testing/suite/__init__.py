@@ -10,6 +10,11 @@ Subclass a class to add backend-specific tests, or to mark one (e.g. xfail) whil
 known bug is fixed. Tests needing an optional capability skip with its name.
 """
 
+from storage_core.testing.suite.archive import (
+    TestArchive,
+    TestArchiveAbsent,
+    TestArchivedEntryDigest,
+)
 from storage_core.testing.suite.bulk import TestBulkUpsert, TestStream
 from storage_core.testing.suite.capabilities import TestCapabilities
 from storage_core.testing.suite.concurrency import TestConcurrency
@@ -27,6 +32,9 @@ from storage_core.testing.suite.stateful import TestStateful
 from storage_core.testing.suite.timestamps import TestRecordVersion, TestTimestamps
 
 __all__ = [
+    "TestArchive",
+    "TestArchiveAbsent",
+    "TestArchivedEntryDigest",
     "TestBulkUpsert",
     "TestCapabilities",
     "TestConcurrency",
