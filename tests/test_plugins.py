@@ -104,7 +104,7 @@ class TestSelectingTheMemoryPlugin:
     def test_open_storage_selects_it_by_name(self) -> None:
         with open_storage("memory") as manager:
             assert isinstance(manager.backend, MemoryBackend)
-            assert manager.capabilities == frozenset()
+            assert manager.capabilities == frozenset({"archive"})
 
     def test_cli_lists_it_with_its_distribution(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert cli_main(["backends"]) == 0
@@ -114,7 +114,7 @@ class TestSelectingTheMemoryPlugin:
         assert "webvh-storage-memory 0.1.0" in memory[0]
         listed = {b["name"]: b for b in _backends_listing(capsys)["backends"]}
         assert listed["memory"]["distribution"] == "webvh-storage-memory"
-        assert listed["memory"]["capabilities"] == []
+        assert listed["memory"]["capabilities"] == ["archive"]
         assert {"sqlalchemy", "askar", "memory"} <= set(listed)
 
 

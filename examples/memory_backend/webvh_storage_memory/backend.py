@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from storage_core.config import Settings
-from storage_core.errors import ConflictError, DuplicateRecordError
+from storage_core.errors import BackendUnavailableError, ConflictError, DuplicateRecordError
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.validation import Filters
@@ -165,12 +165,14 @@ class MemoryBackend(StorageBackend, ArchiveStore):
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
         copies = [_copy_entry(entry) for entry in entries]
         with self._lock:
+            self._check_open()
             for entry in copies:
                 self._archive[(entry.category, entry.name)] = entry
         return len(copies)
 
     def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
         with self._lock:
+            self._check_open()
             found = [self._archive.get((category, name)) for name in names]
         return {entry.name: _copy_entry(entry) for entry in found if entry is not None}
 
@@ -179,14 +181,17 @@ class MemoryBackend(StorageBackend, ArchiveStore):
     ) -> Iterator[ArchivedEntry]:
         """Like `stream`: a sorted snapshot of the keys, then pages under the lock."""
         with self._lock:
+            self._check_open()
             keys = sorted(k for k in self._archive if category in (None, k[0]))
         for start in range(0, len(keys), batch_size):
             with self._lock:
+                self._check_open()
                 batch = [self._archive.get(k) for k in keys[start : start + batch_size]]
             yield from (_copy_entry(entry) for entry in batch if entry is not None)
 
     def archive_count(self, category: str | None = None) -> int:
         with self._lock:
+            self._check_open()
             if category is None:
                 return len(self._archive)
             return sum(1 for cat, _ in self._archive if cat == category)
@@ -194,7 +199,13 @@ class MemoryBackend(StorageBackend, ArchiveStore):
     # --- helpers ---------------------------------------------------------------------
     def _table(self, spec: KindSpec[Any]) -> dict[str, Any]:
         """The kind's dict; a store used before `provision` behaves as provisioned."""
+        self._check_open()
         return self._tables.setdefault(spec.name, {})
+
+    def _check_open(self) -> None:
+        """A closed store refuses every call, like a real one whose connections are gone."""
+        if self._closed:
+            raise BackendUnavailableError("the memory store is closed")
 
 
 def _check_version(spec: KindSpec[Any], key: str, expected: int | None, actual: int) -> None:
