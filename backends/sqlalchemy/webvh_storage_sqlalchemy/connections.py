@@ -193,6 +193,7 @@ class _Lease:
     while anyone listens to the pool's checkout/checkin/reset events."""
 
     __slots__ = ("_connections", "_entry", "_observed")
+    _entry: Any  # the pool's _ConnectionRecord (its _do_get() is typed as the interface)
     _observed: AbstractContextManager[Connection] | None
 
     def __init__(self, connections: Connections) -> None:
@@ -208,8 +209,8 @@ class _Lease:
             self._observed = None
             # QueuePool: the next idle connection or a new one within pool_size +
             # max_overflow, else wait pool_timeout and raise TimeoutError
-            self._entry = entry = connections.engine.pool._do_get()
-            return connections.take(cast(_ConnectionRecord, entry))
+            self._entry = connections.engine.pool._do_get()
+            return connections.take(self._entry)
         except BaseException:
             connections.lock.__exit__(None, None, None)
             raise
@@ -222,7 +223,7 @@ class _Lease:
             if self._observed is not None:  # SQLAlchemy looks after its own connection
                 self._observed.__exit__(exc_type, exc, tb)
                 return
-            entry = cast(_ConnectionRecord, self._entry)
+            entry = self._entry
             if exc is None:
                 connections.give_back(entry)
             elif not isinstance(exc, Exception):  # interrupted: its state is unknown
