@@ -80,6 +80,9 @@ class Dialect(ABC):
             "pool_size": self.settings.pool_size,
             "max_overflow": self.settings.max_overflow,
             "pool_timeout": self.settings.pool_timeout,
+            # the most recently used connection first: its caches are warm, and the ones
+            # a burst opened stay idle (PostgreSQL may close them; checkout notices)
+            "pool_use_lifo": True,
         }
 
     @abstractmethod
