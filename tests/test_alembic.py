@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
 from storage_core import open_storage
+from storage_core.errors import StorageError
 from storage_core.interface import ArchivedEntry
 from tests.pg import require_pg
 from webvh_storage_sqlalchemy.migrations import head_revision
@@ -150,7 +151,7 @@ def test_provision_refuses_unversioned_tables_unless_recreating(fresh_url: str):
         engine.dispose()
     store = open_storage("sqlalchemy", fresh_url)
     try:
-        with pytest.raises(Exception, match="no Alembic revision"):
+        with pytest.raises(StorageError, match="no Alembic revision"):
             store.init_db()
         store.init_db(recreate=True)
         assert store.info()["schema_revision"] == HEAD

@@ -240,24 +240,41 @@ def test_insertion_order_survives_updates_and_moves_on_recreate(store):
 
 
 # --- streaming releases its connection ------------------------------------------------------
-@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+def _write_from_another_thread(store, scid: str) -> bool:
+    """True once a create on another thread has finished (False: it is still blocked)."""
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (_add(store, scid), done.set()), daemon=True)
+    writer.start()
+    writer.join(timeout=30)  # a guard against a deadlock, not a measurement
+    return done.is_set()
+
+
+@pytest.mark.parametrize("variant", SQL_VARIANTS)
 def test_abandoned_stream_returns_its_connection(variant, request, tmp_path: Path):
+    """PostgreSQL: a server-side cursor holds its connection until the stream is closed
+    or dropped. SQLite reads page by page: between pages it holds no pooled connection
+    and not the :memory: lock, so another thread can write while a stream is open."""
     config = {"backend": "sqlalchemy", "url": _url(variant, request, tmp_path)}
     with provisioned_storage(config) as store:
         store.bulk_upsert("log_entry", [_entry(f"k{i:03d}") for i in range(50)])
         pool = store.engine.pool
-        baseline = pool.checkedout()
+        in_use = pool.checkedout if variant != "sqlite-memory" else lambda: 0  # StaticPool
+        baseline = in_use()
         stream = store.stream_records("log_entry", batch_size=5)
         assert next(stream).scid == "k000"
-        if variant == "postgres":  # a server-side cursor holds its connection while open
-            assert pool.checkedout() == baseline + 1
+        if variant == "postgres":
+            assert in_use() == baseline + 1
+        else:
+            assert in_use() == baseline
+            assert _write_from_another_thread(store, "written-while-streaming")
         stream.close()
-        assert pool.checkedout() == baseline
+        assert in_use() == baseline
         # dropping an unfinished iterator also releases it
         stream = store.stream_records("log_entry", batch_size=5)
         next(stream)
         del stream
-        assert pool.checkedout() == baseline
+        assert in_use() == baseline
+        assert _write_from_another_thread(store, "written-after-streaming")
 
 
 # --- concurrency --------------------------------------------------------------------------

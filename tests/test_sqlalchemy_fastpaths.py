@@ -1,10 +1,12 @@
-"""The sqlalchemy backend's DBAPI fast paths (backends/sqlalchemy/fastread.py): they must
-return exactly what the SQLAlchemy paths return, and recover like them.
+"""The sqlalchemy backend's DBAPI fast paths (webvh_storage_sqlalchemy.connections and
+the dialects): they must return exactly what the SQLAlchemy paths return, and recover
+like them.
 
-- SQLite file: get by key, create, bulk upsert on DBAPI connections; streams fetch
-  undecoded rows and convert each when yielded.
-- PostgreSQL: get by key on kept autocommit connections (retried once after the server
-  drops them), bulk upsert with execute_values, streams with JSON fetched as text.
+- SQLite: get by key, create, count and bulk upsert (executemany) on pooled DBAPI
+  connections; streams fetch undecoded rows and convert each when yielded.
+- PostgreSQL: the same in autocommit on pooled connections (a read is retried once after
+  the server drops its connection), bulk upsert as multi-row INSERTs, streams with JSON
+  fetched as text.
 """
 
 from __future__ import annotations
@@ -116,17 +118,18 @@ def _terminate_other_backends(pg_database: str) -> None:
 
 
 @pytest.mark.parametrize("first", ["get", "create"])
-def test_postgres_kept_connections_dropped_by_the_server_fail_no_caller(
+def test_postgres_pooled_connections_dropped_by_the_server_fail_no_caller(
     pg_database: str, first: str
 ):
-    """Kept connections the server dropped (restart, failover, idle kill) are noticed
-    before use (or, for a read, retried once): the caller never sees an error."""
+    """Pooled connections the server dropped (restart, failover, idle kill) are noticed
+    when they leave the pool (or, for a read, retried once): the caller never sees an
+    error."""
     import time
 
     with provisioned_storage({"backend": "sqlalchemy", "url": pg_database}) as store:
         store.create_record(_entry(1))
         for _ in range(3):
-            assert store.get_log_entry("scid-00001") is not None  # connections now kept
+            assert store.get_log_entry("scid-00001") is not None  # connections now pooled
         _terminate_other_backends(pg_database)
         time.sleep(0.2)  # the termination notice reaches the client sockets
         if first == "create":

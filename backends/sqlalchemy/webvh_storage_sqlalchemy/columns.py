@@ -18,12 +18,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import JSON, TypeDecorator
+from sqlalchemy.types import TypeDecorator
 
 from storage_core.codec import dumps_str, loads
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """timestamptz on PostgreSQL; naive-UTC text on SQLite; always aware UTC in Python."""
 
     impl = DateTime(timezone=True)
@@ -43,7 +43,7 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(UTC)
 
 
-class JSONDocument(TypeDecorator):
+class JSONDocument(TypeDecorator[Any]):
     """A JSON document kept verbatim: `json` on PostgreSQL, TEXT elsewhere.
 
     On PostgreSQL the engine's json_serializer/json_deserializer (orjson) do the work;
@@ -87,12 +87,7 @@ def _load_or_none(value: Any) -> Any:
     return None if value is None else loads(value)
 
 
-# Migrations use this spelling so they never import the library (same DDL).
-def migration_json_type() -> Any:
-    return JSON().with_variant(Text(), "sqlite")
-
-
-class NextSeq(ColumnElement):
+class NextSeq(ColumnElement[int]):
     """The next insertion-order number of a table.
 
     PostgreSQL: `nextval('<table>_seq_seq')`, a real sequence (safe under concurrent

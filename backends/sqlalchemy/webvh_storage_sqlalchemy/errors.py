@@ -72,7 +72,7 @@ def translate(
         return exc
     message = mask_text(driver_message(exc), list(secrets))
     lowered = message.lower()
-    # SQLAlchemy's IntegrityError, or the driver's own from a fast path (fastread.py)
+    # SQLAlchemy's IntegrityError, or the driver's own from a fast path (connections.py)
     # (psycopg2 raises subclasses such as UniqueViolation)
     integrity = any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__)
     if integrity and kind and key is not None and any(f in lowered for f in _UNIQUE):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -121,12 +120,3 @@ def _empty_tables(conn: Connection) -> None:
 def _drop_everything(conn: Connection) -> None:
     Base.metadata.drop_all(conn, checkfirst=True)
     _version_table.drop(conn, checkfirst=True)
-
-
-def describe_revision(engine: Engine) -> Any:
-    """The schema revision for describe(); None when unprovisioned or unreachable."""
-    try:
-        with engine.connect() as conn:
-            return current_revision(conn)
-    except Exception:
-        return None

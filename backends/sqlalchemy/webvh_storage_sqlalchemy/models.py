@@ -11,11 +11,13 @@ moves it to the end. On PostgreSQL it is also the column's server default
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
-    DDL,
     BigInteger,
     Boolean,
     Column,
+    Connection,
     FetchedValue,
     Index,
     MetaData,
@@ -45,7 +47,7 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def _column_for(spec: KindSpec, name: str, ftype: FieldType) -> Column:
+def _column_for(spec: KindSpec[Any], name: str, ftype: FieldType) -> Column[Any]:
     if ftype is FieldType.KEY:
         return Column(name, String(INDEXED_LENGTH), primary_key=True)
     if ftype is FieldType.INDEXED_STR:
@@ -60,7 +62,7 @@ def _column_for(spec: KindSpec, name: str, ftype: FieldType) -> Column:
     return Column(name, JSONDocument, nullable=ftype is FieldType.JSON)
 
 
-def _kind_table(spec: KindSpec) -> Table:
+def _kind_table(spec: KindSpec[Any]) -> Table:
     columns = [_column_for(spec, n, t) for n, t in spec.field_types.items()]
     if spec.timestamps:
         columns += [
@@ -87,11 +89,17 @@ def _kind_table(spec: KindSpec) -> Table:
 def _attach_postgresql_sequence(table: Table) -> None:
     """PostgreSQL: the sequence behind `seq`, owned by the column (dropped with it)."""
     seq = sequence_name(table.name)
-    for statement in (
+    statements = (
         f"CREATE SEQUENCE IF NOT EXISTS {seq} OWNED BY {table.name}.seq",
         f"ALTER TABLE {table.name} ALTER COLUMN seq SET DEFAULT nextval('{seq}')",
-    ):
-        event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
+    )
+
+    def create_sequence(_table: Table, connection: Connection, **_kw: Any) -> None:
+        if connection.dialect.name == "postgresql":
+            for statement in statements:
+                connection.exec_driver_sql(statement)
+
+    event.listen(table, "after_create", create_sequence)
 
 
 KIND_TABLES: dict[str, Table] = {name: _kind_table(spec) for name, spec in KINDS.items()}

@@ -1,10 +1,12 @@
 """Registers the built-in SQLAlchemy backend, exactly as a third-party plugin would."""
 
+from collections.abc import Callable
+
 from storage_core.hookspecs import hookimpl
 
 
 @hookimpl
-def register_storage_backends(register):
+def register_storage_backends(register: Callable[..., None]) -> None:
     register(
         "sqlalchemy",
         "webvh_storage_sqlalchemy.backend:SQLAlchemyBackend",

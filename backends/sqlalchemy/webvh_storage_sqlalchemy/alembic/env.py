@@ -13,7 +13,7 @@ from logging.config import fileConfig
 from alembic import context
 
 from storage_core.config import Settings, database_url_from_env
-from webvh_storage_sqlalchemy.engine import build_engine
+from webvh_storage_sqlalchemy.dialects import dialect_for
 from webvh_storage_sqlalchemy.models import Base
 
 config = context.config
@@ -53,7 +53,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = build_engine(Settings.from_env(url=_url())).engine
+    engine = dialect_for(Settings.from_env(url=_url())).create_engine()
     try:
         with engine.connect() as connection:
             _configure(connection)

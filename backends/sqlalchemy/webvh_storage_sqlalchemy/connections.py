@@ -1,0 +1,243 @@
+"""The store's one engine and its one pool, lent out as driver (DBAPI) connections for the
+fast paths and as SQLAlchemy Connections for everything else.
+
+One pool means pool_size + max_overflow is the most connections the store ever opens,
+whichever calls run at once, and a caller that gets none within pool_timeout is told so
+(BackendUnavailableError, via errors.translate).
+
+Fast paths skip SQLAlchemy's Connection/Result layers (~100 us per call: several times a
+SQLite read by key, as much as a PostgreSQL round trip) but not its pool, and not its
+observers: while anyone listens for before/after_cursor_execute or to the pool
+(OpenTelemetry's SQLAlchemy instrumentation does both) or the engine logs SQL (echo), the
+same statements run through `Connection.exec_driver_sql`, so every statement reaches the
+listeners and the log. Checking costs about a microsecond.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Connection
+from sqlalchemy.pool.base import _ConnectionRecord
+
+from webvh_storage_sqlalchemy.dialects import Dialect, DriverConnection
+
+T = TypeVar("T")
+
+
+class ConnectionLost(Exception):
+    """A statement failed because the server had dropped its connection (restart,
+    failover, idle kill). The connection was thrown away; a read may run once more.
+    Shaped like SQLAlchemy's DBAPIError so errors.translate reads both alike."""
+
+    connection_invalidated = True
+
+    def __init__(self, orig: Exception) -> None:
+        super().__init__(str(orig))
+        self.orig = orig
+
+
+class ObservedConnection:
+    """A DriverConnection that runs each statement through SQLAlchemy, visible to the
+    engine's event listeners and its echo log."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any]) -> None:
+        self._conn.exec_driver_sql(sql, tuple(params))
+
+    def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
+        return self._conn.exec_driver_sql(sql, tuple(params)).fetchone()
+
+    def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._conn.exec_driver_sql(sql, [tuple(row) for row in rows])
+
+
+class Connections:
+    """Every way the backend uses a connection, all from the engine's one pool."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+        self.engine = dialect.create_engine()
+        #: For write transactions (SQLAlchemy paths, provisioning).
+        self.writes = dialect.writes(self.engine)
+        #: Held around every use of a connection (a real lock only for :memory:).
+        self.lock: AbstractContextManager[Any] = dialect.lock
+        self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
+        #: checkout listeners of our own (the dialect's); any more means someone watches
+        self._own_checkout_hooks = len(self.engine.pool.dispatch.checkout)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def observed(self) -> bool:
+        """True while the fast paths must go through SQLAlchemy to be seen: someone
+        listens to the engine's statements or its pool, or the engine logs SQL."""
+        engine = self.engine
+        events, pool_events = engine.dispatch, engine.pool.dispatch
+        return bool(
+            events.before_cursor_execute
+            or events.after_cursor_execute
+            or len(pool_events.checkout) > self._own_checkout_hooks
+            or pool_events.checkin
+            or pool_events.reset
+            or engine.logger.isEnabledFor(logging.INFO)
+        )
+
+    # --- driver connections (fast paths) -------------------------------------------------
+    def connection(self) -> _Lease:
+        """A pooled connection for driver-level statements, each committed on its own;
+        back to the pool afterwards, or thrown away if the server dropped it (then the
+        error is ConnectionLost)."""
+        return _Lease(self)
+
+    @contextmanager
+    def transaction(self) -> Iterator[DriverConnection]:
+        """connection() inside the dialect's BEGIN ... COMMIT (ROLLBACK on error)."""
+        with self.connection() as conn:
+            conn.execute(self.dialect.begin_sql, ())
+            try:
+                yield conn
+            except BaseException:
+                with suppress(Exception):  # the original error matters; reusable() checks
+                    conn.execute("ROLLBACK", ())
+                raise
+            conn.execute("COMMIT", ())
+
+    def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
+        """One row of a driver-level read, run once more if the connection was lost."""
+        try:
+            with _Lease(self) as conn:
+                return conn.fetch_one(sql, params)
+        except Exception as exc:
+            if not _lost(exc):
+                raise
+        with _Lease(self) as conn:
+            return conn.fetch_one(sql, params)
+
+    # --- SQLAlchemy Connections ----------------------------------------------------------
+    def sql_read(self, work: Callable[[Connection], T]) -> T:
+        """`work` on a Connection without a transaction, run once more if the connection
+        was lost (SQLAlchemy has invalidated it then)."""
+        try:
+            with self.lock, self.autocommit_connection() as conn:
+                return work(conn)
+        except Exception as exc:
+            if not _lost(exc):
+                raise
+        with self.lock, self.autocommit_connection() as conn:
+            return work(conn)
+
+    @contextmanager
+    def autocommit_connection(self) -> Iterator[Connection]:
+        """A Connection whose statements each commit on their own (no lock taken)."""
+        with self.engine.connect() as conn, self.dialect.without_transaction(conn):
+            yield conn
+
+    @contextmanager
+    def sql_transaction(self) -> Iterator[Connection]:
+        """A Connection in a write transaction, committed when the block ends."""
+        with self.lock, self.writes.begin() as conn:
+            yield conn
+
+    # --- pool entries lent to the fast paths ------------------------------------------------
+    def take(self, entry: _ConnectionRecord) -> DriverConnection:
+        """The entry's connection (connecting if the pool had invalidated it), checked
+        like a checkout checks it, prepared for a fast path."""
+        try:
+            dbapi_connection = entry.get_connection()
+            if self.dialect.closed_by_server(dbapi_connection):
+                entry.invalidate()
+                dbapi_connection = entry.get_connection()  # a new one
+            return self.dialect.lend(dbapi_connection)
+        except BaseException as exc:
+            self.discard(entry, exc if isinstance(exc, Exception) else None)
+            raise
+
+    def give_back(self, entry: _ConnectionRecord) -> None:
+        try:
+            reusable = self.dialect.reusable(entry.dbapi_connection)
+        except Exception:
+            reusable = False
+        if reusable:
+            entry.checkin(_fairy_was_created=False)  # no proxy was made
+        else:
+            self.discard(entry, None)
+
+    def discard(self, entry: _ConnectionRecord, exc: Exception | None) -> None:
+        """Close the entry's connection (the pool opens a new one when it is next
+        needed) and return the entry."""
+        try:
+            entry.invalidate(exc)
+        finally:
+            entry.checkin(_fairy_was_created=False)
+
+    def is_disconnect(self, exc: Exception) -> bool:
+        """A driver error saying the server dropped the connection."""
+        return isinstance(exc, self._dbapi_error) and self.engine.dialect.is_disconnect(
+            cast(Any, exc), None, None
+        )
+
+
+class _Lease:
+    """Connections.connection(). A class rather than a generator, and a pool entry
+    rather than SQLAlchemy's proxy for it, because it wraps every fast call: the proxy
+    (weakref finalizer, reset, events) costs about as much as a SQLite read by key.
+    Nobody can tell the difference: observed() sends every call through SQLAlchemy
+    while anyone listens to the pool's checkout/checkin/reset events."""
+
+    __slots__ = ("_connections", "_entry", "_observed")
+    _entry: Any  # the pool's _ConnectionRecord (its _do_get() is typed as the interface)
+    _observed: AbstractContextManager[Connection] | None
+
+    def __init__(self, connections: Connections) -> None:
+        self._connections = connections
+
+    def __enter__(self) -> DriverConnection:
+        connections = self._connections
+        connections.lock.__enter__()
+        try:
+            if connections.observed():
+                self._observed = connections.autocommit_connection()
+                return ObservedConnection(self._observed.__enter__())
+            self._observed = None
+            # QueuePool: the next idle connection or a new one within pool_size +
+            # max_overflow, else wait pool_timeout and raise TimeoutError
+            self._entry = connections.engine.pool._do_get()
+            return connections.take(self._entry)
+        except BaseException:
+            connections.lock.__exit__(None, None, None)
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        connections = self._connections
+        try:
+            if self._observed is not None:  # SQLAlchemy looks after its own connection
+                self._observed.__exit__(exc_type, exc, tb)
+                return
+            entry = self._entry
+            if exc is None:
+                connections.give_back(entry)
+            elif not isinstance(exc, Exception):  # interrupted: its state is unknown
+                connections.discard(entry, None)
+            elif connections.is_disconnect(exc):
+                connections.discard(entry, exc)
+                raise ConnectionLost(exc) from exc
+            else:
+                connections.give_back(entry)
+        finally:
+            connections.lock.__exit__(None, None, None)
+
+
+def _lost(exc: Exception) -> bool:
+    """The connection was lost and thrown away (ConnectionLost, or SQLAlchemy's
+    DBAPIError that invalidated it): a read may run once more."""
+    return bool(getattr(exc, "connection_invalidated", False))

@@ -1,0 +1,94 @@
+"""Records to driver parameters and driver rows to records, for the statements that skip
+SQLAlchemy's type layer (the dialects' fast paths), and rows in chunks for bulk writes.
+
+Each builder is made once per kind: it looks up which fields need converting up front, so
+a call only converts those (JSON documents with orjson, timestamps as each driver wants
+them) and builds the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from operator import attrgetter
+from typing import Any
+
+from storage_core.codec import dumps_str, loads
+from storage_core.kinds import FieldType, KindSpec
+
+#: A value converter, or None where the driver's value is already the record's.
+Converter = Callable[[Any], Any]
+#: Which converter a field needs, from its name and FieldType (None: not a data field,
+#: i.e. created_at, updated_at or record_version).
+ConverterFor = Callable[[str, FieldType | None], Converter | None]
+RowToRecord = Callable[[Sequence[Any]], Any]
+RecordToParams = Callable[[Any], list[Any]]
+
+TIMESTAMP_FIELDS = frozenset({"created_at", "updated_at"})
+#: Rows per statement in bulk writes (bounds memory; one transaction for all).
+BULK_CHUNK_ROWS = 1000
+
+
+def is_json(ftype: FieldType | None) -> bool:
+    return ftype is not None and ftype.is_json
+
+
+def load_json(value: Any) -> Any:
+    return None if value is None else loads(value)
+
+
+def dump_json(value: Any) -> str | None:
+    return None if value is None else dumps_str(value)
+
+
+def in_utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(UTC)
+
+
+def record_builder(
+    spec: KindSpec[Any], fields: Sequence[str], convert: ConverterFor
+) -> RowToRecord:
+    """Row (columns in `fields` order, extra trailing columns ignored) -> record."""
+    names = tuple(fields)
+    plan = tuple(
+        (i, fn)
+        for i, name in enumerate(names)
+        if (fn := convert(name, spec.field_types.get(name))) is not None
+    )
+    record_type = spec.record
+
+    def build(row: Sequence[Any]) -> Any:
+        values = list(row)
+        for i, fn in plan:
+            values[i] = fn(values[i])
+        return record_type(**dict(zip(names, values, strict=False)))
+
+    return build
+
+
+def params_builder(
+    spec: KindSpec[Any], fields: Sequence[str], timestamp: Converter
+) -> RecordToParams:
+    """Record -> positional parameters of `fields`: JSON fields as orjson text, timestamps
+    through `timestamp`, everything else as it is."""
+    plan: list[tuple[int, Converter]] = []
+    for i, name in enumerate(fields):
+        if is_json(spec.field_types.get(name)):
+            plan.append((i, dump_json))
+        elif name in TIMESTAMP_FIELDS:
+            plan.append((i, timestamp))
+    read_all = attrgetter(*fields)  # every field in one C call
+    converted = tuple(plan)
+
+    def convert(record: Any) -> list[Any]:
+        values = list(read_all(record))
+        for i, fn in converted:
+            values[i] = fn(values[i])
+        return values
+
+    return convert
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
