@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Connection
 from sqlalchemy.pool.base import _ConnectionRecord
 
+from storage_core.errors import BackendUnavailableError
 from webvh_storage_sqlalchemy.dialects import Dialect, DriverConnection
 
 T = TypeVar("T")
@@ -72,9 +73,17 @@ class Connections:
         self._dbapi_error: type[Exception] = self.engine.dialect.loaded_dbapi.Error
         #: checkout listeners of our own (the dialect's); any more means someone watches
         self._own_checkout_hooks = len(self.engine.pool.dispatch.checkout)
+        self.closed = False
 
     def close(self) -> None:
+        """Close every pooled connection and refuse any further use: engine.dispose()
+        alone would let the next call quietly open a new pool."""
+        self.closed = True
         self.engine.dispose()
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise BackendUnavailableError("the sqlalchemy backend is closed")
 
     def observed(self) -> bool:
         """True while the fast paths must go through SQLAlchemy to be seen: someone
@@ -137,12 +146,14 @@ class Connections:
     @contextmanager
     def autocommit_connection(self) -> Iterator[Connection]:
         """A Connection whose statements each commit on their own (no lock taken)."""
+        self.check_open()
         with self.engine.connect() as conn, self.dialect.without_transaction(conn):
             yield conn
 
     @contextmanager
     def sql_transaction(self) -> Iterator[Connection]:
         """A Connection in a write transaction, committed when the block ends."""
+        self.check_open()
         with self.lock, self.writes.begin() as conn:
             yield conn
 
@@ -201,6 +212,7 @@ class _Lease:
 
     def __enter__(self) -> DriverConnection:
         connections = self._connections
+        connections.check_open()
         connections.lock.__enter__()
         try:
             if connections.observed():

@@ -199,6 +199,7 @@ class PostgreSQLDialect(Dialect):
         st = statements
         query = sa_select(*st.stream_columns).where(*st.where(filters)).order_by(st.seq)
         to_record = st.stream_record
+        connections.check_open()
         with connections.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
             try:
