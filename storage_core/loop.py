@@ -36,16 +36,22 @@ class BackgroundLoop:
     def __init__(self, name: str = "storage-loop") -> None:
         self._loop = asyncio.new_event_loop()
         started = threading.Event()
+        self._ended = threading.Event()
         self._thread = threading.Thread(
-            target=_run_forever, args=(self._loop, started), name=name, daemon=True
+            target=_run_forever,
+            args=(self._loop, started, self._ended),
+            name=name,
+            daemon=True,
         )
         self._thread.start()
         started.wait()
-        self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._thread)
+        self._finalizer = weakref.finalize(self, _stop_loop, self._loop, self._thread, self._ended)
 
     @property
     def closed(self) -> bool:
-        return not self._finalizer.alive
+        """Closed by `close()`, or the loop ended on its own: asyncio lets a SystemExit
+        or KeyboardInterrupt raised by a coroutine stop it (the caller gets the error)."""
+        return not self._finalizer.alive or self._ended.is_set()
 
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
@@ -91,7 +97,7 @@ class BackgroundLoop:
     def close(self, before_stop: Callable[[], Coroutine[Any, Any, Any]] | None = None) -> None:
         """Optionally run a last coroutine (closing the store), then stop and join the
         thread. Idempotent."""
-        if self.closed:
+        if not self._finalizer.alive:
             return
         if before_stop is not None and not self.in_loop_thread():
             with contextlib.suppress(Exception):  # shutdown must finish regardless
@@ -99,12 +105,15 @@ class BackgroundLoop:
         self._finalizer()
 
 
-def _run_forever(loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+def _run_forever(
+    loop: asyncio.AbstractEventLoop, started: threading.Event, ended: threading.Event
+) -> None:
     asyncio.set_event_loop(loop)
     loop.call_soon(started.set)
     try:
         loop.run_forever()
     finally:
+        ended.set()  # before the futures below resolve, so their callers see `closed`
         try:
             pending = asyncio.all_tasks(loop)
             for task in pending:
@@ -116,14 +125,16 @@ def _run_forever(loop: asyncio.AbstractEventLoop, started: threading.Event) -> N
             loop.close()
 
 
-def _stop_loop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
-    """Stop the loop and wait for its thread (never joins from the loop thread itself)."""
-    if loop.is_closed():
-        return
-    try:
-        loop.call_soon_threadsafe(loop.stop)
-    except RuntimeError:
-        return
+def _stop_loop(
+    loop: asyncio.AbstractEventLoop, thread: threading.Thread, ended: threading.Event
+) -> None:
+    """Stop the loop and wait for its thread (never joins from the loop thread itself).
+
+    A loop that ended on its own is not stopped again (that would cut its cleanup
+    short), but its thread is still joined."""
+    if not ended.is_set():
+        with contextlib.suppress(RuntimeError):  # it closed meanwhile: nothing to stop
+            loop.call_soon_threadsafe(loop.stop)
     if threading.current_thread() is not thread:
         thread.join(SHUTDOWN_TIMEOUT)
 

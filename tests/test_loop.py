@@ -153,3 +153,102 @@ async def test_run_sync_inside_a_running_event_loop() -> None:
     assert run_sync(answer()) == 42
     assert run_sync(thread_name()) != threading.current_thread().name
     await asyncio.sleep(0)  # this loop was not blocked for good
+
+
+def test_a_run_that_times_out_raises_and_cancels_the_coroutine(loop: BackgroundLoop) -> None:
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    async def waits_forever() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    with pytest.raises(TimeoutError):
+        loop.run(waits_forever(), timeout=0.2)
+    assert started.wait(10), "the coroutine never started"
+    assert cancelled.wait(10), "the timed-out coroutine was left running"
+    assert loop.run(answer()) == 42  # the loop itself is unharmed
+
+
+def test_run_async_from_the_loop_thread_awaits_in_the_same_task(loop: BackgroundLoop) -> None:
+    """No hop through the loop's queue (which needs a second task): the caller's task
+    runs the coroutine itself."""
+
+    async def current_task() -> asyncio.Task[object] | None:
+        return asyncio.current_task()
+
+    async def on_the_loop() -> tuple[object, object]:
+        return asyncio.current_task(), await loop.run_async(current_task())
+
+    outer, inner = loop.run(on_the_loop())
+    assert outer is not None and inner is outer
+
+
+async def test_run_async_from_another_event_loop_runs_on_the_loop_thread(
+    loop: BackgroundLoop,
+) -> None:
+    assert await loop.run_async(thread_name()) == loop.run(thread_name())
+    assert loop.run(thread_name()) != threading.current_thread().name
+
+
+def test_tasks_still_pending_at_close_are_cancelled_and_finish() -> None:
+    loop = BackgroundLoop(name=unique_name())
+    outcome: list[str] = []
+
+    async def holds_a_resource() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+            raise
+        finally:
+            outcome.append("released")
+
+    async def start_in_background() -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(holds_a_resource())
+        await asyncio.sleep(0)  # let it start and reach its wait
+        return task
+
+    task = loop.run(start_in_background())
+    assert outcome == [] and not task.done()
+    loop.close()
+    assert outcome == ["cancelled", "released"]
+    assert task.cancelled()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_loop_that_stopped_on_its_own_is_closed() -> None:
+    """asyncio lets SystemExit/KeyboardInterrupt from a coroutine end the loop, and so
+    the loop thread: later calls must fail as on a closed loop (not with a bare
+    RuntimeError, leaking the coroutine), and close() must still work."""
+    name = unique_name()
+    loop = BackgroundLoop(name=name)
+    (thread,) = [t for t in threading.enumerate() if t.name == name]
+
+    async def exits() -> None:
+        raise SystemExit("stop")
+
+    with pytest.raises(SystemExit):
+        loop.run(exits(), timeout=30)
+    assert loop.closed  # at once: the error reached us after the loop said so
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coro = answer()
+        with pytest.raises(LoopClosedError):
+            loop.run(coro)
+        assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED
+        del coro
+        gc.collect()
+    assert never_awaited_warnings(caught) == []
+    ran_on: list[str] = []
+    loop.call_soon(lambda: ran_on.append(threading.current_thread().name))
+    assert ran_on == [threading.current_thread().name]
+    loop.close()
+    assert not thread.is_alive()
+    loop.close()
+    assert loop.closed
