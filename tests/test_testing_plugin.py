@@ -1,0 +1,148 @@
+"""storage_core.testing: the pytest plugin and markers a third-party backend's own test
+suite uses, run the way that suite runs them (a pytest session of its own, in-process
+through `pytester`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage_core.interface import Capability
+from storage_core.testing.capabilities import KNOWN_CAPABILITIES, requires_capability
+from storage_core.testing.plugin import VECTORS_ENV
+
+pytest_plugins = ["pytester"]
+
+INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+"""
+
+USES_THE_PLUGIN = """
+pytest_plugins = ["storage_core.testing.plugin"]
+"""
+
+STORE_TESTS = """
+from storage_core.testing.capabilities import requires_capability
+from storage_core.testing.samples import sample_record
+
+def test_the_store_is_provisioned_and_empty(storage_manager, storage_backend_config):
+    assert storage_backend_config == {"backend": "memory", "url": None, "options": {}}
+    assert storage_manager.backend_name == "memory"
+    assert storage_manager.count_records("log_entry") == 0
+    storage_manager.create_record(sample_record("log_entry", "abc"))
+    assert storage_manager.get_record("log_entry", "abc").scid == "abc"
+
+@requires_capability("archive")
+def test_runs_where_the_capability_exists(storage_manager):
+    assert storage_manager.archive_count() == 0
+
+@requires_capability("persistent")
+def test_skips_where_it_is_missing(storage_manager):
+    raise AssertionError("ran on a backend without the capability")
+"""
+
+VECTORS_TEST = """
+def test_vectors(storage_vectors_dir):
+    assert (storage_vectors_dir / "marker.txt").read_text() == "vectors"
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A backend's test folder whose conftest enables the plugin."""
+    monkeypatch.delenv(VECTORS_ENV, raising=False)
+    pytester.makeini(INI)
+    pytester.makeconftest(USES_THE_PLUGIN)
+    return pytester
+
+
+def run(suite: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return suite.runpytest_inprocess("-p", "no:cacheprovider", "-rs", *args)
+
+
+def test_without_a_configured_backend_the_test_errors_saying_how_to_configure_one(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(STORE_TESTS)
+
+    result = run(suite, "-k", "provisioned")
+
+    result.assert_outcomes(errors=1, deselected=2)
+    result.stdout.fnmatch_lines(
+        ["*no backend to test: define a `storage_backend_config` fixture*--storage-backend NAME*"]
+    )
+
+
+def test_storage_backend_option_opens_a_fresh_store_and_gates_capabilities(
+    suite: pytest.Pytester,
+) -> None:
+    suite.makepyfile(STORE_TESTS)
+
+    result = run(suite, "--storage-backend", "memory")
+
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*backend 'memory' lacks capability 'persistent'*"])
+
+
+def test_a_missing_vectors_folder_skips_with_the_reason(suite: pytest.Pytester) -> None:
+    missing = suite.path / "no-vectors-here"
+    suite.makepyfile(VECTORS_TEST)
+
+    result = run(suite, f"--storage-vectors={missing}")
+
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [f"*did:webvh test vectors not found ({missing}); set {VECTORS_ENV}*"]
+    )
+
+
+def test_vectors_from_the_option_or_the_environment(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite.makepyfile(VECTORS_TEST)
+    given = suite.mkdir("given")
+    (given / "marker.txt").write_text("vectors")
+
+    run(suite, f"--storage-vectors={given}").assert_outcomes(passed=1)
+    monkeypatch.setenv(VECTORS_ENV, str(given))
+    run(suite).assert_outcomes(passed=1)
+
+
+def test_vectors_from_the_nearest_shared_vectors_above_the_rootdir(suite: pytest.Pytester) -> None:
+    """As in a checkout: the project folder next to shared/vectors. (Folders further up
+    may hold another shared/vectors, without the marker: the nearest one must win.)"""
+    project = suite.mkdir("backend-project")
+    (project / "pytest.ini").write_text(INI)
+    (project / "conftest.py").write_text(USES_THE_PLUGIN)
+    (project / "test_vectors.py").write_text(VECTORS_TEST)
+    shared = suite.path / "shared" / "vectors"
+    shared.mkdir(parents=True)
+    (shared / "marker.txt").write_text("vectors")
+
+    run(suite, str(project)).assert_outcomes(passed=1)
+
+
+def test_an_unknown_capability_name_is_refused_listing_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown capabilities \['nope'\]") as caught:
+        requires_capability(Capability.ARCHIVE, "nope")
+    for name in KNOWN_CAPABILITIES:
+        assert name in str(caught.value)
+    assert {Capability.ARCHIVE, Capability.PERSISTENT} <= KNOWN_CAPABILITIES
+
+
+def test_an_unknown_capability_fails_the_suite_at_collection(suite: pytest.Pytester) -> None:
+    """A typo in a marker must not silently skip (or run) the test."""
+    suite.makepyfile(
+        """
+        from storage_core.testing.capabilities import requires_capability
+
+        @requires_capability("persistant")
+        def test_typo(storage_manager):
+            pass
+        """
+    )
+
+    result = run(suite, "--storage-backend", "memory")
+
+    result.assert_outcomes(errors=1)
+    assert "ValueError: unknown capabilities ['persistant']; known: archive" in result.stdout.str()
