@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from storage_core import open_storage
 from storage_core.errors import BackendUnavailableError
@@ -178,6 +178,44 @@ def test_a_caller_that_gets_no_connection_within_pool_timeout_is_told_so(
             held.close()
         assert store.get_log_entry("a").logs == [{"v": "a"}]
         assert store.count_log_entries() == 1
+
+
+@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+@pytest.mark.parametrize("sizes", [(2, 0), (1, 1), (3, 0)])
+def test_connections_kept_for_fast_calls_never_starve_other_users(
+    variant: str, sizes: tuple[int, int], request: pytest.FixtureRequest, tmp_path: Path
+):
+    """The fast paths keep a few pool entries checked out between calls, but only while
+    the pool keeps a free slot: after any number of fast calls, ORM sessions opened by
+    the application, up to the pool's size minus one, never wait for them."""
+    pool_size, max_overflow = sizes
+    if variant == "sqlite-file":
+        url = f"sqlite:///{tmp_path}/kept.db"
+    else:
+        url = request.getfixturevalue("pg_database")
+    options = {"pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": 1}
+    config = {"backend": "sqlalchemy", "url": url, "options": options}
+    with provisioned_storage(config) as store:
+        store.create_record(_entry("a"))
+
+        def fast_calls() -> None:
+            for _ in range(20):
+                store.get_log_entry("a")
+                store.count_log_entries()
+
+        threads = [threading.Thread(target=fast_calls) for _ in range(pool_size + max_overflow)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        sessions = [store.get_session() for _ in range(pool_size + max_overflow - 1)]
+        try:
+            for session in sessions:  # each needs a pooled connection; pool_timeout is 1 s
+                assert session.execute(text("SELECT 1")).scalar() == 1
+        finally:
+            for session in sessions:
+                session.close()
+        assert store.get_log_entry("a") is not None
 
 
 def _terminate(pg_server: PgServer, pid: int) -> None:

@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.pool.base import _ConnectionRecord
 
 from storage_core.errors import BackendUnavailableError
@@ -74,12 +75,59 @@ class Connections:
         #: checkout listeners of our own (the dialect's); any more means someone watches
         self._own_checkout_hooks = len(self.engine.pool.dispatch.checkout)
         self.closed = False
+        #: Pool entries the fast paths keep checked out between calls (LIFO), so a call
+        #: skips the pool's queue (a third of a SQLite read by key). They still count
+        #: against the pool, so its size stays the ceiling; see `_keep_idle`.
+        self._idle: list[_ConnectionRecord] = []
+        pool = self.engine.pool
+        if isinstance(pool, QueuePool):
+            self._capacity = pool.size() + pool._max_overflow
+            self._max_idle = max(0, min(pool.size(), self._capacity - 1))
+        else:  # :memory: (one shared connection): nothing to keep
+            self._capacity = self._max_idle = 0
 
     def close(self) -> None:
         """Close every pooled connection and refuse any further use: engine.dispose()
         alone would let the next call quietly open a new pool."""
         self.closed = True
+        self.release_idle()
         self.engine.dispose()
+
+    @property
+    def idle_count(self) -> int:
+        """Pool entries the fast paths hold idle right now (checked out, not in use)."""
+        return len(self._idle)
+
+    def release_idle(self) -> None:
+        """Hand every entry the fast paths keep back to the pool: before a checkout
+        through SQLAlchemy, which would otherwise wait for them. (A pool listener attached
+        while entries are kept sees their checkin without having seen their checkout.)"""
+        idle = self._idle
+        while idle:
+            try:
+                entry = idle.pop()
+            except IndexError:
+                return
+            entry.checkin(_fairy_was_created=False)
+
+    def _keep_idle(self, entry: _ConnectionRecord) -> bool:
+        """Keep a returned entry for the next fast call while that still leaves the pool
+        a free slot for everyone else (an ORM session, a stream, another thread)."""
+        if len(self._idle) >= self._max_idle or self.closed:
+            return False
+        if cast(QueuePool, self.engine.pool).checkedout() >= self._capacity - 1:
+            return False
+        self._idle.append(entry)
+        return True
+
+    def _checkout(self) -> _ConnectionRecord:
+        """An entry for a fast call: the last one kept idle, else one from the pool
+        (QueuePool: waits up to pool_timeout, then raises TimeoutError)."""
+        try:
+            return self._idle.pop()
+        except IndexError:
+            entry: _ConnectionRecord = self.engine.pool._do_get()  # type: ignore[assignment]
+            return entry
 
     def check_open(self) -> None:
         if self.closed:
@@ -147,6 +195,7 @@ class Connections:
     def autocommit_connection(self) -> Iterator[Connection]:
         """A Connection whose statements each commit on their own (no lock taken)."""
         self.check_open()
+        self.release_idle()
         with self.engine.connect() as conn, self.dialect.without_transaction(conn):
             yield conn
 
@@ -154,6 +203,7 @@ class Connections:
     def sql_transaction(self) -> Iterator[Connection]:
         """A Connection in a write transaction, committed when the block ends."""
         self.check_open()
+        self.release_idle()
         with self.lock, self.writes.begin() as conn:
             yield conn
 
@@ -177,7 +227,8 @@ class Connections:
         except Exception:
             reusable = False
         if reusable:
-            entry.checkin(_fairy_was_created=False)  # no proxy was made
+            if not self._keep_idle(entry):
+                entry.checkin(_fairy_was_created=False)  # no proxy was made
         else:
             self.discard(entry, None)
 
@@ -219,9 +270,9 @@ class _Lease:
                 self._observed = connections.autocommit_connection()
                 return ObservedConnection(self._observed.__enter__())
             self._observed = None
-            # QueuePool: the next idle connection or a new one within pool_size +
+            # one kept idle, else the pool's next idle connection or a new one within pool_size +
             # max_overflow, else wait pool_timeout and raise TimeoutError
-            self._entry = connections.engine.pool._do_get()
+            self._entry = connections._checkout()
             return connections.take(self._entry)
         except BaseException:
             connections.lock.__exit__(None, None, None)

@@ -200,6 +200,7 @@ class PostgreSQLDialect(Dialect):
         query = sa_select(*st.stream_columns).where(*st.where(filters)).order_by(st.seq)
         to_record = st.stream_record
         connections.check_open()
+        connections.release_idle()
         with connections.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
             try:
