@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from sqlalchemy import Column, ColumnElement, Connection, Engine, Table
@@ -22,9 +23,15 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from storage_core.codec import dumps_str, loads
 from storage_core.config import Settings
 from storage_core.errors import ValidationError
-from storage_core.kinds import KindSpec
+from storage_core.kinds import FieldType, KindSpec
 from storage_core.validation import Filters
-from webvh_storage_sqlalchemy.rows import RecordToParams, RowToRecord
+from webvh_storage_sqlalchemy.rows import (
+    Converter,
+    RecordToParams,
+    RowToRecord,
+    params_builder,
+    record_builder,
+)
 
 if TYPE_CHECKING:  # these modules import this one
     from webvh_storage_sqlalchemy.connections import Connections
@@ -124,13 +131,23 @@ class Dialect(ABC):
         whenever a connection leaves the pool; must not cost a round trip)."""
         return False
 
+    @staticmethod
     @abstractmethod
+    def read_column(name: str, ftype: FieldType | None) -> Converter | None:
+        """How this driver's value of a field becomes the record's (None: as it is)."""
+
+    @staticmethod
+    @abstractmethod
+    def timestamp_param(value: datetime | None) -> Any:
+        """A record's timestamp as this driver's parameter."""
+
     def row_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RowToRecord:
         """A driver row of `fields` -> record."""
+        return record_builder(spec, fields, self.read_column)
 
-    @abstractmethod
     def param_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RecordToParams:
         """A record -> the driver parameters of `fields`."""
+        return params_builder(spec, fields, self.timestamp_param)
 
     @abstractmethod
     def bulk_upsert(

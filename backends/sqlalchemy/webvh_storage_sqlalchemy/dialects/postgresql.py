@@ -44,13 +44,11 @@ from webvh_storage_sqlalchemy.rows import (
     BULK_CHUNK_ROWS,
     TIMESTAMP_FIELDS,
     Converter,
-    RecordToParams,
     RowToRecord,
     chunks,
     in_utc,
     is_json,
     load_json,
-    params_builder,
     record_builder,
 )
 
@@ -87,9 +85,16 @@ class PsycopgConnection:
             cursor.executemany(sql, rows)
 
 
+def _from_psycopg2(name: str, ftype: FieldType | None) -> Converter | None:
+    # psycopg2 returns timestamptz as aware datetimes in the session's zone; JSON decoded
+    return in_utc if name in TIMESTAMP_FIELDS else None
+
+
 class PostgreSQLDialect(Dialect):
     name = "postgresql"
     driver = "psycopg2"
+    read_column = staticmethod(_from_psycopg2)
+    timestamp_param = staticmethod(in_utc)
     placeholder = "%s"
 
     def __init__(self, url: URL, settings: Settings) -> None:
@@ -155,12 +160,6 @@ class PostgreSQLDialect(Dialect):
             return True
         return bool(readable)
 
-    def row_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RowToRecord:
-        return record_builder(spec, fields, _from_psycopg2)
-
-    def param_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RecordToParams:
-        return params_builder(spec, fields, in_utc)
-
     def bulk_upsert(
         self, conn: DriverConnection, statements: KindStatements, records: Sequence[Any]
     ) -> None:
@@ -222,11 +221,6 @@ def _multi_row(sql: str, rows: int) -> str:
     if not (found and found_end):
         raise AssertionError(f"not an INSERT ... VALUES (...) ON CONFLICT statement: {sql}")
     return f"{head} VALUES {', '.join([f'({row})'] * rows)} ON CONFLICT {tail}"
-
-
-def _from_psycopg2(name: str, ftype: FieldType | None) -> Converter | None:
-    # psycopg2 returns timestamptz as aware datetimes in the session's zone; JSON decoded
-    return in_utc if name in TIMESTAMP_FIELDS else None
 
 
 def _json_text(name: str, ftype: FieldType | None) -> Converter | None:

@@ -51,12 +51,9 @@ from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
 from webvh_storage_sqlalchemy.rows import (
     TIMESTAMP_FIELDS,
     Converter,
-    RecordToParams,
     RowToRecord,
     is_json,
     load_json,
-    params_builder,
-    record_builder,
 )
 
 if TYPE_CHECKING:  # these modules import this one
@@ -93,11 +90,35 @@ class SQLiteConnection:
         self._conn.executemany(sql, rows)  # the loop runs in C
 
 
+def _from_sqlite(name: str, ftype: FieldType | None) -> Converter | None:
+    if is_json(ftype):
+        return load_json
+    if ftype is FieldType.BOOL:
+        return bool
+    if name in TIMESTAMP_FIELDS:
+        return _from_sqlite_datetime
+    return None
+
+
+def _from_sqlite_datetime(value: str | None) -> datetime | None:
+    # SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff" (naive UTC, see columns.UTCDateTime).
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _to_sqlite_datetime(value: datetime | None) -> str | None:
+    # Exactly what SQLAlchemy's SQLite DATETIME writes for UTCDateTime (naive UTC).
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
+
+
 class SQLiteDialect(Dialect):
     """A SQLite database file."""
 
     name = "sqlite"
     driver = "pysqlite"
+    read_column = staticmethod(_from_sqlite)
+    timestamp_param = staticmethod(_to_sqlite_datetime)
     placeholder = "?"
     begin_sql = "BEGIN IMMEDIATE"
     lacks = frozenset({Capability.SERVER_SIDE_CURSORS})
@@ -181,12 +202,6 @@ class SQLiteDialect(Dialect):
 
     def reusable(self, dbapi_connection: Any) -> bool:
         return not dbapi_connection.in_transaction  # e.g. a ROLLBACK that failed
-
-    def row_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RowToRecord:
-        return record_builder(spec, fields, _from_sqlite)
-
-    def param_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RecordToParams:
-        return params_builder(spec, fields, _to_sqlite_datetime)
 
     def bulk_upsert(
         self, conn: DriverConnection, statements: KindStatements, records: Sequence[Any]
@@ -274,28 +289,6 @@ def _page_reader(page: Any, after: int) -> Any:
         return conn.execute(page, {"after": after}).all()
 
     return read
-
-
-def _from_sqlite(name: str, ftype: FieldType | None) -> Converter | None:
-    if is_json(ftype):
-        return load_json
-    if ftype is FieldType.BOOL:
-        return bool
-    if name in TIMESTAMP_FIELDS:
-        return _from_sqlite_datetime
-    return None
-
-
-def _from_sqlite_datetime(value: str | None) -> datetime | None:
-    # SQLAlchemy stores "YYYY-MM-DD HH:MM:SS.ffffff" (naive UTC, see columns.UTCDateTime).
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
-def _to_sqlite_datetime(value: datetime | None) -> str | None:
-    # Exactly what SQLAlchemy's SQLite DATETIME writes for UTCDateTime (naive UTC).
-    if value is None:
-        return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
 
 
 def _create_private_file(path: str) -> None:
