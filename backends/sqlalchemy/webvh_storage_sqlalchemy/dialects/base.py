@@ -122,6 +122,13 @@ class Dialect(ABC):
     def lend(self, dbapi_connection: Any) -> DriverConnection:
         """Prepare a connection just taken from the pool for a fast path."""
 
+    def read_one(
+        self, dbapi_connection: Any, sql: str, params: Sequence[Any]
+    ) -> Sequence[Any] | None:
+        """lend(dbapi_connection).fetch_one(sql, params) in one call: the path of a read
+        by key, where every Python call shows (a dialect may write it out)."""
+        return self.lend(dbapi_connection).fetch_one(sql, params)
+
     def reusable(self, dbapi_connection: Any) -> bool:
         """Undo lend(); False when the connection must be thrown away instead."""
         return True

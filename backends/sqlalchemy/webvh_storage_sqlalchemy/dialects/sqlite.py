@@ -200,6 +200,12 @@ class SQLiteDialect(Dialect):
     def lend(self, dbapi_connection: Any) -> DriverConnection:
         return SQLiteConnection(dbapi_connection)
 
+    def read_one(
+        self, dbapi_connection: Any, sql: str, params: Sequence[Any]
+    ) -> Sequence[Any] | None:
+        row: Sequence[Any] | None = dbapi_connection.execute(sql, params).fetchone()
+        return row
+
     def reusable(self, dbapi_connection: Any) -> bool:
         return not dbapi_connection.in_transaction  # e.g. a ROLLBACK that failed
 
