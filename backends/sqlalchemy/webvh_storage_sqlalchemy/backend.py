@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, tuple_, upda
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage_core.codec import utcnow
-from storage_core.config import Settings, mask_url
+from storage_core.config import DEFAULT_DATABASE_URL, Settings, mask_url
 from storage_core.errors import ConflictError, StorageError
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
@@ -30,6 +30,7 @@ from webvh_storage_sqlalchemy.connections import Connections
 from webvh_storage_sqlalchemy.dialects import Dialect, dialect_for
 from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.models import KIND_TABLES, archive_table
+from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 from webvh_storage_sqlalchemy.rows import BULK_CHUNK_ROWS, chunks
 from webvh_storage_sqlalchemy.statements import KindStatements
 
@@ -48,9 +49,10 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     dialect: Dialect
 
     def __init__(self, settings: Settings) -> None:
+        settings = SQL_OPTIONS.resolve(settings)  # a no-op on what the registry resolved
         self.settings = settings
         self._secrets = settings.secrets
-        self._url = settings.url or settings.env_sql_url
+        self._url = settings.url or DEFAULT_DATABASE_URL
         self._closed = True
         try:
             self.dialect = dialect_for(settings)

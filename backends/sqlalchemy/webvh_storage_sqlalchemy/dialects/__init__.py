@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import URL, make_url
 
-from storage_core.config import Settings
+from storage_core.config import DEFAULT_DATABASE_URL, Settings
 from storage_core.errors import UnsupportedOperationError
 from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
 from webvh_storage_sqlalchemy.dialects.postgresql import PostgreSQLDialect
@@ -16,7 +16,7 @@ SUPPORTED = "sqlite:///<file>, sqlite:///:memory: and postgresql+psycopg2://"
 
 
 def database_url(settings: Settings) -> URL:
-    url = make_url(settings.url or settings.env_sql_url)
+    url = make_url(settings.url or DEFAULT_DATABASE_URL)
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg2")
     return url
