@@ -463,7 +463,7 @@ class TestBrokenPluginsExplainThemselves:
         self, make_dist: MakeDist, tmp_path: Path
     ) -> None:
         """The real console entry in a fresh interpreter, the broken distributions on
-        its path: one line per fault, exit 1, nothing on stderr."""
+        its path: one line per fault, exit 1, no traceback."""
         _broken_dists(make_dist)
         env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
         env.pop("STORAGE_BACKEND", None)

@@ -251,6 +251,17 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             raise self._error(exc, f"bulk writing {spec.name}") from None
         return len(records)
 
+    def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
+        """The suite's hook (see StorageBackend): a trigger makes the database itself
+        refuse to insert this record, so a bulk write's rollback is really exercised."""
+        table = KIND_TABLES[spec.name].name
+        literal = "'" + key.replace("'", "''") + "'"
+        with self._connections.sql_transaction() as conn:
+            for statement in _REFUSAL_TRIGGER[self.dialect.name]:
+                sql = statement.format(table=table, column=spec.key, key=literal)
+                conn.exec_driver_sql(sql)
+        return True
+
     # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
         now = utcnow()
@@ -335,3 +346,18 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
 
 def _answers(conn: Connection) -> bool:
     return bool(conn.exec_driver_sql("SELECT 1").scalar() == 1)
+
+
+#: The test hook's trigger per dialect: refuse (raise) an insert of one key.
+_REFUSAL_TRIGGER = {
+    "sqlite": (
+        "CREATE TRIGGER IF NOT EXISTS refuse_{table} BEFORE INSERT ON {table} "
+        "WHEN NEW.{column} = {key} BEGIN SELECT RAISE(ABORT, 'refused by the test hook'); END",
+    ),
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION webvh_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused by the test hook'; END $$",
+        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+        "WHEN (NEW.{column} = {key}) EXECUTE FUNCTION webvh_refuse()",
+    ),
+}
