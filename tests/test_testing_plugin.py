@@ -264,3 +264,42 @@ def test_a_backend_without_the_hook_is_told_what_to_do(flawed: pytest.Pytester) 
 
 def test_the_memory_backend_passes_both(flawed: pytest.Pytester) -> None:
     run(flawed, "--flawed", "MemoryBackend").assert_outcomes(passed=4)
+
+
+SHOUTS = """
+
+class Shouts(MemoryBackend):
+    '''Stores every created log entry's identifier upper-cased.'''
+
+    def create(self, spec, record):
+        from dataclasses import replace
+        if spec.name == "log_entry":
+            super().create(spec, replace(record, identifier=record.identifier.upper()))
+            return record
+        return super().create(spec, record)
+"""
+
+
+def test_a_state_machine_failure_is_readable_and_replays(pytester: pytest.Pytester) -> None:
+    """Issue 20: the random machine's failures did not replay (no example database) and
+    said only `assert [...] == [...]`."""
+    pytester.makeini(INI)
+    pytester.makeconftest(USES_THE_PLUGIN + FLAWED_BACKENDS + SHOUTS)
+    pytester.makepyfile("from storage_core.testing.suite import TestStateful\n")
+
+    first = run(pytester, "--flawed", "Shouts")
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(
+        [
+            "*list: the store disagrees with the model*",
+            "*'a': store ({*'identifier': 'A'*}, 1), model ({*'identifier': 'a'*}, 1)*",
+            "*@reproduce_failure*",
+        ]
+    )
+    saved = list((pytester.path / ".hypothesis" / "examples").rglob("*"))
+    assert any(p.is_file() for p in saved), "the failing example was not saved"
+
+    second = run(pytester, "--flawed", "Shouts")
+    second.assert_outcomes(failed=1)
+    first_case = first.stdout.str().partition("Failing test case")[2].partition("teardown")[0]
+    assert first_case and first_case in second.stdout.str()  # the same case, replayed
