@@ -34,13 +34,16 @@ def _values(spec: KindSpec[Any], name: str, record: Any) -> tuple[Any, Any]:
     return f"old-{name}", f"new-{name}"
 
 
-def _change(sm: StorageManager, how: str, spec: KindSpec[Any], record: Any, name: str, new: Any):
+def _change(
+    sm: StorageManager, how: str, spec: KindSpec[Any], record: Any, name: str, new: Any
+) -> None:
+    """Set `name` to `new` on the stored `record` through `how` (update, upsert, bulk)."""
     if how == "update":
         present(sm.update_record(spec.name, spec.key_of(record), **{name: new}))
     elif how == "upsert":
         sm.upsert_record(replace(record, **{name: new}))
     else:
-        stored = present(sm.get_record(spec.name, spec.key_of(record)))
+        stored: Any = present(sm.get_record(spec.name, spec.key_of(record)))
         sm.bulk_upsert(spec.name, [replace(stored, **{name: new})])
 
 
