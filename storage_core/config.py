@@ -132,12 +132,17 @@ class Settings:
     @property
     def secrets(self) -> list[str]:
         """Values that must never be printed, for masking free text: the declared secret
-        options of the selected backend and the URL's password."""
+        options of the selected backend, and the password of the URL and of any URL
+        given as an option (e.g. read replicas)."""
         secret_names = self.declared.secret_names if self.declared else frozenset()
         found = [str(v) for k, v in self.options.items() if v and k in secret_names]
-        m = _URL_PASSWORD.search(self.url or "")
-        if m and m.group("pw"):
-            found.append(m.group("pw"))
+        texts = [self.url or ""]
+        for value in self.options.values():
+            texts += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+        for text in texts:
+            m = _URL_PASSWORD.search(text)
+            if m and m.group("pw"):
+                found.append(m.group("pw"))
         return found
 
     def __repr__(self) -> str:

@@ -28,7 +28,13 @@ from storage_core.errors import ValidationError
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
-_TYPE_NAMES: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_TYPE_NAMES: dict[type, str] = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    tuple: "list",
+}
 
 
 class UnknownSettingWarning(UserWarning):
@@ -41,8 +47,10 @@ class Option:
     """One backend option.
 
     `name` is the keyword in code (`open_storage(backend, url, name=value)`); `env` the
-    environment variable read when code does not give it. `type` is str, int, float or
-    bool; `choices` limits a str option to those values (matched case-insensitively).
+    environment variable read when code does not give it. `type` is str, int, float,
+    bool or tuple (a list of strings: a comma-separated variable, or a list/tuple in
+    code); `choices` limits a str option to those values (matched case-insensitively).
+    Passwords inside URL values are masked whatever the option.
     A `secret` option's value is masked everywhere. `env_only` options (e.g. the
     POSTGRES_* parts of a URL) are read from the environment and are not keywords.
     """
@@ -67,6 +75,11 @@ class Option:
             if text in _TRUE or text in _FALSE:
                 return text in _TRUE
             raise ValidationError(field, f"must be true or false, got {shown}")
+        if self.type is tuple:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValidationError(field, f"must be a list of strings, got {shown}")
+            return tuple(i.strip() for i in items if i.strip())
         if self.type in (int, float):
             if isinstance(raw, bool):
                 raise ValidationError(field, f"must be a {_TYPE_NAMES[self.type]}, got {shown}")
@@ -194,6 +207,10 @@ def settings_report(settings: Settings) -> dict[str, Any]:
         value = settings.options.get(opt.name)
         if opt.secret and value is not None:
             value = "***"
+        elif isinstance(value, str):
+            value = mask_url(value)
+        elif isinstance(value, tuple):
+            value = [mask_url(str(v)) for v in value]
         report[opt.env if opt.env_only and opt.env else opt.name] = value
     return report
 

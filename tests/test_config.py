@@ -3,11 +3,14 @@ declared once (`storage_core.options`) and parsed, validated and masked from tha
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
 import pytest
+from aries_askar import Store
 
+from storage_core.cli import main as cli_main
 from storage_core.config import Settings, database_url_from_env, mask_text, mask_url
 from storage_core.errors import ValidationError
 from storage_core.manager import open_storage
@@ -181,3 +184,49 @@ def test_settings_repr_hides_url_password_and_options():
     assert "hunter2" not in repr(s)
     assert "k3y-s3cret" not in repr(s)
     assert {"hunter2", "k3y-s3cret"} <= set(s.secrets)
+
+
+def test_list_options_and_their_url_passwords():
+    env = {"DATABASE_READ_URLS": "postgresql://r:pw-one@r1/db, postgresql://r:pw-two@r2/db"}
+    s = resolved(env)
+    assert s.option("read_urls") == ("postgresql://r:pw-one@r1/db", "postgresql://r:pw-two@r2/db")
+    assert {"pw-one", "pw-two"} <= set(s.secrets)
+    assert settings_report(s)["read_urls"] == [
+        "postgresql://r:***@r1/db",
+        "postgresql://r:***@r2/db",
+    ]
+    assert resolved({}, read_urls=["sqlite:///a.db"]).option("read_urls") == ("sqlite:///a.db",)
+    with pytest.raises(ValidationError, match="must be a list of strings"):
+        resolved({}, read_urls=5)
+
+
+def test_boolean_and_number_options():
+    s = resolved({"STORAGE_REPLICA_MAX_LAG": "2.5"})
+    assert s.option("replica_max_lag") == 2.5
+    for bad in (True, "2 seconds"):
+        with pytest.raises(ValidationError, match="replica_max_lag: must be a"):
+            resolved({}, replica_max_lag=bad)
+
+
+def test_info_shows_only_the_selected_backends_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Issue 20: `info` shows the selected backend's settings, secrets masked, and none
+    of another backend's (DATABASE_URL with an Askar store)."""
+    monkeypatch.setenv("STORAGE_BACKEND", "askar")
+    monkeypatch.setenv("ASKAR_DB", f"sqlite://{tmp_path}/a.db")
+    monkeypatch.setenv("ASKAR_KEY_METHOD", "raw")
+    key = Store.generate_raw_key()
+    monkeypatch.setenv("ASKAR_KEY", key)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@sql-host/db")
+    assert cli_main(["init-db"]) == 0
+    assert cli_main(["info", "--json"]) == 0
+    out = capsys.readouterr().out
+    info = json.loads(out[out.index("{") :])
+    assert info["settings"] == {
+        "url": f"sqlite://{tmp_path}/a.db",
+        "key": "***",
+        "key_method": "raw",
+        "profile": None,
+    }
+    assert "sql-host" not in out and key not in out and "pool_size" not in out

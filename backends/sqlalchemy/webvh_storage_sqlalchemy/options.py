@@ -60,6 +60,21 @@ SQL_OPTIONS = BackendOptions(
             "STORAGE_SQLITE_WAL_AUTOCHECKPOINT",
             help="WAL pages between automatic checkpoints (0: never)",
         ),
+        # read replicas (used by the PostgreSQL read-replica support)
+        Option(
+            "read_urls",
+            tuple,
+            (),
+            "DATABASE_READ_URLS",
+            help="read-replica URLs, comma separated (passwords masked)",
+        ),
+        Option(
+            "replica_max_lag",
+            float,
+            None,
+            "STORAGE_REPLICA_MAX_LAG",
+            help="seconds a replica may lag behind before reads go to the primary",
+        ),
         # the parts of a PostgreSQL URL, read when DATABASE_URL is unset
         Option("postgres_user", env="POSTGRES_USER", env_only=True),
         Option("postgres_password", env="POSTGRES_PASSWORD", env_only=True, secret=True),
