@@ -9,6 +9,7 @@ from storage_core.errors import UnsupportedOperationError
 from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
 from webvh_storage_sqlalchemy.dialects.postgresql import PostgreSQLDialect
 from webvh_storage_sqlalchemy.dialects.sqlite import SQLiteDialect, SQLiteMemoryDialect, is_memory
+from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 
 __all__ = ["Dialect", "DriverConnection", "database_url", "dialect_for"]
 
@@ -24,6 +25,7 @@ def database_url(settings: Settings) -> URL:
 
 def dialect_for(settings: Settings) -> Dialect:
     """The dialect of the configured URL; UnsupportedOperationError for any other."""
+    settings = SQL_OPTIONS.resolve(settings)  # a no-op on what the registry resolved
     url = database_url(settings)
     name = url.get_backend_name()
     cls: type[Dialect]
