@@ -4,11 +4,15 @@ through `pytester`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from storage_core.interface import Capability
 from storage_core.testing.capabilities import KNOWN_CAPABILITIES, requires_capability
 from storage_core.testing.plugin import VECTORS_ENV
+from storage_core.testing.suite.stateful import STATEFUL_SETTINGS
 
 pytest_plugins = ["pytester"]
 
@@ -296,7 +300,9 @@ def test_a_state_machine_failure_is_readable_and_replays(pytester: pytest.Pytest
             "*@reproduce_failure*",
         ]
     )
-    saved = list((pytester.path / ".hypothesis" / "examples").rglob("*"))
+    database = STATEFUL_SETTINGS.database  # the active profile's (was None: no replay)
+    assert isinstance(database, DirectoryBasedExampleDatabase), database
+    saved = list(Path(database.path).rglob("*"))
     assert any(p.is_file() for p in saved), "the failing example was not saved"
 
     second = run(pytester, "--flawed", "Shouts")
