@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from storage_core.config import Settings, mask_text
+from storage_core.diagnostics import report
 from storage_core.errors import StorageError
 from storage_core.manager import StorageManager
+from storage_core.options import settings_report
 from storage_core.plugins import get_registry
 
 
@@ -39,7 +41,9 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     with _open(args) as manager:
-        _print_info(manager.info(), as_json=args.json)
+        _print_info(
+            {**manager.info(), "settings": settings_report(manager.settings)}, as_json=args.json
+        )
     return 0
 
 
@@ -58,34 +62,9 @@ def _print_info(info: dict[str, Any], *, as_json: bool) -> None:
 def cmd_backends(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     registry = get_registry(settings.plugins_allow, settings.plugins_block)
-    listing: list[dict[str, Any]] = []
-    for name, info in sorted(registry.backends.items()):
-        installed = info.dependencies_installed
-        caps = info.capabilities() if installed else None
-        listing.append(
-            {
-                "name": name,
-                "distribution": info.distribution,
-                "version": info.version,
-                "dependencies_installed": installed,
-                "capabilities": sorted(caps) if caps is not None else None,
-                "install_hint": None if installed else info.install_hint,
-            }
-        )
-    if args.json:
-        print(json.dumps({"backends": listing, "failed": registry.failed}, indent=2))
-        return 0
-    print(f"{'backend':12} {'provided by':28} {'deps':5} capabilities")
-    for row in listing:
-        provider = f"{row['distribution']} {row['version']}"
-        deps = "yes" if row["dependencies_installed"] else "no"
-        shown = ", ".join(row["capabilities"] or []) or (
-            "-" if row["dependencies_installed"] else f"({row['install_hint']})"
-        )
-        print(f"{row['name']:12} {provider:28} {deps:5} {shown}")
-    for plugin, error in registry.failed.items():
-        print(f"failed plugin {plugin}: {error}")
-    return 0
+    text, status = report(registry, check=args.check, as_json=args.json, env=dict(settings.env))
+    print(text)
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("backends", help="registered backends and who provides them")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="import and instantiate each backend (exit 1 if any fails)",
+    )
     p.set_defaults(func=cmd_backends)
 
     settings = Settings.from_env()

@@ -5,16 +5,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from storage_core.errors import ValidationError
 from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES
 
+if TYPE_CHECKING:
+    from storage_core.options import BackendOptions
+
 DEFAULT_BACKEND = "sqlalchemy"
 DEFAULT_DATABASE_URL = "sqlite:///app.db"
-_SECRET_OPTION = re.compile(r"(key|pass|secret|token)", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/@:\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
 _QUERY_SECRET = re.compile(
     r"(?P<head>\b(?:admin_)?(?:pass(?:word)?|pwd|pass_key)\s*=\s*)(?P<pw>[^&\s'\"]*)", re.I
@@ -69,49 +71,58 @@ def database_url_from_env(env: Mapping[str, str]) -> str:
     return DEFAULT_DATABASE_URL
 
 
+#: The `STORAGE_*` variables the framework itself reads; each backend declares its own
+#: (`storage_core.options`), and any other `STORAGE_*` variable gets a warning.
+FRAMEWORK_ENV = (
+    "STORAGE_BACKEND",
+    "STORAGE_MAX_PAYLOAD_BYTES",
+    "STORAGE_PLUGINS",
+    "STORAGE_DISABLE_PLUGINS",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
-    """What a backend is built from.
+    """What a backend is built from: the framework's own settings, the URL and the
+    backend's options.
 
-    `url` is the URL given in code (`open_storage(..., url)`, `--url`): when set, the
-    backend opens it instead of the one its own environment variables name.
-    `env_sql_url` is the SQL database URL the environment names (DATABASE_URL, else
-    POSTGRES_*, else sqlite:///app.db): what the SQL backend opens when `url` is None.
+    `url` and `options` hold what code gave (`open_storage(backend, url, **options)`,
+    `--url`) until the registry resolves them against the selected backend's declared
+    options (`storage_core.options.BackendOptions.resolve`): then `url` is the URL the
+    backend opens (from code, else its URL variable, else its default) and `options`
+    holds every declared option, parsed. `declared` is that declaration.
     """
 
     backend: str = DEFAULT_BACKEND
     url: str | None = field(default=None, repr=False)
-    env_sql_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
-    pool_size: int = 10
-    max_overflow: int = 20
-    pool_timeout: float = 30.0
-    connect_timeout: float = 10.0
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
     plugins_allow: tuple[str, ...] | None = None
     plugins_block: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    declared: BackendOptions | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """The framework settings from the environment; `overrides` set fields, and any
+        other keyword is a backend option (as in `open_storage`)."""
         env = dict(os.environ if env is None else env)
         settings = cls(
             backend=env.get("STORAGE_BACKEND") or DEFAULT_BACKEND,
-            env_sql_url=database_url_from_env(env),
-            pool_size=_int_env(env, "STORAGE_POOL_SIZE", 10),
-            max_overflow=_int_env(env, "STORAGE_MAX_OVERFLOW", 20),
-            pool_timeout=float(_int_env(env, "STORAGE_POOL_TIMEOUT", 30)),
-            connect_timeout=float(_int_env(env, "STORAGE_CONNECT_TIMEOUT", 10)),
             max_payload_bytes=_int_env(env, "STORAGE_MAX_PAYLOAD_BYTES", DEFAULT_MAX_PAYLOAD_BYTES),
             plugins_allow=_list_env(env, "STORAGE_PLUGINS"),
             plugins_block=_list_env(env, "STORAGE_DISABLE_PLUGINS") or (),
             env=env,
         )
         given = {k: v for k, v in overrides.items() if v is not None}
-        return replace(settings, **given) if given else settings
+        fields = {k: given.pop(k) for k in list(given) if k in _FIELDS}
+        if given:
+            fields["options"] = {**fields.get("options", {}), **given}
+        return replace(settings, **fields) if fields else settings
 
     def option(self, name: str, env_name: str | None = None, default: Any = None) -> Any:
-        """A backend option: from code (`options`), else the environment, else default."""
+        """A backend option: from code (`options`), else the environment, else default.
+        Once resolved, `options` holds every declared option, so `option(name)` is enough."""
         if name in self.options and self.options[name] is not None:
             return self.options[name]
         if env_name and self.env.get(env_name) not in (None, ""):
@@ -120,18 +131,22 @@ class Settings:
 
     @property
     def secrets(self) -> list[str]:
-        """Values that must never be printed, for masking free text: secret-looking
-        options, POSTGRES_PASSWORD and URL passwords. A backend adds the secrets of its
-        own environment variables (e.g. ASKAR_KEY) through `StorageBackend.secrets`."""
-        found = [str(v) for k, v in self.options.items() if v and _SECRET_OPTION.search(k)]
-        if self.env.get("POSTGRES_PASSWORD"):
-            found.append(self.env["POSTGRES_PASSWORD"])
-        for url in (self.url, self.env_sql_url):
-            m = _URL_PASSWORD.search(url or "")
+        """Values that must never be printed, for masking free text: the declared secret
+        options of the selected backend, and the password of the URL and of any URL
+        given as an option (e.g. read replicas)."""
+        secret_names = self.declared.secret_names if self.declared else frozenset()
+        found = [str(v) for k, v in self.options.items() if v and k in secret_names]
+        texts = [self.url or ""]
+        for value in self.options.values():
+            texts += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+        for text in texts:
+            m = _URL_PASSWORD.search(text)
             if m and m.group("pw"):
                 found.append(m.group("pw"))
         return found
 
     def __repr__(self) -> str:
-        url = mask_url(self.url or self.env_sql_url)
-        return f"Settings(backend={self.backend!r}, url={url!r}, pool_size={self.pool_size})"
+        return f"Settings(backend={self.backend!r}, url={mask_url(self.url)!r})"
+
+
+_FIELDS = frozenset(f.name for f in fields(Settings))

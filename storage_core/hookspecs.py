@@ -13,11 +13,15 @@ hookimpl = pluggy.HookimplMarker("storage_core")
 
 @hookspec
 def register_storage_backends(register: Callable[..., None]) -> None:
-    """Register backends: `register(name, factory, *, requires=(), install_hint=None)`.
+    """Register backends:
+    `register(name, factory, *, requires=(), install_hint=None, options=BackendOptions())`.
 
     `factory` is a callable or a dotted path "package.module:Class" taking a
     `storage_core.config.Settings`; a path keeps optional dependencies unimported until
-    the backend is chosen. `requires` names importable modules the backend needs.
+    the backend is chosen. `requires` names importable modules the backend needs, and
+    `install_hint` says how to install them. `options` (`storage_core.options`)
+    declares the backend's URL variable and options, which the framework parses,
+    validates, masks and lists (docs/writing-a-backend.md, "Configuration").
     """
 
 

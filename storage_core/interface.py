@@ -36,6 +36,10 @@ class Capability:
     SERVER_SIDE_CURSORS = "server_side_cursors"  # streams without buffering a result set
     PERSISTENT = "persistent"  # data outlives the process (reopen sees it)
     ARCHIVE = "archive"  # keeps foreign entries verbatim: the backend is an ArchiveStore
+    #: The backend *cannot* roll back a bulk_upsert that fails mid-way (earlier records
+    #: stay written). Declaring it is honest; the suite then reports the atomicity test
+    #: as an expected failure naming this flag, instead of requiring the test hook.
+    NO_ROLLBACK = "no_rollback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,18 @@ class StorageBackend(ABC):
         """Values this backend was given that must never be printed (keys, passwords
         from its own options); the manager masks them in every error it raises."""
         return ()
+
+    def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
+        """Test hook of the conformance suite; never called outside tests.
+
+        From now until the store is reprovisioned or closed, the *store itself* must
+        refuse to write the record `key` of `spec` (SQL: a trigger that raises; others:
+        the write inside the transaction raises), so the suite can check that a
+        bulk_upsert failing mid-way leaves nothing written. Return True once armed; the
+        default returns False, and the suite then fails its atomicity test unless the
+        backend declares `Capability.NO_ROLLBACK`.
+        """
+        return False
 
     def flush(self) -> None:  # noqa: B027  (optional: a no-op unless overridden)
         """Make every acknowledged write durable now. A no-op where each commit already

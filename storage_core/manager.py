@@ -119,10 +119,11 @@ class StorageManager:
         """Everything is set up in __new__ so the singleton is never re-initialised."""
 
     def _open(self, settings: Settings, backend: StorageBackend | None) -> None:
-        self.settings = settings
         if backend is None:
             registry = get_registry(settings.plugins_allow, settings.plugins_block)
+            settings = registry.resolve(settings)  # the backend's declared options, parsed
             backend = registry.build(settings.backend, settings)
+        self.settings = settings
         self.backend: StorageBackend = backend
         self._max_payload = settings.max_payload_bytes
         #: What every error this manager raises is masked with (see `_failure`).

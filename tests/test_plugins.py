@@ -8,6 +8,8 @@ as it discovers an installed wheel.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from storage_core.errors import (
     MissingDependencyError,
     PluginLoadError,
     UnknownBackendError,
+    ValidationError,
 )
 from storage_core.manager import StorageManager, open_storage
 from storage_core.plugins import clear_registry_cache, get_registry
@@ -288,3 +291,298 @@ class TestLazyLoading:
         assert second.backend_name == "counted"
         open_storage("counted").close()
         assert loads() == ["plugin module", "hook", "backend module"]
+
+
+# --- issue 20: a broken plugin explains itself --------------------------------------------
+
+#: A backend class that forgot two methods of the interface.
+INCOMPLETE_BACKEND = """
+from storage_core.interface import StorageBackend
+from webvh_storage_memory.backend import MemoryBackend
+
+class HalfBackend(StorageBackend):
+    async def provision(self, recreate=False): ...
+    def close(self): ...
+    def health_check(self): return True
+    create = MemoryBackend.create
+    get = MemoryBackend.get
+    update = MemoryBackend.update
+    upsert = MemoryBackend.upsert
+    delete = MemoryBackend.delete
+    list = MemoryBackend.list
+    bulk_upsert = MemoryBackend.bulk_upsert
+"""
+
+
+def _registering(name: str, target: str, extra: str = "") -> str:
+    return _hook(
+        f'def register_storage_backends(register):\n    register("{name}", "{target}"{extra})\n'
+    )
+
+
+def _broken_dists(make_dist: MakeDist) -> None:
+    """One installed distribution per fault of issue 20; returns their site folder."""
+    make_dist(
+        "typo-storage",
+        "typo_storage",
+        "typo",
+        {
+            "plugin.py": _registering("typo", "typo_storage.backend:FakeBackand"),
+            "backend.py": FAKE_BACKEND,
+        },
+    )
+    make_dist(
+        "half-storage",
+        "half_storage",
+        "half",
+        {
+            "plugin.py": _registering("half", "half_storage.backend:HalfBackend"),
+            "backend.py": INCOMPLETE_BACKEND,
+        },
+    )
+    make_dist(
+        "inner-storage",
+        "inner_storage",
+        "inner",
+        {
+            "plugin.py": _registering(
+                "inner",
+                "inner_storage.backend:FakeBackend",
+                ", requires=('sqlalchemy',), install_hint=\"pip install 'inner-storage[driver]'\"",
+            ),
+            # the driver is installed; the backend module itself is wrong
+            "backend.py": "from sqlalchemy import NoSuchThing  # noqa\n" + FAKE_BACKEND,
+        },
+    )
+    make_dist(
+        "bare-storage",
+        "bare_storage",
+        "bare",
+        {
+            "plugin.py": "def register_storage_backends(register):\n"
+            '    register("bare", "bare_storage.backend:FakeBackend")\n',
+            "backend.py": FAKE_BACKEND,
+        },
+    )
+    make_dist(
+        "misspelt-storage",
+        "misspelt_storage",
+        "misspelt",
+        {
+            "plugin.py": "from storage_core.hookspecs import hookimpl\n\n@hookimpl\n"
+            "def register_storage_backend(register):\n"
+            '    register("misspelt", "misspelt_storage.backend:FakeBackend")\n',
+            "backend.py": FAKE_BACKEND,
+        },
+    )
+    for dist, pkg in (("alpha-storage", "alpha_storage"), ("beta-storage", "beta_storage")):
+        make_dist(
+            dist,
+            pkg,
+            pkg,
+            {
+                "plugin.py": _registering("twin", f"{pkg}.backend:FakeBackend"),
+                "backend.py": FAKE_BACKEND,
+            },
+        )
+
+
+#: backend name -> (error class, what the message must say, what it must not say)
+FAULTS: dict[str, tuple[type[Exception], list[str], list[str]]] = {
+    "typo": (
+        PluginLoadError,
+        ["typo-storage", "entry point typo", "has no attribute 'FakeBackand'", "'FakeBackend'"],
+        ["AttributeError:"],
+    ),
+    "half": (
+        InvalidBackendError,
+        ["half-storage", "entry point half", "HalfBackend", "abstract methods count, stream"],
+        ["Can't instantiate"],
+    ),
+    "inner": (
+        PluginLoadError,
+        ["inner-storage", "entry point inner", "ImportError", "NoSuchThing"],
+        ["pip install", "not installed"],
+    ),
+    "bare": (
+        PluginLoadError,
+        ["bare-storage", "entry point bare", "no storage_core hook found", "not decorated"],
+        ["pip install"],
+    ),
+    "misspelt": (
+        PluginLoadError,
+        [
+            "misspelt-storage",
+            "entry point misspelt",
+            "'register_storage_backend' is not a hook name",
+            "did you mean 'register_storage_backends'",
+        ],
+        ["pip install"],
+    ),
+    "twin": (
+        DuplicateBackendError,
+        ["alpha-storage (entry point alpha_storage)", "beta-storage (entry point beta_storage)"],
+        [],
+    ),
+}
+
+
+class TestBrokenPluginsExplainThemselves:
+    """Issue 20: each fault names the distribution, the entry point and the actual fault,
+    with no traceback, a hint only when true, and every other backend still working."""
+
+    @pytest.mark.parametrize("name", sorted(FAULTS))
+    def test_choosing_it_names_the_fault(self, make_dist: MakeDist, name: str) -> None:
+        _broken_dists(make_dist)
+        error, says, never = FAULTS[name]
+        with pytest.raises(error) as err:
+            open_storage(name)
+        message = str(err.value)
+        for text in says:
+            assert text in message, message
+        for text in never:
+            assert text not in message, message
+
+    def test_the_other_backends_keep_working(
+        self, make_dist: MakeDist, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        _broken_dists(make_dist)
+        with open_storage("memory") as manager:
+            manager.init_db()
+            assert manager.backend_name == "memory"
+        listed = _backends_listing(capsys)
+        assert {"sqlalchemy", "askar", "memory"} <= {b["name"] for b in listed["backends"]}
+        assert set(listed["failed"]) == {"bare", "misspelt"}
+        assert listed["failed"]["bare"]["distribution"] == "bare-storage"
+        assert [c["distribution"] for c in listed["conflicts"]["twin"]] == [
+            "alpha-storage",
+            "beta-storage",
+        ]
+
+    def test_backends_check_reports_each_without_a_traceback(
+        self, make_dist: MakeDist, tmp_path: Path
+    ) -> None:
+        """The real console entry in a fresh interpreter, the broken distributions on
+        its path: one line per fault, exit 1, no traceback."""
+        _broken_dists(make_dist)
+        env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+        env.pop("STORAGE_BACKEND", None)
+        done = subprocess.run(
+            [sys.executable, "-m", "storage_core.cli", "backends", "--check"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done
+        assert "Traceback" not in done.stdout + done.stderr
+        lines = done.stdout.splitlines()
+        for name, (_, says, never) in FAULTS.items():
+            about = [line for line in lines if f" {name}: " in line or f"'{name}'" in line]
+            assert about, (name, done.stdout)
+            for text in says:
+                assert any(text in line for line in about), (name, text, about)
+            for text in never:
+                assert not any(text in line for line in about), (name, text, about)
+        healthy = {line.split()[0]: line for line in lines if line.endswith("[ok]")}
+        assert {"sqlalchemy", "askar", "memory"} <= set(healthy)
+
+    def test_backends_check_passes_when_nothing_is_broken(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert cli_main(["backends", "--check", "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert all(b["problem"] is None for b in listed["backends"])
+
+    def test_hint_is_given_when_the_driver_is_really_missing(self, make_dist: MakeDist) -> None:
+        make_dist(
+            "lacking-storage",
+            "lacking_storage",
+            "lacking",
+            {
+                "plugin.py": _registering(
+                    "lacking",
+                    "lacking_storage.backend:FakeBackend",
+                    ", install_hint=\"pip install 'lacking-storage[driver]'\"",
+                ),
+                "backend.py": "import absent_driver_abc  # noqa\n" + FAKE_BACKEND,
+            },
+        )
+        with pytest.raises(MissingDependencyError) as err:
+            open_storage("lacking")
+        assert "absent_driver_abc" in str(err.value)
+        assert "pip install 'lacking-storage[driver]'" in str(err.value)
+        assert "entry point lacking" in str(err.value)
+
+
+class TestDeclaredOptions:
+    def test_a_plugin_declares_its_url_options_and_secrets(
+        self,
+        make_dist: MakeDist,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """Issue 20: one documented way for a plugin to declare its URL variable and
+        options; the framework parses, validates, masks and lists them."""
+        plugin = (
+            "from storage_core.hookspecs import hookimpl\n"
+            "from storage_core.options import BackendOptions, Option\n"
+            "OPTIONS = BackendOptions(url_env='REDISH_URL', url_default='redish://localhost',\n"
+            "    options=(Option('db', int, 0, 'REDISH_DB'),\n"
+            "             Option('token', env='REDISH_TOKEN', secret=True)))\n"
+            "@hookimpl\n"
+            "def register_storage_backends(register):\n"
+            "    register('redish', 'redish_storage.backend:Redish', options=OPTIONS)\n"
+        )
+        backend = FAKE_BACKEND.replace("class FakeBackend", "class Redish") + (
+            "    def __init__(self, settings):\n"
+            "        super().__init__(settings)\n"
+            "        if settings.option('db') == 13:\n"
+            "            raise ValueError('refused with ' + settings.option('token'))\n"
+        )
+        make_dist(
+            "redish-storage",
+            "redish_storage",
+            "redish",
+            {"plugin.py": plugin, "backend.py": backend},
+        )
+        monkeypatch.setenv("REDISH_URL", "redish://u:pw-in-url@cache/0")
+        monkeypatch.setenv("REDISH_TOKEN", "t0ken-s3cret")
+        monkeypatch.setenv("DATABASE_URL", "postgresql://u:x@sql-host/db")
+        with open_storage("redish", db="4") as manager:
+            assert manager.settings.url == "redish://u:pw-in-url@cache/0"
+            assert manager.settings.option("db") == 4
+            assert "t0ken-s3cret" in manager.settings.secrets
+            for text in (repr(manager.settings), repr(manager)):
+                assert "sql-host" not in text and "t0ken-s3cret" not in text
+                assert "pw-in-url" not in text
+        with pytest.raises(ValidationError) as err:
+            open_storage("redish", dbb=1)
+        assert "accepted: db, token" in str(err.value)
+        monkeypatch.setenv("REDISH_DB", "one")
+        with pytest.raises(ValidationError) as err:
+            open_storage("redish")
+        assert err.value.field == "REDISH_DB"
+        listed = {b["name"]: b for b in _backends_listing(capsys)["backends"]}
+        assert listed["redish"]["url"]["env"] == "REDISH_URL"
+        token = next(o for o in listed["redish"]["options"] if o["name"] == "token")
+        assert token == {
+            "name": "token",
+            "type": "string",
+            "default": None,
+            "env": "REDISH_TOKEN",
+            "secret": True,
+            "choices": None,
+            "help": "",
+        }
+        sql_options = {o["name"] for o in listed["sqlalchemy"]["options"]}
+        assert {
+            "pool_size",
+            "max_overflow",
+            "pool_timeout",
+            "connect_timeout",
+            "echo",
+        } <= sql_options
+        askar = {o["env"]: o for o in listed["askar"]["options"]}
+        assert askar["ASKAR_KEY"]["secret"] is True

@@ -66,10 +66,17 @@ def forwarded_store(request, pg_server) -> Iterator[tuple[str, StorageManager, T
             Settings.from_env(
                 backend=backend,
                 url=url,
-                connect_timeout=CONNECT_TIMEOUT,
-                pool_size=3,
-                max_overflow=2,
-                pool_timeout=CONNECT_TIMEOUT,
+                # SQL backend options (Askar takes its timeout in the URL above)
+                **(
+                    {
+                        "connect_timeout": CONNECT_TIMEOUT,
+                        "pool_size": 3,
+                        "max_overflow": 2,
+                        "pool_timeout": CONNECT_TIMEOUT,
+                    }
+                    if backend == "sqlalchemy"
+                    else {}
+                ),
             )
         )
         try:

@@ -105,6 +105,7 @@ class AskarBackend(StorageBackend, ArchiveStore):
         if self.config.in_memory:  # each instance has its own store, lost on close
             self.capabilities = type(self).capabilities - {Capability.PERSISTENT}  # type: ignore[misc]
         self._slot = _StoreSlot()
+        self._refused: set[tuple[str, str]] = set()  # the suite's test hook
         self._loop = BackgroundLoop(name="askar-backend")
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._slot)
 
@@ -123,6 +124,7 @@ class AskarBackend(StorageBackend, ArchiveStore):
                 return  # already open: keep it (an in-memory store would lose its data)
             await self._slot.close_store()
             self._slot.store = await open_store(Store, self.config, recreate=recreate)
+            self._refused.clear()
 
     async def _open_if_needed(self) -> Store:
         async with self._open_lock():
@@ -144,6 +146,12 @@ class AskarBackend(StorageBackend, ArchiveStore):
             self._call("health check", lambda s: self._count(s, HEALTH_CATEGORY, None))
         except StorageError:
             return False
+        return True
+
+    def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
+        """The suite's hook (see StorageBackend): a bulk write of this record now fails
+        inside the Askar transaction, which must then leave nothing written."""
+        self._refused.add((spec.category, key))
         return True
 
     def describe(self) -> dict[str, Any]:
@@ -445,6 +453,8 @@ class AskarBackend(StorageBackend, ArchiveStore):
         """Insert or replace every (name, value, tags) in one transaction."""
         async with store.transaction(self._profile) as txn:
             for name, value, tags in items:
+                if (category, name) in self._refused:  # the suite's test hook
+                    raise StorageIOError(f"the store refused to write {category} {name!r}")
                 try:
                     await txn.insert(category, name, value, tags)
                 except AskarError as exc:

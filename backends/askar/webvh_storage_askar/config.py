@@ -12,12 +12,31 @@ from urllib.parse import unquote, urlsplit
 
 from storage_core.config import Settings, mask_url
 from storage_core.errors import ValidationError
+from storage_core.options import BackendOptions, Option
 
 DEFAULT_URI = "sqlite://askar.db"
 #: Key methods aries-askar accepts; "none" is what did:webvh servers in the field use.
 #: The one list: the migration's command line offers the same choices.
 KEY_METHODS = ("none", "raw", "kdf:argon2i", "kdf:argon2i:mod", "kdf:argon2i:int")
 _SCHEMES = ("sqlite", "postgres")
+
+#: What the Askar backend is configured with (imported at plugin discovery: no aries-askar).
+ASKAR_OPTIONS = BackendOptions(
+    url_env="ASKAR_DB",
+    url_default=DEFAULT_URI,
+    url_help="the Askar store: sqlite://<file> or postgres://user:pass@host/db",
+    options=(
+        Option("key", env="ASKAR_KEY", secret=True, help="the store's pass key"),
+        Option(
+            "key_method",
+            default="none",
+            env="ASKAR_KEY_METHOD",
+            choices=KEY_METHODS,
+            help="how the pass key protects the store",
+        ),
+        Option("profile", env="ASKAR_PROFILE", help="Askar profile (default: the store's)"),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -29,12 +48,13 @@ class AskarConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AskarConfig:
-        """`settings.url`, else ASKAR_DB; ASKAR_KEY, ASKAR_KEY_METHOD, ASKAR_PROFILE."""
-        uri = settings.url or settings.option("db", "ASKAR_DB", DEFAULT_URI)
-        key = settings.option("key", "ASKAR_KEY")
-        method = str(settings.option("key_method", "ASKAR_KEY_METHOD", "none")).strip().lower()
-        profile = settings.option("profile", "ASKAR_PROFILE")
-        return cls.checked(str(uri), method, None if key is None else str(key), profile)
+        """`settings.url`, else ASKAR_DB; ASKAR_KEY, ASKAR_KEY_METHOD, ASKAR_PROFILE (see
+        ASKAR_OPTIONS)."""
+        settings = ASKAR_OPTIONS.resolve(settings)  # a no-op on what the registry resolved
+        key = settings.option("key")
+        method = str(settings.option("key_method")).strip().lower()
+        profile = settings.option("profile")
+        return cls.checked(str(settings.url), method, None if key is None else str(key), profile)
 
     @classmethod
     def checked(

@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from storage_core.hookspecs import hookimpl
+from webvh_storage_askar.config import ASKAR_OPTIONS
 
 
 @hookimpl
@@ -12,4 +13,5 @@ def register_storage_backends(register: Callable[..., None]) -> None:
         "webvh_storage_askar.backend:AskarBackend",
         requires=("aries_askar",),
         install_hint="install the extra: pip install 'webvh-storage[askar]'",
+        options=ASKAR_OPTIONS,
     )

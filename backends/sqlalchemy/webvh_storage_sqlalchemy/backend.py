@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, bindparam, func, select, tuple_, upda
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage_core.codec import utcnow
-from storage_core.config import Settings, mask_url
+from storage_core.config import DEFAULT_DATABASE_URL, Settings, mask_url
 from storage_core.errors import ConflictError, StorageError
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
@@ -30,6 +30,7 @@ from webvh_storage_sqlalchemy.connections import Connections
 from webvh_storage_sqlalchemy.dialects import Dialect, dialect_for
 from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.models import KIND_TABLES, archive_table
+from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 from webvh_storage_sqlalchemy.rows import BULK_CHUNK_ROWS, chunks
 from webvh_storage_sqlalchemy.statements import KindStatements
 
@@ -48,9 +49,10 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     dialect: Dialect
 
     def __init__(self, settings: Settings) -> None:
+        settings = SQL_OPTIONS.resolve(settings)  # a no-op on what the registry resolved
         self.settings = settings
         self._secrets = settings.secrets
-        self._url = settings.url or settings.env_sql_url
+        self._url = settings.url or DEFAULT_DATABASE_URL
         self._closed = True
         try:
             self.dialect = dialect_for(settings)
@@ -249,6 +251,17 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             raise self._error(exc, f"bulk writing {spec.name}") from None
         return len(records)
 
+    def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
+        """The suite's hook (see StorageBackend): a trigger makes the database itself
+        refuse to insert this record, so a bulk write's rollback is really exercised."""
+        table = KIND_TABLES[spec.name].name
+        literal = "'" + key.replace("'", "''") + "'"
+        with self._connections.sql_transaction() as conn:
+            for statement in _REFUSAL_TRIGGER[self.dialect.name]:
+                sql = statement.format(table=table, column=spec.key, key=literal)
+                conn.exec_driver_sql(sql)
+        return True
+
     # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
         now = utcnow()
@@ -333,3 +346,18 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
 
 def _answers(conn: Connection) -> bool:
     return bool(conn.exec_driver_sql("SELECT 1").scalar() == 1)
+
+
+#: The test hook's trigger per dialect: refuse (raise) an insert of one key.
+_REFUSAL_TRIGGER = {
+    "sqlite": (
+        "CREATE TRIGGER IF NOT EXISTS refuse_{table} BEFORE INSERT ON {table} "
+        "WHEN NEW.{column} = {key} BEGIN SELECT RAISE(ABORT, 'refused by the test hook'); END",
+    ),
+    "postgresql": (
+        "CREATE OR REPLACE FUNCTION webvh_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'refused by the test hook'; END $$",
+        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+        "WHEN (NEW.{column} = {key}) EXECUTE FUNCTION webvh_refuse()",
+    ),
+}

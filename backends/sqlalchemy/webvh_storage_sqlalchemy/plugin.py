@@ -3,6 +3,7 @@
 from collections.abc import Callable
 
 from storage_core.hookspecs import hookimpl
+from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 
 
 @hookimpl
@@ -12,4 +13,5 @@ def register_storage_backends(register: Callable[..., None]) -> None:
         "webvh_storage_sqlalchemy.backend:SQLAlchemyBackend",
         requires=("sqlalchemy", "alembic"),
         install_hint="pip install webvh-storage (and webvh-storage[postgres] for PostgreSQL)",
+        options=SQL_OPTIONS,
     )

@@ -26,7 +26,12 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from storage_core.config import Settings
-from storage_core.errors import BackendUnavailableError, ConflictError, DuplicateRecordError
+from storage_core.errors import (
+    BackendUnavailableError,
+    ConflictError,
+    DuplicateRecordError,
+    StorageIOError,
+)
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.validation import Filters
@@ -42,6 +47,7 @@ class MemoryBackend(StorageBackend, ArchiveStore):
         self._lock = threading.RLock()
         self._tables: dict[str, dict[str, Any]] = {}
         self._archive: dict[tuple[str, str], ArchivedEntry] = {}
+        self._refused: set[tuple[str, str]] = set()  # the suite's test hook
         self._closed = False
 
     # --- lifecycle -------------------------------------------------------------------
@@ -52,6 +58,7 @@ class MemoryBackend(StorageBackend, ArchiveStore):
                     self._tables[name] = {}
             if recreate:
                 self._archive = {}
+                self._refused = set()
             self._closed = False
 
     def close(self) -> None:
@@ -153,13 +160,25 @@ class MemoryBackend(StorageBackend, ArchiveStore):
             yield from batch
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
-        """Records are stored exactly as given; existing keys keep their place."""
+        """Records are stored exactly as given; existing keys keep their place. They are
+        written to a copy of the table that replaces it only once every write succeeded,
+        so a write failing mid-way leaves the table as it was."""
         copies = copy.deepcopy(list(records))
         with self._lock:
-            table = self._table(spec)
+            staged = dict(self._table(spec))
             for record in copies:
-                table[spec.key_of(record)] = record
+                key = spec.key_of(record)
+                if (spec.name, key) in self._refused:
+                    raise StorageIOError(f"the memory store refused to write {spec.name} {key!r}")
+                staged[key] = record
+            self._tables[spec.name] = staged
         return len(copies)
+
+    def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
+        """The suite's hook (see StorageBackend): bulk writes of this record now fail."""
+        with self._lock:
+            self._refused.add((spec.name, key))
+        return True
 
     # --- archive ---------------------------------------------------------------------
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:

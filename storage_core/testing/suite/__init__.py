@@ -24,6 +24,7 @@ from storage_core.testing.suite.errors import (
     TestOptimisticConcurrency,
     TestValidationErrors,
 )
+from storage_core.testing.suite.indexes import TestAtomicity, TestIndexedFieldChanges
 from storage_core.testing.suite.json import TestJsonRoundTrip
 from storage_core.testing.suite.lifecycle import TestLifecycle
 from storage_core.testing.suite.named import TestNamedApi
@@ -35,10 +36,12 @@ __all__ = [
     "TestArchive",
     "TestArchiveAbsent",
     "TestArchivedEntryDigest",
+    "TestAtomicity",
     "TestBulkUpsert",
     "TestCapabilities",
     "TestConcurrency",
     "TestCrud",
+    "TestIndexedFieldChanges",
     "TestJsonRoundTrip",
     "TestLifecycle",
     "TestMissingAndDuplicate",

@@ -5,6 +5,11 @@ conditional writes on stale versions, pages after reinsertion) and shrinks a fai
 the shortest sequence. The machine is built around the per-test `storage_manager`
 fixture and reprovisions the store before every example, so it needs no fixtures of its
 own. It is bounded to stay fast on every backend.
+
+A failure replays: Hypothesis saves the failing sequence in its example database (the
+active profile's, by default `.hypothesis/examples` in the working directory) and tries
+it first on the next run; the report prints the steps as Python calls, the
+`@reproduce_failure` blob, and which records the store and the model disagree on.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ STATEFUL_SETTINGS = settings(
     max_examples=15,
     stateful_step_count=25,
     deadline=None,
-    database=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 
@@ -75,6 +80,24 @@ def _data(record: LogEntry) -> dict[str, Any]:
 
 def _rows(records: list[LogEntry]) -> list[tuple[str, dict[str, Any], int]]:
     return [(r.scid, _data(r), r.record_version) for r in records]
+
+
+Rows = list[tuple[str, dict[str, Any], int]]
+
+
+def disagreement(what: str, store: Rows, model: Rows) -> str:
+    """Where the store and the model differ, readably: missing, unexpected, different
+    records, and the order when only that differs."""
+    got, want = {k: (d, v) for k, d, v in store}, {k: (d, v) for k, d, v in model}
+    lines = [f"{what}: the store disagrees with the model"]
+    lines += [f"  missing from the store: {k!r} {want[k]}" for k in want if k not in got]
+    lines += [f"  not in the model: {k!r} {got[k]}" for k in got if k not in want]
+    lines += [
+        f"  {k!r}: store {got[k]}, model {want[k]}" for k in want if k in got and got[k] != want[k]
+    ]
+    if len(lines) == 1:
+        lines.append(f"  order: store {[r[0] for r in store]}, model {[r[0] for r in model]}")
+    return "\n".join(lines)
 
 
 def build_machine(sm: StorageManager) -> type[RuleBasedStateMachine]:
@@ -159,13 +182,19 @@ def build_machine(sm: StorageManager) -> type[RuleBasedStateMachine]:
             filters = None if domain is None else {"domain": domain}
             expected = self.model.rows(domain)
             end = None if limit is None else offset + limit
-            assert _rows(sm.get_log_entries(filters, limit, offset)) == expected[offset:end]
-            assert sm.count_log_entries(filters) == len(expected)
+            page = _rows(sm.get_log_entries(filters, limit, offset))
+            what = f"page(domain={domain!r}, limit={limit}, offset={offset})"
+            assert page == expected[offset:end], disagreement(what, page, expected[offset:end])
+            assert sm.count_log_entries(filters) == len(expected), f"{what}: count"
 
         @invariant()
         def store_matches_model(self) -> None:
-            assert _rows(sm.get_log_entries()) == self.model.rows()
-            assert _rows(list(sm.stream_records(LOG_ENTRY, batch_size=2))) == self.model.rows()
+            listed = _rows(sm.get_log_entries())
+            assert listed == self.model.rows(), disagreement("list", listed, self.model.rows())
+            streamed = _rows(list(sm.stream_records(LOG_ENTRY, batch_size=2)))
+            assert streamed == self.model.rows(), disagreement(
+                "stream", streamed, self.model.rows()
+            )
 
     return StorageMachine
 

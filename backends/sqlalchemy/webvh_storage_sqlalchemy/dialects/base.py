@@ -84,9 +84,9 @@ class Dialect(ABC):
 
     def pool_args(self) -> dict[str, Any]:
         return {
-            "pool_size": self.settings.pool_size,
-            "max_overflow": self.settings.max_overflow,
-            "pool_timeout": self.settings.pool_timeout,
+            "pool_size": self.settings.option("pool_size"),
+            "max_overflow": self.settings.option("max_overflow"),
+            "pool_timeout": self.settings.option("pool_timeout"),
             # the most recently used connection first: its caches are warm, and the ones
             # a burst opened stay idle (PostgreSQL may close them; checkout notices)
             "pool_use_lifo": True,
@@ -191,7 +191,7 @@ class Dialect(ABC):
 
 def echo_option(settings: Settings) -> Echo:
     """SQLAlchemy's echo: option `echo` or STORAGE_SQL_ECHO (true, false or "debug")."""
-    raw = settings.option("echo", "STORAGE_SQL_ECHO", False)
+    raw = settings.option("echo")
     if isinstance(raw, bool):
         return raw
     text = str(raw).strip().lower()

@@ -1,6 +1,6 @@
 """PostgreSQL through psycopg2.
 
-- Connect timeout from Settings.connect_timeout, so an unreachable server fails fast.
+- Connect timeout from the connect_timeout option, so an unreachable server fails fast.
 - No pool pre-ping (a round trip per checkout, as much as a read by key): instead a
   connection the server closed while it sat in the pool (restart, failover, idle kill)
   is noticed on checkout by a zero-timeout poll of its socket (`closed_by_server`), and
@@ -104,9 +104,10 @@ class PostgreSQLDialect(Dialect):
 
     # --- the engine --------------------------------------------------------------------
     def create_engine(self) -> Engine:
+        connect_timeout = max(1, round(self.settings.option("connect_timeout")))
         engine = create_engine(
             self.url,
-            connect_args={"connect_timeout": max(1, round(self.settings.connect_timeout))},
+            connect_args={"connect_timeout": connect_timeout},
             **self.pool_args(),
             **self.engine_args(),
         )

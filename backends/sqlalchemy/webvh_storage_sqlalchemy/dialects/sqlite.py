@@ -48,6 +48,11 @@ from storage_core.interface import Capability
 from storage_core.kinds import FieldType, KindSpec
 from storage_core.validation import Filters
 from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
+from webvh_storage_sqlalchemy.options import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    DEFAULT_WAL_AUTOCHECKPOINT,
+    SYNCHRONOUS_LEVELS,
+)
 from webvh_storage_sqlalchemy.rows import (
     TIMESTAMP_FIELDS,
     Converter,
@@ -66,9 +71,6 @@ if TYPE_CHECKING:  # these modules import this one
 BEGIN_OPTION = "storage_sqlite_begin"
 #: Execution option of Connections that run without a transaction: no BEGIN at all.
 AUTOCOMMIT_OPTION = "storage_sqlite_autocommit"
-SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
-DEFAULT_BUSY_TIMEOUT_MS = 30_000
-DEFAULT_WAL_AUTOCHECKPOINT = 1000  # pages, SQLite's own default
 
 
 class SQLiteConnection:
@@ -126,24 +128,16 @@ class SQLiteDialect(Dialect):
 
     def __init__(self, url: URL, settings: Settings) -> None:
         super().__init__(url, settings)
-        synchronous = str(
-            settings.option("sqlite_synchronous", "STORAGE_SQLITE_SYNCHRONOUS", "FULL")
-        ).upper()
+        synchronous = str(settings.option("sqlite_synchronous", default="FULL")).upper()
         if synchronous not in SYNCHRONOUS_LEVELS:
             raise ValidationError(
                 "sqlite_synchronous", f"must be one of {', '.join(SYNCHRONOUS_LEVELS)}"
             )
         self.busy_timeout_ms = int(
-            settings.option(
-                "sqlite_busy_timeout_ms", "STORAGE_SQLITE_BUSY_TIMEOUT_MS", DEFAULT_BUSY_TIMEOUT_MS
-            )
+            settings.option("sqlite_busy_timeout_ms", default=DEFAULT_BUSY_TIMEOUT_MS)
         )
         autocheckpoint = _pages(
-            settings.option(
-                "sqlite_wal_autocheckpoint",
-                "STORAGE_SQLITE_WAL_AUTOCHECKPOINT",
-                DEFAULT_WAL_AUTOCHECKPOINT,
-            )
+            settings.option("sqlite_wal_autocheckpoint", default=DEFAULT_WAL_AUTOCHECKPOINT)
         )
         self.pragmas: dict[str, object] = {  # validated values, never caller text
             "busy_timeout": self.busy_timeout_ms,
