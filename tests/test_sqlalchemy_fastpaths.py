@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from storage_core.errors import DuplicateRecordError
+from storage_core.errors import ConflictError, DuplicateRecordError
 from storage_core.records import LogEntry, Resource
 from storage_core.testing.plugin import provisioned_storage
 
@@ -156,3 +156,37 @@ def test_counts_match_lists_for_every_filter_shape(store):
     for filters in shapes:
         assert store.count_log_entries(filters) == len(store.get_log_entries(filters)), filters
     assert store.count_log_entries() == 12
+
+
+def test_update_is_one_statement_and_agrees_with_get(store):
+    """An update by key is one UPDATE ... RETURNING on the fast path (no BEGIN/COMMIT
+    around it); only a miss (absent key or a version conflict) runs the transaction
+    that tells the two apart."""
+    from sqlalchemy import event
+
+    store.create_record(_entry(1))
+    seen: list[str] = []
+
+    def on_execute(_conn, _cursor, statement, *_args) -> None:
+        seen.append(" ".join(statement.split()[:1]).upper())
+
+    engine = store.engine
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        updated = store.update_log_entry("scid-00001", logs=[{"v": 2}], deactivated=True)
+        assert seen == ["UPDATE"]
+        seen.clear()
+        versioned = store.update_log_entry("scid-00001", expected_version=2, logs=[{"v": 3}])
+        assert seen == ["UPDATE"]
+        seen.clear()
+        with pytest.raises(ConflictError) as conflict:
+            store.update_log_entry("scid-00001", expected_version=2, logs=[{"v": 4}])
+        assert conflict.value.actual == 3
+        assert seen[0] == "UPDATE" and len(seen) > 1  # the miss was decided in a transaction
+        assert store.update_log_entry("scid-missing", logs=[]) is None
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+    assert updated.record_version == 2 and updated.deactivated is True
+    assert versioned.record_version == 3 and versioned.logs == [{"v": 3}]
+    assert versioned.updated_at >= updated.updated_at >= updated.created_at
+    assert store.get_log_entry("scid-00001") == versioned  # the fast path wrote what it returned

@@ -154,6 +154,30 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         expected_version: int | None = None,
     ) -> Any | None:
         st = self._statements[spec.name]
+        sql, to_params = st.update_sql(tuple(changes), expected_version is not None)
+        params = to_params([*changes.values(), now] if spec.timestamps else [*changes.values()])
+        params.append(key)
+        if expected_version is not None:
+            params.append(expected_version)
+        try:
+            with self._connections.connection() as conn:
+                rows = conn.fetch_all(sql, params)
+        except Exception as exc:
+            raise self._error(exc, f"updating {spec.name}", spec, key) from None
+        if rows:
+            return st.from_row(rows[0])
+        # absent, or a version conflict: the transaction below tells which, atomically
+        return self._update_in_transaction(spec, key, changes, now, expected_version)
+
+    def _update_in_transaction(
+        self,
+        spec: KindSpec[Any],
+        key: str,
+        changes: dict[str, Any],
+        now: datetime,
+        expected_version: int | None,
+    ) -> Any | None:
+        st = self._statements[spec.name]
         values = dict(changes)
         if spec.timestamps:
             values["updated_at"] = now

@@ -57,6 +57,9 @@ class ObservedConnection:
     def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
         return self._conn.exec_driver_sql(sql, tuple(params)).fetchone()
 
+    def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        return self._conn.exec_driver_sql(sql, tuple(params)).all()
+
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._conn.exec_driver_sql(sql, [tuple(row) for row in rows])
 

@@ -23,6 +23,7 @@ Converter = Callable[[Any], Any]
 ConverterFor = Callable[[str, FieldType | None], Converter | None]
 RowToRecord = Callable[[Sequence[Any]], Any]
 RecordToParams = Callable[[Any], list[Any]]
+ValuesToParams = Callable[[Sequence[Any]], list[Any]]
 
 TIMESTAMP_FIELDS = frozenset({"created_at", "updated_at"})
 #: Rows per statement in bulk writes (bounds memory; one transaction for all).
@@ -71,14 +72,8 @@ def params_builder(
 ) -> RecordToParams:
     """Record -> positional parameters of `fields`: JSON fields as orjson text, timestamps
     through `timestamp`, everything else as it is."""
-    plan: list[tuple[int, Converter]] = []
-    for i, name in enumerate(fields):
-        if is_json(spec.field_types.get(name)):
-            plan.append((i, dump_json))
-        elif name in TIMESTAMP_FIELDS:
-            plan.append((i, timestamp))
     read_all = attrgetter(*fields)  # every field in one C call
-    converted = tuple(plan)
+    converted = _param_plan(spec, fields, timestamp)
 
     def convert(record: Any) -> list[Any]:
         values = list(read_all(record))
@@ -87,6 +82,34 @@ def params_builder(
         return values
 
     return convert
+
+
+def values_builder(
+    spec: KindSpec[Any], fields: Sequence[str], timestamp: Converter
+) -> ValuesToParams:
+    """Values of `fields`, in order -> positional parameters, converted as params_builder
+    converts a record's (an update's new values are not a record)."""
+    converted = _param_plan(spec, fields, timestamp)
+
+    def convert(given: Sequence[Any]) -> list[Any]:
+        values = list(given)
+        for i, fn in converted:
+            values[i] = fn(values[i])
+        return values
+
+    return convert
+
+
+def _param_plan(
+    spec: KindSpec[Any], fields: Sequence[str], timestamp: Converter
+) -> tuple[tuple[int, Converter], ...]:
+    plan: list[tuple[int, Converter]] = []
+    for i, name in enumerate(fields):
+        if is_json(spec.field_types.get(name)):
+            plan.append((i, dump_json))
+        elif name in TIMESTAMP_FIELDS:
+            plan.append((i, timestamp))
+    return tuple(plan)
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -7,13 +7,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, bindparam, delete, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    literal_column,
+    select,
+    update,
+)
 
 from storage_core.kinds import KindSpec
 from webvh_storage_sqlalchemy.dialects import Dialect
+from webvh_storage_sqlalchemy.rows import ValuesToParams
 
 #: Distinct filter shapes (fields and number of values) whose count SQL is kept per kind.
 _COUNT_SHAPES_KEPT = 256
+#: Distinct updates (changed fields, with or without expected_version) kept per kind.
+_UPDATE_SHAPES_KEPT = 256
 
 
 class KindStatements:
@@ -32,6 +44,8 @@ class KindStatements:
         self._quoted = {c.name: dialect.quote(c.name) for c in table.c}
         self._count_from = f"SELECT count(*) FROM {dialect.quote(table.name)}"
         self._count_sql: dict[tuple[tuple[str, int], ...], str] = {}
+        self._dialect = dialect
+        self._update_sql: dict[tuple[tuple[str, ...], bool], tuple[str, ValuesToParams]] = {}
         by_key = self.key_column == bindparam("key")
 
         self.get = select(*self.columns).where(by_key)
@@ -119,3 +133,32 @@ class KindStatements:
         if not where:
             return self._count_from
         return f"{self._count_from} WHERE {' AND '.join(where)}"
+
+    def update_sql(self, fields: tuple[str, ...], versioned: bool) -> tuple[str, ValuesToParams]:
+        """`UPDATE ... SET fields (and updated_at), record_version + 1 WHERE key [AND
+        record_version = expected] RETURNING every column` as driver SQL, and what turns
+        the new values (then the update time, if the kind has one) into its parameters;
+        the key and expected version follow them. One statement, one round trip."""
+        shape = (fields, versioned)
+        found = self._update_sql.get(shape)
+        if found is None:
+            found = self._update_statement(fields, versioned)
+            if len(self._update_sql) < _UPDATE_SHAPES_KEPT:
+                self._update_sql[shape] = found
+        return found
+
+    def _update_statement(
+        self, fields: tuple[str, ...], versioned: bool
+    ) -> tuple[str, ValuesToParams]:
+        written = [*fields, "updated_at"] if self.spec.timestamps else list(fields)
+        stmt = update(self.table).where(self.key_column == bindparam("key"))
+        if versioned:
+            stmt = stmt.where(self.version == bindparam("expected"))
+        values: dict[str, Any] = {name: bindparam(f"new_{name}") for name in written}
+        values["record_version"] = self.version + literal_column("1")  # not a parameter
+        returning = stmt.values(values).returning(*self.columns)
+        params = (*(f"new_{name}" for name in written), "key", *(("expected",) * versioned))
+        return (
+            self._dialect.compile(returning, params),
+            self._dialect.values_converter(self.spec, written),
+        )

@@ -29,8 +29,10 @@ from webvh_storage_sqlalchemy.rows import (
     Converter,
     RecordToParams,
     RowToRecord,
+    ValuesToParams,
     params_builder,
     record_builder,
+    values_builder,
 )
 
 if TYPE_CHECKING:  # these modules import this one
@@ -49,6 +51,10 @@ class DriverConnection(Protocol):
     def execute(self, sql: str, params: Sequence[Any]) -> None: ...
 
     def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None: ...
+
+    def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        """Every row, the statement run to its end (a write's RETURNING commits then)."""
+        ...
 
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
@@ -155,6 +161,10 @@ class Dialect(ABC):
     def param_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RecordToParams:
         """A record -> the driver parameters of `fields`."""
         return params_builder(spec, fields, self.timestamp_param)
+
+    def values_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> ValuesToParams:
+        """Values of `fields` -> their driver parameters."""
+        return values_builder(spec, fields, self.timestamp_param)
 
     @abstractmethod
     def bulk_upsert(

@@ -80,6 +80,12 @@ class PsycopgConnection:
             row: Sequence[Any] | None = cursor.fetchone()
             return row
 
+    def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        with self._conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows: Sequence[Sequence[Any]] = cursor.fetchall()
+            return rows
+
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         with self._conn.cursor() as cursor:
             cursor.executemany(sql, rows)

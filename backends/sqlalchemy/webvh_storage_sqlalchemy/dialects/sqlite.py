@@ -88,6 +88,10 @@ class SQLiteConnection:
         row: Sequence[Any] | None = self._conn.execute(sql, params).fetchone()
         return row
 
+    def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        rows: Sequence[Sequence[Any]] = self._conn.execute(sql, params).fetchall()
+        return rows
+
     def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self._conn.executemany(sql, rows)  # the loop runs in C
 
