@@ -22,7 +22,7 @@ from tests.pg import IN_CI, PgServer, admin_url, require_pg  # noqa: E402
 pytest_plugins = ["storage_core.testing.plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "data" / "vectors"
 
 SQL_VARIANTS = ["sqlite-file", "sqlite-memory", "postgres"]
 ASKAR_VARIANTS = ["askar-sqlite", "askar-memory", "askar-postgres"]
@@ -106,7 +106,7 @@ def require_vectors(folder: Path, *, in_ci: bool = IN_CI) -> Path:
     where the tests on real did:webvh logs must run."""
     if folder.is_dir():
         return folder
-    reason = f"shared test vectors not found at {folder}"
+    reason = f"test vectors not found at {folder}"
     if in_ci:
         pytest.fail(f"CI=true and the vectors are required: {reason}", pytrace=False)
     pytest.skip(reason)
