@@ -108,6 +108,13 @@ class AskarBackend(StorageBackend, ArchiveStore):
         self._loop = BackgroundLoop(name="askar-backend")
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._slot)
 
+    @staticmethod
+    def absent_database(settings: Settings) -> str | None:
+        """The SQLite file the settings name when it does not exist (read-only tools ask
+        before opening, which would create it); None for existing files and servers."""
+        path = AskarConfig.from_settings(settings).sqlite_path
+        return None if path is None or path.exists() else str(path)
+
     # --- lifecycle -------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
         try:
