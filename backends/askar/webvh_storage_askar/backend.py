@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import threading
 import time
 import weakref
@@ -44,6 +45,8 @@ from webvh_storage_askar.errors import Code, is_code, is_lost, is_stale_connecti
 from webvh_storage_askar.lifecycle import open_store
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -212,6 +215,9 @@ class AskarBackend(StorageBackend, ArchiveStore):
                     slow_reruns += 1
                     retry = slow_reruns <= 1
                 if retry and attempt < attempts - 1:
+                    log.warning(  # the code only: the message may name the store
+                        "askar %s: connection lost (%s); running it again", action, exc.code
+                    )
                     continue
                 error = self._error(exc, action, spec, key)
                 if isinstance(error, StorageIOError):
@@ -260,6 +266,7 @@ class AskarBackend(StorageBackend, ArchiveStore):
             except AskarError as exc:
                 if not is_code(exc, Code.BUSY) or attempt == BUSY_RETRIES - 1:
                     raise
+                log.warning("askar write: database busy; retrying (attempt %d)", attempt + 2)
             await asyncio.sleep(BUSY_BACKOFF * (attempt + 1))
         raise AssertionError("unreachable")
 

@@ -30,7 +30,8 @@ def opening_error(exc: Exception, settings: Settings) -> StorageError | None:
     """The error to report for `exc` raised while opening the database, when it is an
     operator's configuration problem (bad URL, missing driver); else None."""
     if isinstance(exc, ArgumentError):
-        return ValidationError(url_setting(settings), f"is not a database URL (expected one of: {SUPPORTED})")
+        expected = f"is not a database URL (expected one of: {SUPPORTED})"
+        return ValidationError(url_setting(settings), expected)
     if isinstance(exc, ModuleNotFoundError):
         hint = missing_module_hint(exc.name)
         if hint is not None:
