@@ -89,18 +89,6 @@ def storage_manager(storage_backend_config: dict[str, Any]):
         yield manager
 
 
-@pytest.fixture
-def dual_storage(tmp_path: Path):
-    """The same data written through SQL and Askar, to compare what each returns."""
-    with (
-        provisioned_storage(
-            {"backend": "sqlalchemy", "url": f"sqlite:///{tmp_path}/sql.db"}
-        ) as sql,
-        provisioned_storage({"backend": "askar", "url": f"sqlite://{tmp_path}/askar.db"}) as askar,
-    ):
-        yield {"storage": sql, "askar": askar}
-
-
 def require_vectors(folder: Path, *, in_ci: bool = IN_CI) -> Path:
     """`folder` if it exists; else a skip with the reason, or a failure under CI=true,
     where the tests on real did:webvh logs must run."""
