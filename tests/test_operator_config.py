@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from storage_core import Settings, StorageManager, ValidationError, open_storage
+from storage_core import Settings, StorageError, StorageManager, ValidationError, open_storage
 from storage_core.config import database_url_from_env
 from storage_core.testing.plugin import provisioned_storage
 from storage_core.testing.samples import sample_record
@@ -27,7 +27,10 @@ README = (ROOT / "README.md").read_text()
     [
         ({"POSTGRES_USER": "app"}, ["POSTGRES_SERVER_NAME"]),
         ({"POSTGRES_SERVER_NAME": "db"}, ["POSTGRES_USER"]),
-        ({"POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "x"}, ["POSTGRES_USER", "POSTGRES_SERVER_NAME"]),
+        (
+            {"POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "x"},
+            ["POSTGRES_USER", "POSTGRES_SERVER_NAME"],
+        ),
     ],
 )
 def test_some_postgres_variables_without_the_others_are_an_error(
@@ -67,7 +70,7 @@ def test_a_store_configured_in_code_becomes_the_process_wide_one(
     second = StorageManager.configure(Settings.from_env(url=f"sqlite:///{tmp_path}/b.db"))
     assert StorageManager() is second is not first
     assert second.masked_url == f"sqlite:///{tmp_path}/b.db"
-    with pytest.raises(Exception):  # the replaced instance was closed
+    with pytest.raises(StorageError):  # the replaced instance was closed
         first.get_task("t1")
 
 
