@@ -100,8 +100,21 @@ def cmd_info(args: argparse.Namespace) -> int:
             "(`storage-core init-db` creates and provisions it)"
         )
     with StorageManager(settings) as manager:
+        if _unprovisioned(manager):
+            raise CommandError(
+                f"{manager.masked_url} has no storage schema yet "
+                "(`storage-core init-db` provisions it)"
+            )
         _print_info(manager.info(), as_json=args.json)
     return EXIT_OK
+
+
+def _unprovisioned(manager: StorageManager) -> bool:
+    """A reachable database without a schema revision (a backend that reports one)."""
+    facts = manager.backend.describe()
+    return (
+        "schema_revision" in facts and facts["schema_revision"] is None and (manager.health_check())
+    )
 
 
 def _print_info(info: dict[str, Any], *, as_json: bool) -> None:

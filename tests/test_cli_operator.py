@@ -108,6 +108,12 @@ def test_info_on_a_path_that_does_not_exist_says_so_and_creates_nothing(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_info_on_an_empty_database_says_it_is_not_provisioned(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
+    run = run_cli("info", "--url", f"sqlite:///{tmp_path}/empty.db", cwd=tmp_path)
+    assert_one_line_error(run, "has no storage schema yet", "init-db")
+
+
 def test_info_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     """`storage-core info | head`: the reader is gone before we write."""
     url = provisioned(tmp_path)
