@@ -151,3 +151,32 @@ def test_the_vectors_are_in_the_repository_so_nothing_skips_for_missing_data() -
         assert (data / name / "did.jsonl").read_text().strip()
     provenance = (data / "README.md").read_text()
     assert "Apache-2.0" in provenance and "didwebvh-test-suite" in provenance
+
+
+def test_install_hints_name_the_extra_of_known_modules_and_commands() -> None:
+    from storage_core.install_hints import missing_command_hint, missing_module_hint
+
+    assert missing_module_hint("psycopg2._psycopg") == (
+        "the psycopg2 module is not installed; install it with: "
+        "pip install 'webvh-storage[postgres]'"
+    )
+    assert "pip install 'webvh-storage[askar]'" in (missing_module_hint("aries_askar") or "")
+    assert missing_module_hint("yaml") is None and missing_module_hint(None) is None
+    assert "webvh-storage[askar]" in (missing_command_hint("migrate-askar") or "")
+    assert missing_command_hint("nosuch") is None
+
+
+def test_opening_errors_name_the_setting_and_the_extra() -> None:
+    """What the SQL backend reports for a driver ImportError (seen for real in the wheel
+    test, where psycopg2 is not installed) and for other failures it does not explain."""
+    from storage_core.errors import MissingDependencyError
+    from webvh_storage_sqlalchemy.locations import opening_error
+
+    env = {"POSTGRES_USER": "u", "POSTGRES_SERVER_NAME": "h"}
+    settings = Settings.from_env(env)
+    error = opening_error(ModuleNotFoundError("no psycopg2", name="psycopg2"), settings)
+    assert isinstance(error, MissingDependencyError)
+    assert str(error).startswith("POSTGRES_* needs a driver: the psycopg2 module")
+    assert "pip install 'webvh-storage[postgres]'" in str(error)
+    assert opening_error(ModuleNotFoundError("x", name="yaml"), settings) is None
+    assert opening_error(RuntimeError("other"), settings) is None
