@@ -38,10 +38,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(backend=args.backend, url=args.url)
 
 
-def _open(args: argparse.Namespace) -> StorageManager:
-    return StorageManager(_settings(args))
-
-
 def absent_database(settings: Settings) -> str | None:
     """The database file the settings name when it does not exist, else None.
 
