@@ -1,6 +1,6 @@
 """Benchmark data: N distinct log entries built from the real did:webvh logs.
 
-Every entry is one of the logs in ../shared/vectors (two to three versions with proofs,
+Every entry is one of the logs in tests/data/vectors (two to three versions with proofs,
 witness parameters and pre-rotation hashes), with its SCID and DID rewritten so the N
 entries are distinct. The DID gets the did:webvh server layout
 `did:webvh:{SCID}:{domain}:{namespace}:{alias}`; entry i is in namespace i % 100, so a
@@ -22,7 +22,7 @@ import orjson
 from storage_core.records import LogEntry
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "data" / "vectors"
 NAMESPACES = 100
 DOMAINS = ("example.com", "did.example.org", "identity.example.net", "webvh.example")
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -47,8 +47,8 @@ class _Template:
 def templates() -> tuple[_Template, ...]:
     if not VECTORS.is_dir():
         raise SystemExit(
-            f"shared test vectors not found at {VECTORS}: the benchmark builds its payloads "
-            "from them (see ../shared/vectors/README.md)"
+            f"test vectors not found at {VECTORS}: the benchmark builds its payloads "
+            "from them (see tests/data/vectors/README.md)"
         )
     found = tuple(_Template(p) for p in sorted(VECTORS.glob("*/did.jsonl")))
     if not found:

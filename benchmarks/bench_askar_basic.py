@@ -34,7 +34,7 @@ from storage_core.codec import utcnow  # noqa: E402
 from storage_core.records import LogEntry  # noqa: E402
 from webvh_storage_askar import layout  # noqa: E402
 
-VECTOR_LOG = ROOT.parent / "shared" / "vectors" / "py-sample-diddoc" / "did.jsonl"
+VECTOR_LOG = ROOT / "tests" / "data" / "vectors" / "py-sample-diddoc" / "did.jsonl"
 RAW_CATEGORY = "raw:log_entry"
 
 

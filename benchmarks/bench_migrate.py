@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "data" / "vectors"
 RESOURCES_EVERY = 5
 
 
@@ -178,7 +178,7 @@ def main() -> int:
         print(json.dumps(measure(uri, target, int(batch), int(rounds))))
         return 0
     if not VECTORS.is_dir():
-        print(f"shared vectors not found at {VECTORS}", file=sys.stderr)
+        print(f"test vectors not found at {VECTORS}", file=sys.stderr)
         return 2
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-migrate-") as tmp:

@@ -26,7 +26,7 @@ from storage_core import LogEntry, open_storage
 from storage_core.kinds import LOG_ENTRY
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "data" / "vectors"
 COLUMNS = LOG_ENTRY.all_fields
 
 

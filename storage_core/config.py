@@ -57,11 +57,28 @@ def _list_env(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     return tuple(p.strip() for p in raw.split(",") if p.strip())
 
 
+POSTGRES_VARIABLES = (
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_SERVER_NAME",
+    "POSTGRES_SERVER_PORT",
+    "POSTGRES_DB",
+)
+
+
 def database_url_from_env(env: Mapping[str, str]) -> str:
     """DATABASE_URL, else a PostgreSQL URL from POSTGRES_*, else the SQLite default."""
     if env.get("DATABASE_URL"):
         return env["DATABASE_URL"]
     user, server = env.get("POSTGRES_USER"), env.get("POSTGRES_SERVER_NAME")
+    given = sorted(n for n in POSTGRES_VARIABLES if env.get(n))
+    missing = [n for n in ("POSTGRES_USER", "POSTGRES_SERVER_NAME") if not env.get(n)]
+    if given and missing:  # a half-configured PostgreSQL must not quietly become SQLite
+        raise ValidationError(
+            "POSTGRES_*",
+            f"{', '.join(given)} set but {' and '.join(missing)} missing; set "
+            "POSTGRES_USER and POSTGRES_SERVER_NAME (or DATABASE_URL), or unset POSTGRES_*",
+        )
     if user and server:
         password = env.get("POSTGRES_PASSWORD", "")
         auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")

@@ -130,7 +130,21 @@ class StorageManager:
         self._secrets: tuple[str, ...] = tuple(
             dict.fromkeys(s for s in (*settings.secrets, *backend.secrets) if s)
         )
-        log.debug("opened storage backend=%s url=%s", self.backend_name, self.masked_url)
+        if log.isEnabledFor(logging.INFO):  # describe() may ask the database
+            log.info("opened storage backend=%s url=%s", self.backend_name, self.masked_url)
+
+    @classmethod
+    def configure(cls, source: Settings | StorageManager) -> StorageManager:
+        """Make a store built in code the process-wide one: every later `StorageManager()`
+        returns it. `source` is a `Settings` (e.g. built from a server's pydantic-settings)
+        or a manager from `open_storage(...)`. Call it once at start-up; a process-wide
+        instance opened before is closed and replaced."""
+        instance = source if isinstance(source, StorageManager) else cls(source)
+        with cls._instance_lock:
+            previous, cls._instance = cls._instance, instance
+        if previous is not None and previous is not instance:
+            previous.close()
+        return instance
 
     @classmethod
     def reset(cls) -> None:

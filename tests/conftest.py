@@ -22,7 +22,7 @@ from tests.pg import IN_CI, PgServer, admin_url, require_pg  # noqa: E402
 pytest_plugins = ["storage_core.testing.plugin"]
 
 ROOT = Path(__file__).resolve().parent.parent
-VECTORS = ROOT.parent / "shared" / "vectors"
+VECTORS = ROOT / "tests" / "data" / "vectors"
 
 SQL_VARIANTS = ["sqlite-file", "sqlite-memory", "postgres"]
 ASKAR_VARIANTS = ["askar-sqlite", "askar-memory", "askar-postgres"]
@@ -89,24 +89,12 @@ def storage_manager(storage_backend_config: dict[str, Any]):
         yield manager
 
 
-@pytest.fixture
-def dual_storage(tmp_path: Path):
-    """The same data written through SQL and Askar, to compare what each returns."""
-    with (
-        provisioned_storage(
-            {"backend": "sqlalchemy", "url": f"sqlite:///{tmp_path}/sql.db"}
-        ) as sql,
-        provisioned_storage({"backend": "askar", "url": f"sqlite://{tmp_path}/askar.db"}) as askar,
-    ):
-        yield {"storage": sql, "askar": askar}
-
-
 def require_vectors(folder: Path, *, in_ci: bool = IN_CI) -> Path:
     """`folder` if it exists; else a skip with the reason, or a failure under CI=true,
     where the tests on real did:webvh logs must run."""
     if folder.is_dir():
         return folder
-    reason = f"shared test vectors not found at {folder}"
+    reason = f"test vectors not found at {folder}"
     if in_ci:
         pytest.fail(f"CI=true and the vectors are required: {reason}", pytrace=False)
     pytest.skip(reason)

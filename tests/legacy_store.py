@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-#: The real did:webvh logs shared by the worktrees (../shared/vectors).
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+#: The real did:webvh logs kept in the repository (tests/data/vectors).
+VECTORS = Path(__file__).resolve().parent / "data" / "vectors"
 
 VECTOR_NAMES = (
     "suite-basic-update",

@@ -76,7 +76,7 @@ def test_quick_start_command_and_init_db_script(tmp_path):
     assert (tmp_path / "app.db").exists()
     assert "schema_revision" in run.stdout
     script = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "init_db.py"), "--recreate"],
+        [sys.executable, str(ROOT / "tools" / "init_db.py"), "--recreate", "--yes"],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -183,7 +183,12 @@ def test_errors_mask_the_secrets_the_backend_declares():
 
 
 def test_settings_secrets_leave_backend_variables_to_the_backend():
-    env = {"ASKAR_KEY": "askar-k3y", "POSTGRES_PASSWORD": "pg-pw"}
+    env = {
+        "ASKAR_KEY": "askar-k3y",
+        "POSTGRES_USER": "app",
+        "POSTGRES_PASSWORD": "pg-pw",
+        "POSTGRES_SERVER_NAME": "db",
+    }
     secrets = get_registry().resolve(Settings.from_env(env)).secrets
     assert "pg-pw" in secrets  # the SQL backend declares POSTGRES_PASSWORD secret
     assert "askar-k3y" not in secrets

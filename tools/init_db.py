@@ -1,4 +1,4 @@
-"""Provision the configured store: `python tools/init_db.py [--recreate]`.
+"""Provision the configured store: `python tools/init_db.py [--recreate --yes]`.
 
 The same as `storage-core init-db`; kept as a script for deployments that call it.
 """

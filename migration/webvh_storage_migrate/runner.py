@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from storage_core.config import DEFAULT_BACKEND, Settings, mask_text, mask_url
 from storage_core.errors import StorageError
+from storage_core.install_hints import missing_module_hint
 from storage_core.kinds import LOG_ENTRY
 from storage_core.manager import StorageManager
 from webvh_storage_askar.config import AskarConfig
@@ -102,6 +103,9 @@ class Runner:
         except StrictStop as exc:
             report.error = self._masked(f"--strict: stopped at {exc}")
             report.stopped_by_strict = True
+        except ModuleNotFoundError as exc:  # a driver not installed: name its extra
+            hint = missing_module_hint(exc.name)
+            report.error = hint or self._masked(f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # aries_askar errors and anything unforeseen, masked
             report.error = self._masked(f"{type(exc).__name__}: {exc}")
         return report

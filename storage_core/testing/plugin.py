@@ -5,8 +5,10 @@ A backend's own test suite enables it with::
     pytest_plugins = ["storage_core.testing.plugin"]
 
 then either defines a `storage_backend_config` fixture or passes
-`--storage-backend NAME [--storage-url URL]`, and imports the base test classes from
-`storage_core.testing.suite`.
+`--storage-backend NAME [--storage-url URL]` (with neither, the built-in SQL backend on a
+SQLite file per test), and imports the base test classes from `storage_core.testing.suite`.
+Fixtures: `storage_manager` (a fresh provisioned store per test), `dual_storage` (SQL and
+Askar side by side), `storage_vectors_dir` (the did:webvh test vectors).
 """
 
 from __future__ import annotations
@@ -54,15 +56,19 @@ def provisioned_storage(config: dict[str, Any]) -> Iterator[StorageManager]:
         manager.close()
 
 
+def default_backend_config(folder: Path) -> dict[str, Any]:
+    """The store tests get when none is configured: the built-in SQL backend on a SQLite
+    file in `folder` (it is installed with webvh-storage, so it always works)."""
+    return {"backend": "sqlalchemy", "url": f"sqlite:///{folder}/store.db", "options": {}}
+
+
 @pytest.fixture
-def storage_backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Which backend to test. Override this fixture, or pass --storage-backend."""
+def storage_backend_config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """Which backend to test: override this fixture, or pass --storage-backend NAME
+    [--storage-url URL]; with neither, SQLite through the built-in SQL backend."""
     name = request.config.getoption("--storage-backend")
     if not name:
-        pytest.fail(
-            "no backend to test: define a `storage_backend_config` fixture returning "
-            "{'backend': NAME, 'url': URL, 'options': {...}} or pass --storage-backend NAME"
-        )
+        return default_backend_config(tmp_path)
     return {"backend": name, "url": request.config.getoption("--storage-url"), "options": {}}
 
 
@@ -70,6 +76,19 @@ def storage_backend_config(request: pytest.FixtureRequest) -> dict[str, Any]:
 def storage_manager(storage_backend_config: dict[str, Any]) -> Iterator[StorageManager]:
     with provisioned_storage(storage_backend_config) as manager:
         yield manager
+
+
+@pytest.fixture
+def dual_storage(tmp_path: Path) -> Iterator[dict[str, StorageManager]]:
+    """The same calls through SQL and Askar, to compare what each returns: a dict with a
+    provisioned `"storage"` (SQLAlchemy on SQLite) and `"askar"` (Askar on SQLite).
+    Skips when the Askar backend is not installed (`pip install 'webvh-storage[askar]'`)."""
+    pytest.importorskip("aries_askar", reason="dual_storage needs webvh-storage[askar]")
+    with (
+        provisioned_storage(default_backend_config(tmp_path)) as sql,
+        provisioned_storage({"backend": "askar", "url": f"sqlite://{tmp_path}/askar.db"}) as askar,
+    ):
+        yield {"storage": sql, "askar": askar}
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import threading
 import time
 import weakref
@@ -44,6 +45,8 @@ from webvh_storage_askar.errors import Code, is_code, is_lost, is_stale_connecti
 from webvh_storage_askar.lifecycle import open_store
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -108,6 +111,13 @@ class AskarBackend(StorageBackend, ArchiveStore):
         self._refused: set[tuple[str, str]] = set()  # the suite's test hook
         self._loop = BackgroundLoop(name="askar-backend")
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._slot)
+
+    @staticmethod
+    def absent_database(settings: Settings) -> str | None:
+        """The SQLite file the settings name when it does not exist (read-only tools ask
+        before opening, which would create it); None for existing files and servers."""
+        path = AskarConfig.from_settings(settings).sqlite_path
+        return None if path is None or path.exists() else str(path)
 
     # --- lifecycle -------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
@@ -213,6 +223,9 @@ class AskarBackend(StorageBackend, ArchiveStore):
                     slow_reruns += 1
                     retry = slow_reruns <= 1
                 if retry and attempt < attempts - 1:
+                    log.warning(  # the code only: the message may name the store
+                        "askar %s: connection lost (%s); running it again", action, exc.code
+                    )
                     continue
                 error = self._error(exc, action, spec, key)
                 if isinstance(error, StorageIOError):
@@ -261,6 +274,7 @@ class AskarBackend(StorageBackend, ArchiveStore):
             except AskarError as exc:
                 if not is_code(exc, Code.BUSY) or attempt == BUSY_RETRIES - 1:
                     raise
+                log.warning("askar write: database busy; retrying (attempt %d)", attempt + 2)
             await asyncio.sleep(BUSY_BACKOFF * (attempt + 1))
         raise AssertionError("unreachable")
 

@@ -29,6 +29,7 @@ from webvh_storage_sqlalchemy import migrations
 from webvh_storage_sqlalchemy.connections import Connections
 from webvh_storage_sqlalchemy.dialects import Dialect, dialect_for
 from webvh_storage_sqlalchemy.errors import translate
+from webvh_storage_sqlalchemy.locations import absent_database, opening_error
 from webvh_storage_sqlalchemy.models import KIND_TABLES, archive_table
 from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 from webvh_storage_sqlalchemy.rows import BULK_CHUNK_ROWS, chunks
@@ -47,6 +48,8 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     engine: Engine
     SessionLocal: sessionmaker[Session]
     dialect: Dialect
+    #: read-only tools ask this before opening, which would create a SQLite file
+    absent_database = staticmethod(absent_database)
 
     def __init__(self, settings: Settings) -> None:
         settings = SQL_OPTIONS.resolve(settings)  # a no-op on what the registry resolved
@@ -58,7 +61,8 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             self.dialect = dialect_for(settings)
             self._connections = Connections(self.dialect)
         except Exception as exc:
-            raise translate(exc, self._secrets, action="opening the database") from None
+            problem = opening_error(exc, settings)
+            raise problem or translate(exc, self._secrets, action="opening the database") from None
         self.engine = self._connections.engine
         self.SessionLocal = sessionmaker(bind=self.engine, expire_on_commit=False)
         # narrowed per instance

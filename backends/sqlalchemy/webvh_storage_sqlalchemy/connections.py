@@ -28,6 +28,7 @@ from storage_core.errors import BackendUnavailableError
 from webvh_storage_sqlalchemy.dialects import Dialect, DriverConnection
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class ConnectionLost(Exception):
@@ -179,6 +180,7 @@ class Connections:
         except Exception as exc:
             if not _lost(exc):
                 raise
+            _log_rerun(exc)
         return self._fetch_one(sql, params)
 
     def _fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
@@ -210,6 +212,7 @@ class Connections:
         except Exception as exc:
             if not _lost(exc):
                 raise
+            _log_rerun(exc)
         with self.lock, self.autocommit_connection() as conn:
             return work(conn)
 
@@ -342,6 +345,11 @@ class _Lease:
                 connections.after_error(self._entry, exc)
         finally:
             connections.lock.__exit__(None, None, None)
+
+
+def _log_rerun(exc: Exception) -> None:
+    """A recovered connection failure is worth a WARNING: it is how an outage begins."""
+    log.warning("database connection lost (%s); running the read once more", type(exc).__name__)
 
 
 def _lost(exc: Exception) -> bool:

@@ -11,6 +11,7 @@ moves it to the end. On PostgreSQL it is also the column's server default
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -26,7 +27,7 @@ from sqlalchemy import (
     Text,
     event,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property
 
 from storage_core.kinds import KINDS, FieldType, KindSpec
 from webvh_storage_sqlalchemy.columns import JSONDocument, NextSeq, UTCDateTime, sequence_name
@@ -115,46 +116,119 @@ archive_table = Table(
 )
 
 
-# ORM classes over the same tables, for callers who use `SessionLocal` directly.
+# ORM classes over the same tables, for callers who use `SessionLocal` directly; their
+# public names are in `webvh_storage_sqlalchemy.orm`. The annotations only give type
+# checkers the columns: the mapping itself comes from `__table__`.
 class LogEntryRow(Base):
     __table__ = KIND_TABLES["log_entry"]
+    scid: Mapped[str]
+    did: Mapped[str]
+    domain: Mapped[str]
+    namespace: Mapped[str]
+    identifier: Mapped[str]
+    logs: Mapped[list[Any]]
+    deactivated: Mapped[bool]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class ResourceRow(Base):
     __table__ = KIND_TABLES["resource"]
+    resource_id: Mapped[str]
+    scid: Mapped[str]
+    did: Mapped[str]
+    resource_type: Mapped[str]
+    resource_name: Mapped[str]
+    content: Mapped[Any]
     # `metadata` is reserved on declarative classes; the column is `metadata_` here.
-    metadata_ = KIND_TABLES["resource"].c.metadata
+    metadata_: Mapped[Any] = column_property(KIND_TABLES["resource"].c.metadata)
+    proof: Mapped[Any]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class WitnessFileRow(Base):
     __table__ = KIND_TABLES["witness_file"]
+    scid: Mapped[str]
+    witness_proofs: Mapped[list[Any]]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class WhoisPresentationRow(Base):
     __table__ = KIND_TABLES["whois"]
+    scid: Mapped[str]
+    presentation: Mapped[dict[str, Any]]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class TaskRow(Base):
     __table__ = KIND_TABLES["task"]
+    task_id: Mapped[str]
+    task_type: Mapped[str]
+    status: Mapped[str]
+    progress: Mapped[dict[str, Any]]
+    message: Mapped[str | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class PolicyRow(Base):
     __table__ = KIND_TABLES["policy"]
+    policy_id: Mapped[str]
+    version: Mapped[str | None]
+    witness: Mapped[bool]
+    watcher: Mapped[str | None]
+    portability: Mapped[bool]
+    prerotation: Mapped[bool]
+    endorsement: Mapped[bool]
+    policy_data: Mapped[dict[str, Any]]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class RegistryRow(Base):
     __table__ = KIND_TABLES["registry"]
+    registry_id: Mapped[str]
+    registry_type: Mapped[str]
+    registry_data: Mapped[dict[str, Any]]
+    meta: Mapped[dict[str, Any]]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class TestLogEntryRow(Base):
     __test__ = False
     __table__ = KIND_TABLES["test_log_entry"]
+    scid: Mapped[str]
+    logs: Mapped[list[Any]]
+    tags: Mapped[dict[str, str]]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class TestResourceRow(Base):
     __test__ = False
     __table__ = KIND_TABLES["test_resource"]
+    resource_id: Mapped[str]
+    scid: Mapped[str]
+    content: Mapped[Any]
+    tags: Mapped[dict[str, str]]
+    record_version: Mapped[int]
+    seq: Mapped[int]
 
 
 class AskarArchiveRow(Base):
     __table__ = archive_table
+    category: Mapped[str]
+    name: Mapped[str]
+    value: Mapped[str]
+    tags: Mapped[Any]
+    archived_at: Mapped[datetime]
