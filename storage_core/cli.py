@@ -48,6 +48,7 @@ def absent_database(settings: Settings) -> str | None:
     backends without files (servers, memory) need not define it.
     """
     registry = get_registry(settings.plugins_allow, settings.plugins_block)
+    settings = registry.resolve(settings)  # a bad option is reported before anything else
     factory = registry.get(settings.backend).load_factory()
     check: Callable[[Settings], str | None] | None = getattr(factory, "absent_database", None)
     return check(settings) if check is not None else None

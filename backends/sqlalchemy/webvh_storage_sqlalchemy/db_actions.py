@@ -17,6 +17,7 @@ from webvh_storage_sqlalchemy import migrations
 from webvh_storage_sqlalchemy.dialects import dialect_for
 from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.locations import absent_database, opening_error
+from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 
 EXIT_OK, EXIT_DIFFERS, EXIT_FAILED = 0, 1, 2
 #: Commands that only read: they refuse a SQLite file that does not exist (opening it
@@ -27,7 +28,7 @@ READ_ONLY = frozenset({"current", "check", "downgrade"})
 def run_action(args: argparse.Namespace) -> int:
     """One `db` action; failures are one masked line on stderr (exit 2), a schema that
     differs from the models under `check` is exit 1."""
-    settings = Settings.from_env(url=args.url)
+    settings = SQL_OPTIONS.resolve(Settings.from_env(url=args.url))
     try:
         if args.db_command == "history":
             command.history(migrations.alembic_config(), indicate_current=False)

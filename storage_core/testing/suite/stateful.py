@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from storage_core.errors import ConflictError, DuplicateRecordError
@@ -29,6 +30,9 @@ from storage_core.records import LogEntry
 from storage_core.testing.samples import present
 
 STATEFUL_SETTINGS = settings(
+    # explicit: Hypothesis's own "ci" profile (picked when CI is set) has no database,
+    # and a failure a backend author cannot replay costs them the most time
+    database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
     max_examples=15,
     stateful_step_count=25,
     deadline=None,
