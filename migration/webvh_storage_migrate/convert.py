@@ -10,15 +10,12 @@ write nothing new.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from storage_core.codec import record_from_dict
 from storage_core.errors import ValidationError
@@ -27,6 +24,7 @@ from storage_core.kinds import KindSpec
 from storage_core.validation import MAX_INDEXED_BYTES, check_text
 from webvh_storage_migrate import legacy
 from webvh_storage_migrate.askar_reader import AskarStore, RawEntry, ScanReader
+from webvh_storage_migrate.exact_json import NotExactJson, loads_exact
 from webvh_storage_migrate.legacy import KNOWN, Action, CategoryPlan, Rejected, plan_categories
 
 NATIVE_PREFIX = "webvh:"
@@ -86,15 +84,6 @@ def archive_entry(entry: RawEntry, tags: dict[str, str] | None = None) -> Archiv
     if "\x00" in text:
         raise Rejected("value contains NUL; cannot be archived verbatim")
     return ArchivedEntry(entry.category, entry.name, text, dict(tags or entry.tags or {}))
-
-
-def decode_json(raw: bytes) -> Any:
-    """Parse a value the way the legacy server wrote it (json.dumps text)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # orjson refuses NaN/Infinity that json.dumps may have written
-        return json.loads(raw)
 
 
 class RunIndex:
@@ -286,9 +275,9 @@ class Converter:
 
 def _parse(entry: RawEntry) -> Any:
     try:
-        return decode_json(entry.value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"invalid JSON: {str(exc)[:120]}") from None
+        return loads_exact(entry.value)
+    except NotExactJson as exc:
+        raise Rejected(str(exc)) from None
 
 
 def _keeps_tags(category: str) -> bool:
