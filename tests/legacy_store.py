@@ -291,10 +291,8 @@ async def _build(
                     "resource_id": r["metadata"]["resourceId"],
                     "resource_type": "anonCredsSchema",
                 }
-                text = json.dumps(r)
-                await w.add("resource", name, text, rtags)
+                await w.add("resource", name, json.dumps(r), rtags)
                 fx.resources.append((name, r, rtags))
-                fx.archived.append(("resource", name, text, rtags))
         if extras:
             await _extras(w, fx, vectors)
         if corrupt:
@@ -322,8 +320,8 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     await w.add("witnessFile", "gone:away", json.dumps(orphan), orphan_tags)
     fx.archived.append(("witnessFile", "gone:away", json.dumps(orphan), orphan_tags))
     # a whois without a log: rejected
-    await w.add("whois", "gone:whois", json.dumps({"type": ["VerifiablePresentation"]}))
-    fx.rejects[("whois", "gone:whois")] = "no convertible logEntries entry"
+    gone = json.dumps({"type": ["VerifiablePresentation"]})
+    await add_rejected(w, fx, "whois", "gone:whois", gone, "no convertible logEntries entry")
     # policy, registry, tasks
     fx.policy = {
         "version": "1.0",
@@ -390,31 +388,38 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     )
 
 
+async def add_rejected(
+    w: _Writer,
+    fx: LegacyFixture,
+    category: str,
+    name: str,
+    text: str,
+    reason: str,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Write an entry the migration must reject (`reason`: a fragment of the reason) and
+    keep verbatim in the archive."""
+    await w.add(category, name, text, tags)
+    fx.rejects[(category, name)] = reason
+    fx.archived.append((category, name, text, dict(tags or {})))
+
+
 async def _corrupt(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
-    await w.add("logEntries", "bad:json", '[{"versionId": "1-Qm", ')
-    fx.rejects[("logEntries", "bad:json")] = "invalid JSON"
+    await add_rejected(w, fx, "logEntries", "bad:json", '[{"versionId": "1-Qm", ', "invalid JSON")
     noscid = make_did(vectors[0], 9100, "example.org", "bad", "noscid")
     lines = [dict(line) for line in noscid.logs]
     lines[0] = {
         **lines[0],
         "parameters": {k: v for k, v in lines[0]["parameters"].items() if k != "scid"},
     }
-    await w.add("logEntries", "bad:noscid", json.dumps(lines))
-    fx.rejects[("logEntries", "bad:noscid")] = "no scid"
+    await add_rejected(w, fx, "logEntries", "bad:noscid", json.dumps(lines), "no scid")
     baddid = make_did(vectors[0], 9200, "example.org", "bad", "did")
     text = json.dumps(baddid.logs).replace(baddid.did, f"did:webvh:{baddid.scid}:example.org")
-    await w.add("logEntries", "bad:did", text)
-    fx.rejects[("logEntries", "bad:did")] = "does not parse as a server DID"
-    await w.add("resource", "bad:shape:z1", json.dumps([1, 2, 3]))
-    fx.rejects[("resource", "bad:shape:z1")] = "must be a JSON object"
-    await w.add(
-        "task",
-        "bad-task",
-        json.dumps(
-            {"id": "bad-task", "type": "sync_records", "status": "started", "created": "yesterday"}
-        ),
-    )
-    fx.rejects[("task", "bad-task")] = "not a timestamp"
+    await add_rejected(w, fx, "logEntries", "bad:did", text, "does not parse as a server DID")
+    shape = json.dumps([1, 2, 3])
+    await add_rejected(w, fx, "resource", "bad:shape:z1", shape, "must be a JSON object")
+    bad_task = {"id": "bad-task", "type": "sync_records", "status": "started", "created": "x"}
+    await add_rejected(w, fx, "task", "bad-task", json.dumps(bad_task), "not a timestamp")
 
 
 def build_legacy_store(

@@ -86,9 +86,9 @@ def archive_entry(entry: RawEntry, tags: dict[str, str] | None = None) -> Archiv
     try:
         text = entry.value.decode("utf-8")
     except UnicodeDecodeError:
-        raise Rejected("value is not UTF-8 text; cannot be archived verbatim") from None
+        raise Rejected("value is not UTF-8 text; archived as base64") from None
     if "\x00" in text:
-        raise Rejected("value contains NUL; cannot be archived verbatim")
+        raise Rejected("value contains NUL; archived as base64")
     return ArchivedEntry(entry.category, entry.name, text, dict(tags or entry.tags or {}))
 
 

@@ -224,13 +224,7 @@ def log_entry_from_log(name: str, value: Any) -> LogEntry:
     did = parse_server_did(state.get("id") if isinstance(state, dict) else None)
     if did.scid != scid:
         raise Rejected(f"DID {did.did!r} does not carry the log's scid {scid!r}")
-    location = f"{did.namespace}:{did.identifier}"
-    if name != location:
-        raise Rejected(
-            f"re-homed log: stored under {name!r:.200} but its DID {did.did!r:.300} "
-            f"is at {location!r:.200}"
-        )
-    return LogEntry(
+    entry = LogEntry(
         scid=scid,
         did=did.did,
         domain=did.domain,
@@ -241,6 +235,13 @@ def log_entry_from_log(name: str, value: Any) -> LogEntry:
         created_at=parse_legacy_time("versionTime of the first line", lines[0].get("versionTime")),
         updated_at=parse_legacy_time("versionTime of the last line", lines[-1].get("versionTime")),
     )
+    location = f"{did.namespace}:{did.identifier}"
+    if name != location:
+        raise Rejected(
+            f"re-homed log: stored under {name!r:.200} but its DID {did.did!r:.300} "
+            f"is at {location!r:.200}"
+        )
+    return entry
 
 
 def _deactivated(lines: list[dict[str, Any]]) -> bool:
