@@ -72,7 +72,7 @@ def expected_records(fx: LegacyFixture) -> dict[str, dict[str, Any]]:
         did = value["id"].split("/")[0]
         created = value["proof"].get("created")
         out["resource"][value["metadata"]["resourceId"]] = Resource(
-            resource_id=value["id"].rsplit("/", 1)[-1],
+            resource_id=value["id"].rsplit("/", 1)[-1].split(".")[0],
             scid=did.split(":")[2],
             did=did,
             resource_type=value["metadata"]["resourceType"],
@@ -131,8 +131,17 @@ def fields_without_unknown_times(spec: K.KindSpec, record: Any, expected: Any) -
     return data
 
 
-def assert_target_matches(url: str, fx: LegacyFixture, backend: str = "sqlalchemy") -> None:
+def assert_target_matches(
+    url: str,
+    fx: LegacyFixture,
+    backend: str = "sqlalchemy",
+    extra: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """The target holds exactly the fixture's records (plus `extra`: kind -> key ->
+    record) and its archive exactly `fx.archived`."""
     expected = expected_records(fx)
+    for kind, records in (extra or {}).items():
+        expected[kind].update(records)
     with open_storage(backend, url) as target:
         for spec in KINDS_MIGRATED:
             got = {spec.key_of(r): r for r in target.list_records(spec)}

@@ -179,10 +179,11 @@ class Converter:
             items = self._by_client(plan.category, chunk)
         else:
             items = [self._by_name(plan.category, entry) for entry in chunk]
-            if plan.category == "logEntries":
-                self.index.add_clients((i.name, i.record.scid) for i in items if i.is_record)
-        self._claim_keys(items)
-        self._claim_locations(items)
+        if plan.category == "logEntries":
+            self._claims_then_clients(items)
+        else:
+            self._claim_keys(items)
+            self._claim_locations(items)
         for item, entry in zip(items, chunk, strict=True):
             item.raw = entry
             if item.reject is not None and item.archive is None:
@@ -207,8 +208,18 @@ class Converter:
 
     def index_clients(self, chunk: list[RawEntry]) -> None:
         """Only record client_id -> scid for the convertible logs of a chunk."""
-        items = [self._by_name("logEntries", entry) for entry in chunk]
-        self.index.add_clients((i.name, i.record.scid) for i in items if i.is_record)
+        self._claims_then_clients([self._by_name("logEntries", entry) for entry in chunk])
+
+    def _claims_then_clients(self, logs: list[Item]) -> None:
+        """Claim the logs' keys and locations, then map client_id -> scid for the logs
+        that were not rejected (a log superseded by this project's layout still maps:
+        same scid)."""
+        scids = {id(i): i.record.scid for i in logs if i.is_record}
+        self._claim_keys(logs)
+        self._claim_locations(logs)
+        self.index.add_clients(
+            (i.name, scids[id(i)]) for i in logs if id(i) in scids and i.reject is None
+        )
 
     # --- per layout -----------------------------------------------------------------
     def _archived(self, entry: RawEntry, reason: str) -> Item:
