@@ -319,9 +319,6 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     orphan_tags = {"did": "did:webvh:QmGone:example.org:gone:away", "deactivated": "False"}
     await w.add("witnessFile", "gone:away", json.dumps(orphan), orphan_tags)
     fx.archived.append(("witnessFile", "gone:away", json.dumps(orphan), orphan_tags))
-    # a whois without a log: rejected
-    gone = json.dumps({"type": ["VerifiablePresentation"]})
-    await add_rejected(w, fx, "whois", "gone:whois", gone, "no convertible logEntries entry")
     # policy, registry, tasks
     fx.policy = {
         "version": "1.0",
@@ -405,6 +402,9 @@ async def add_rejected(
 
 
 async def _corrupt(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
+    # a whois without a log: rejected
+    gone = json.dumps({"type": ["VerifiablePresentation"]})
+    await add_rejected(w, fx, "whois", "gone:whois", gone, "no convertible logEntries entry")
     await add_rejected(w, fx, "logEntries", "bad:json", '[{"versionId": "1-Qm", ', "invalid JSON")
     noscid = make_did(vectors[0], 9100, "example.org", "bad", "noscid")
     lines = [dict(line) for line in noscid.logs]

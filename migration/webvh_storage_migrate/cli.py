@@ -45,7 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="Askar profile (default: the store's default)")
     parser.add_argument(
         "--to",
-        required=True,
         metavar="URL",
         help="the target store's URL for --to-backend (required, never guessed: "
         "e.g. sqlite:///new.db, postgresql+psycopg2://..., sqlite://askar.db)",
@@ -152,6 +151,8 @@ def options_from(args: argparse.Namespace) -> RunOptions | str:
     """The run the flags ask for, with defaults from the environment; or what is wrong."""
     if args.batch_size < 1:
         return "--batch-size must be >= 1"
+    if args.to is None:
+        return "--to is required: the target store's URL (it is never guessed)"
     if not args.to.strip():
         return "--to is empty (an unset variable?); name the target store's URL"
     for flag, path in (("--rejects", args.rejects), ("--report", args.report)):

@@ -176,6 +176,10 @@ class Progress:
     def _draw(self, stats: CategoryStats, now: float, final: bool) -> None:
         if self.stream is None:
             return
+        if stats.action == "skip":  # counted, never read: no rate, no bar
+            if final:
+                self._line(f"{self.label} {stats.category}: {stats.skipped} skipped")
+            return
         elapsed = max(now - self._started, 1e-9)
         rate = stats.read / elapsed
         total = max(stats.total, stats.read)
