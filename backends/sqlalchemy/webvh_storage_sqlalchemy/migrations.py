@@ -81,7 +81,7 @@ class ForeignStoreError(StorageError):
 
 def refuse_askar_store(existing: set[str]) -> None:
     """Raise ForeignStoreError when `existing` (table names) is an Askar store."""
-    if ASKAR_TABLES <= existing:
+    if existing >= ASKAR_TABLES:
         raise ForeignStoreError(
             "the database holds an Askar store (tables config, profiles, items, items_tags); "
             "refusing to add SQL tables to it. Use the askar backend for it, or migrate it "
