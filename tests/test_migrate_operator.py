@@ -25,6 +25,7 @@ from storage_core import kinds as K
 from storage_core.manager import open_storage
 from tests.legacy_store import LegacyFixture, build_legacy_store, find_vectors, put_entries
 from tests.pg import PgServer, require_pg
+from webvh_storage_migrate.safety import Where, locate
 
 CLI = str(Path(sys.executable).with_name("storage-core"))
 
@@ -104,6 +105,37 @@ def test_the_same_store_on_both_sides_is_refused(legacy, tmp_path: Path, spellin
     assert result.returncode == 2
     one_error_line(result, "same store")
     assert digest(path) == before and tables(path) == {"config", "profiles", "items", "items_tags"}
+
+
+def test_the_same_postgres_database_on_both_sides_is_refused(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    require_pg(pg_server)
+    name = pg_server.create_database("mig_same")
+    askar = pg_server.askar_uri(name).replace("127.0.0.1", "localhost")
+    result = migrate("--askar", askar, "--to", pg_server.sqlalchemy_url(name), cwd=tmp_path)
+    assert result.returncode == 2
+    one_error_line(result, "same store", f"database '{name}' on 127.0.0.1:5432")
+    assert "@" not in result.stderr.split("same store")[1]  # no credentials printed
+
+
+@pytest.mark.parametrize(
+    ("url", "askar", "where"),
+    [
+        ("sqlite:///:memory:", False, None),
+        ("sqlite://:memory:", True, None),
+        ("sqlite:///rel.db", False, Where(file=Path("rel.db").absolute())),
+        ("sqlite://rel.db", True, Where(file=Path("rel.db").absolute())),
+        ("sqlite:////abs/x.db", False, Where(file=Path("/abs/x.db"))),
+        ("sqlite:///abs/x.db", True, Where(file=Path("/abs/x.db"))),
+        ("postgres://u:p@localhost/db", True, Where(server=("127.0.0.1", 5432, "db"))),
+        ("postgresql+psycopg2://u@h:6543/db?x=1", False, Where(server=("h", 6543, "db"))),
+        ("memory://", False, None),
+        ("no-scheme", False, None),
+    ],
+)
+def test_where_a_store_lives(url: str, askar: bool, where: Where | None) -> None:
+    assert locate(url, askar=askar) == where
 
 
 def test_a_sql_target_holding_an_askar_store_is_refused(legacy, tmp_path: Path) -> None:

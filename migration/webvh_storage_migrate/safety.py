@@ -22,7 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 from storage_core.errors import StorageError
 
-#: An aries-askar store's tables (SQLite and PostgreSQL alike).
+#: An aries-askar store's tables (SQLite and PostgreSQL alike; the SQL backend's
+#: provisioning refuses the same set, `webvh_storage_sqlalchemy.migrations`).
 ASKAR_TABLES = frozenset({"config", "profiles", "items", "items_tags"})
 #: Tables that only this project's SQL store has.
 SQL_TABLES = frozenset({"alembic_version", "log_entries", "askar_archive"})
@@ -98,22 +99,21 @@ def check_stores(askar_uri: str, backend: str, url: str) -> None:
         raise UnsafeTargetError(
             f"--askar and --to are the same store ({source}); migrate into a different database"
         )
-    _refuse_foreign(source, holds=SQL_TABLES, what="a SQL store", flag="--askar")
-    if backend == ASKAR_BACKEND:
-        _refuse_foreign(target, holds=SQL_TABLES, what="a SQL store", flag="--to")
-    else:
-        _refuse_foreign(target, holds=ASKAR_TABLES, what="an Askar store", flag="--to")
+    if _holds(source, sql=True):
+        raise UnsafeTargetError(f"--askar {source} holds a SQL store, not an Askar store")
+    if _holds(target, sql=backend == ASKAR_BACKEND):
+        what = "a SQL store" if backend == ASKAR_BACKEND else "an Askar store"
+        raise UnsafeTargetError(f"--to {target} holds {what}; refusing to mix two stores")
 
 
-def _refuse_foreign(where: Where | None, *, holds: frozenset[str], what: str, flag: str) -> None:
+def _holds(where: Where | None, *, sql: bool) -> bool:
+    """True when `where` is a SQLite file holding a SQL store (`sql`) or an Askar store."""
     if where is None or where.file is None:
-        return
+        return False
     tables = sqlite_tables(where.file)
     if tables is None:
-        return
-    match = holds <= tables if holds is ASKAR_TABLES else bool(holds & tables)
-    if match:
-        raise UnsafeTargetError(f"{flag} {where.file} holds {what}; refusing to mix two stores")
+        return False
+    return bool(tables & SQL_TABLES) if sql else tables >= ASKAR_TABLES
 
 
 def missing_file(backend: str, url: str | None) -> Path | None:
