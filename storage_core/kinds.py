@@ -131,6 +131,8 @@ RESOURCE: KindSpec[Resource] = _spec(
         "content": FieldType.JSON,
         "metadata": FieldType.JSON,
         "proof": FieldType.JSON,
+        "links": FieldType.JSON,
+        "envelope": FieldType.DICT,
     },
     ("scid", "did", "resource_type"),
     timestamps=True,

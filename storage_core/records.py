@@ -26,8 +26,23 @@ class LogEntry:
     record_version: int = 1
 
 
+#: Members of an attested resource held by a `Resource` field of their own.
+RESOURCE_MEMBER_FIELDS = ("content", "metadata", "proof", "links")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Resource:
+    """An attested resource. `resource_id` is its digest (`metadata.resourceId`, the last
+    path segment of the document's `id`), the id a server's route looks it up by.
+
+    `links` is the document's `links` member (e.g. AnonCreds revocation registry links).
+    `envelope` is every top-level member of the document in document order, so the
+    served document is rebuilt from the record alone (`document()`), key order
+    included: members with a field of their own (`RESOURCE_MEMBER_FIELDS`) appear there
+    as null placeholders, the others (`@context`, `type`, `id`, ...) with their value.
+    An empty envelope (a record not made from a document) rebuilds the usual shape.
+    """
+
     resource_id: str
     scid: str
     did: str
@@ -36,9 +51,24 @@ class Resource:
     content: Any
     metadata: Any = None
     proof: Any = None
+    links: Any = None
+    envelope: dict[str, Any] = field(default_factory=dict)
     created_at: datetime | None = None
     updated_at: datetime | None = None
     record_version: int = 1
+
+    def document(self) -> dict[str, Any]:
+        """The attested resource as served: the envelope's members in order, each
+        placeholder filled from its field."""
+        if not self.envelope:
+            shape = {"content": None, "metadata": None, "proof": None}
+            if self.links is not None:
+                shape["links"] = None
+            return {k: getattr(self, k) for k in shape}
+        return {
+            key: getattr(self, key) if key in RESOURCE_MEMBER_FIELDS else value
+            for key, value in self.envelope.items()
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -291,10 +291,8 @@ async def _build(
                     "resource_id": r["metadata"]["resourceId"],
                     "resource_type": "anonCredsSchema",
                 }
-                text = json.dumps(r)
-                await w.add("resource", name, text, rtags)
+                await w.add("resource", name, json.dumps(r), rtags)
                 fx.resources.append((name, r, rtags))
-                fx.archived.append(("resource", name, text, rtags))
         if extras:
             await _extras(w, fx, vectors)
         if corrupt:
@@ -321,9 +319,6 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     orphan_tags = {"did": "did:webvh:QmGone:example.org:gone:away", "deactivated": "False"}
     await w.add("witnessFile", "gone:away", json.dumps(orphan), orphan_tags)
     fx.archived.append(("witnessFile", "gone:away", json.dumps(orphan), orphan_tags))
-    # a whois without a log: rejected
-    await w.add("whois", "gone:whois", json.dumps({"type": ["VerifiablePresentation"]}))
-    fx.rejects[("whois", "gone:whois")] = "no convertible logEntries entry"
     # policy, registry, tasks
     fx.policy = {
         "version": "1.0",
@@ -390,31 +385,41 @@ async def _extras(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
     )
 
 
+async def add_rejected(
+    w: _Writer,
+    fx: LegacyFixture,
+    category: str,
+    name: str,
+    text: str,
+    reason: str,
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Write an entry the migration must reject (`reason`: a fragment of the reason) and
+    keep verbatim in the archive."""
+    await w.add(category, name, text, tags)
+    fx.rejects[(category, name)] = reason
+    fx.archived.append((category, name, text, dict(tags or {})))
+
+
 async def _corrupt(w: _Writer, fx: LegacyFixture, vectors: list[Vector]) -> None:
-    await w.add("logEntries", "bad:json", '[{"versionId": "1-Qm", ')
-    fx.rejects[("logEntries", "bad:json")] = "invalid JSON"
+    # a whois without a log: rejected
+    gone = json.dumps({"type": ["VerifiablePresentation"]})
+    await add_rejected(w, fx, "whois", "gone:whois", gone, "no convertible logEntries entry")
+    await add_rejected(w, fx, "logEntries", "bad:json", '[{"versionId": "1-Qm", ', "invalid JSON")
     noscid = make_did(vectors[0], 9100, "example.org", "bad", "noscid")
     lines = [dict(line) for line in noscid.logs]
     lines[0] = {
         **lines[0],
         "parameters": {k: v for k, v in lines[0]["parameters"].items() if k != "scid"},
     }
-    await w.add("logEntries", "bad:noscid", json.dumps(lines))
-    fx.rejects[("logEntries", "bad:noscid")] = "no scid"
+    await add_rejected(w, fx, "logEntries", "bad:noscid", json.dumps(lines), "no scid")
     baddid = make_did(vectors[0], 9200, "example.org", "bad", "did")
     text = json.dumps(baddid.logs).replace(baddid.did, f"did:webvh:{baddid.scid}:example.org")
-    await w.add("logEntries", "bad:did", text)
-    fx.rejects[("logEntries", "bad:did")] = "does not parse as a server DID"
-    await w.add("resource", "bad:shape:z1", json.dumps([1, 2, 3]))
-    fx.rejects[("resource", "bad:shape:z1")] = "must be a JSON object"
-    await w.add(
-        "task",
-        "bad-task",
-        json.dumps(
-            {"id": "bad-task", "type": "sync_records", "status": "started", "created": "yesterday"}
-        ),
-    )
-    fx.rejects[("task", "bad-task")] = "not a timestamp"
+    await add_rejected(w, fx, "logEntries", "bad:did", text, "does not parse as a server DID")
+    shape = json.dumps([1, 2, 3])
+    await add_rejected(w, fx, "resource", "bad:shape:z1", shape, "must be a JSON object")
+    bad_task = {"id": "bad-task", "type": "sync_records", "status": "started", "created": "x"}
+    await add_rejected(w, fx, "task", "bad-task", json.dumps(bad_task), "not a timestamp")
 
 
 def build_legacy_store(
@@ -457,3 +462,116 @@ def put_entries(uri: str, entries: list[Entry], *, recreate: bool = False) -> No
     """Insert or replace entries as the legacy server would (e.g. between two migration
     runs); `recreate` provisions an empty store first."""
     asyncio.run(_put(uri, entries, recreate))
+
+
+# --- the odd store: every odd case of the legacy layout at once ----------------------------
+ENCODING_TAG = "migrate-askar:encoding"  # how the archive marks a value kept as base64
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@dataclass
+class OddCases:
+    """What build_odd_store added on top of the usual fixture."""
+
+    #: records that must be in the target besides the fixture's (kind -> key -> value dict)
+    native_log: dict[str, Any] = field(default_factory=dict)
+    rehomed_client: str = ""
+    second_scid_client: str = ""
+
+
+async def _odd(uri: str, fx: LegacyFixture, vectors: list[Vector]) -> OddCases:
+    import base64
+
+    from aries_askar import Store
+
+    odd = OddCases()
+    store = await Store.open(uri, "none", None)
+    w = _Writer(store)
+    try:
+        # a log stored under people:alice whose DID says orgs:other (never re-homed)
+        other = make_did(vectors[0], 9300, "example.org", "orgs", "other")
+        odd.rehomed_client = "people:alice"
+        await add_rejected(
+            w, fx, "logEntries", "people:alice", json.dumps(other.logs), "re-homed log", {}
+        )
+        # a second SCID at a location this project's layout already gives another scid
+        first = make_did(vectors[1], 9301, "example.org", "taken", "spot")
+        second = make_did(vectors[0], 9302, "example.org", "taken", "spot")
+        odd.native_log = {
+            "scid": first.scid,
+            "did": first.did,
+            "domain": first.domain,
+            "namespace": first.namespace,
+            "identifier": first.identifier,
+            "logs": first.logs,
+            "deactivated": first.deactivated,
+            "created_at": "2025-10-01T00:00:00+00:00",
+            "updated_at": "2025-10-02T00:00:00+00:00",
+            "record_version": 3,
+        }
+        await w.add("webvh:log_entry", first.scid, json.dumps(odd.native_log), {})
+        odd.second_scid_client = second.client_id
+        await add_rejected(
+            w, fx, "logEntries", second.client_id, json.dumps(second.logs), "second SCID"
+        )
+        # resources: resourceId disagreeing with the id; an id with a file extension
+        d = fx.dids[1]
+        good = attested_resource(d, 1, with_created=True, with_links=True)
+        wrong = json.loads(json.dumps(good))
+        wrong["metadata"]["resourceId"] = "zSomethingElse"
+        wrong_name = f"{d.client_id}:{good['id'].rsplit('/', 1)[-1]}x"
+        await add_rejected(w, fx, "resource", wrong_name, json.dumps(wrong), "disagrees", {})
+        ext = attested_resource(d, 2, with_created=True, with_links=False)
+        ext["id"] += ".json"
+        ext_name = f"{d.client_id}:{ext['metadata']['resourceId']}"
+        await w.add("resource", ext_name, json.dumps(ext), {})
+        fx.resources.append((ext_name, ext, {}))
+        # hostile values, one per entry
+        await add_rejected(
+            w, fx, "logEntries", "deep:json", _nested(1100), "nested deeper than 254"
+        )
+        await add_rejected(
+            w, fx, "whois", fx.dids[3].client_id, _nested(300), "nested deeper than 254"
+        )
+        await add_rejected(
+            w,
+            fx,
+            "task",
+            "t-surrogate",
+            '{"type": "x", "status": "y", "message": "\\ud800"}',
+            "lone surrogate",
+            {},
+        )
+        big = '{"type": "x", "status": "y", "progress": {"done": ' + str(2**70) + "}}"
+        await add_rejected(w, fx, "task", "t-bigint", big, "integer beyond 64 bits", {})
+        dup = '{"type": "x", "status": "started", "status": "finished"}'
+        await add_rejected(w, fx, "task", "t-dupkey", dup, "duplicate key 'status'", {})
+        await add_rejected(w, fx, "task", "t-nan", '{"type": "x", "status": NaN}', "NaN", {})
+        await add_rejected(w, fx, "whois", fx.dids[4].client_id, "this is not JSON", "invalid JSON")
+        nul = '{"type": "x", "status": "y\\u0000z"}'  # valid JSON, refused when written
+        await add_rejected(w, fx, "task", "t-nul", nul, "NUL", {})
+        for category, name, raw in (
+            ("logEntries", "bin:ary", b"\xff\xfe[1]"),
+            ("tailsFile", "zBinaryTails", b"tails\x00hex"),
+        ):
+            await w.add(category, name, raw, None)  # type: ignore[arg-type]
+            fx.rejects[(category, name)] = "not UTF-8" if raw[0] == 0xFF else "NUL"
+            encoded = base64.b64encode(raw).decode()
+            fx.archived.append((category, name, encoded, {ENCODING_TAG: "base64"}))
+        await w.flush()
+    finally:
+        await store.close()
+    fx.entries += w.count
+    return odd
+
+
+def build_odd_store(
+    uri: str, vectors_dir: Path, n_dids: int = 12
+) -> tuple[LegacyFixture, OddCases]:
+    """The usual fixture (extras and corrupt entries included) plus every odd case above."""
+    fx = build_legacy_store(uri, vectors_dir, n_dids)
+    odd = asyncio.run(_odd(uri, fx, load_vectors(vectors_dir)))
+    return fx, odd

@@ -181,12 +181,15 @@ def legacy_rejects(vectors_dir: Path) -> dict[tuple[str, str], tuple[str | bytes
     wrong_scid[-1]["state"]["id"] = other.did
     flagged = json.loads(good_log)
     flagged[-1]["parameters"]["deactivated"] = "yes"
-    resource = {"id": f"{good.did}/resources/z1", "metadata": {"resourceType": "x"}}
+    resource = {
+        "id": f"{good.did}/resources/z1",
+        "metadata": {"resourceId": "z1", "resourceType": "x"},
+    }
     return {
         ("logEntries", "ok:one"): (good_log, ""),
         ("logEntries", "dup:one"): (
             good_log,
-            f"duplicate scid {good.scid!r}: already produced by logEntries/ok:one",
+            f"re-homed log: stored under 'dup:one' but its DID {good.did!r} is at 'ok:one'",
         ),
         ("logEntries", "bad:empty"): ("[]", "logEntries value is an empty log"),
         ("logEntries", "bad:object"): (
@@ -209,7 +212,7 @@ def legacy_rejects(vectors_dir: Path) -> dict[tuple[str, str], tuple[str | bytes
         ("whois", "ok:one"): ("[]", "whois value must be a JSON object, got list"),
         ("resource", "r:noid"): ('{"content": 1}', "resource value has no id"),
         ("resource", "r:notype"): (
-            json.dumps({**resource, "metadata": {}, "content": 1}),
+            json.dumps({**resource, "metadata": {"resourceId": "z1"}, "content": 1}),
             "resource metadata has no resourceType",
         ),
         ("resource", "r:nocontent"): (json.dumps(resource), "resource value has no content"),
@@ -225,9 +228,9 @@ def legacy_rejects(vectors_dir: Path) -> dict[tuple[str, str], tuple[str | bytes
         ),
         ("tailsFile", "t:binary"): (
             b"\xff\xfe\x00",
-            "value is not UTF-8 text; cannot be archived verbatim",
+            "value is not UTF-8 text; archived as base64",
         ),
-        ("tailsFile", "t:nul"): ('"a\u0000b"', "value contains NUL; cannot be archived verbatim"),
+        ("tailsFile", "t:nul"): ('"a\u0000b"', "value contains NUL; archived as base64"),
     }
 
 

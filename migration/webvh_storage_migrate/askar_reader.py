@@ -34,6 +34,7 @@ from webvh_storage_askar.config import AskarConfig
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_migrate import askar_child
 from webvh_storage_migrate.askar_child import Message, open_askar_store, read_message, write_message
+from webvh_storage_migrate.verbatim import from_archive, to_archive
 
 Wanted = tuple[str, bool]  # (category, keep tags)
 JOIN_SECONDS = 5.0
@@ -117,8 +118,8 @@ class AskarStore:
                 for name in names:
                     entry = await session.fetch(category, name)
                     if entry is not None:
-                        value = bytes(entry.raw_value).decode("utf-8", "replace")
-                        found[name] = ArchivedEntry(category, name, value, dict(entry.tags))
+                        value, tags = bytes(entry.raw_value), dict(entry.tags)
+                        found[name] = to_archive(category, name, value, tags)
             return found
 
         return self._loop.run(fetch_all())
@@ -135,7 +136,8 @@ class AskarStore:
                 for e in entries:
                     existing = await txn.fetch(e.category, e.name, for_update=True)
                     write = txn.insert if existing is None else txn.replace
-                    await write(e.category, e.name, e.value, dict(e.tags))
+                    value, tags = from_archive(e)
+                    await write(e.category, e.name, value, tags)
                 await txn.commit()
 
         self._loop.run(put_all())

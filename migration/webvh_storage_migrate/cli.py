@@ -2,8 +2,9 @@
 
 Usable as `python tools/migrate_askar.py ...` and `storage-core migrate-askar ...`.
 Exit status: 0 all copied (and verified); 1 some entries rejected, a verify mismatch, or
---strict stopped; 2 the run could not proceed (store unreachable, bad key, ...), with
-one masked line on stderr.
+--strict stopped; 2 the run could not proceed (store unreachable, bad key, unsafe
+target, unwritable --rejects/--report, ...), with one masked line on stderr; 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
-from storage_core.config import database_url_from_env
+from storage_core.config import DEFAULT_BACKEND
 from webvh_storage_askar.config import KEY_METHODS, AskarConfig
-from webvh_storage_migrate.report import print_summary
+from webvh_storage_migrate.report import one_line, print_summary
 from webvh_storage_migrate.runner import Runner, RunOptions
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILED = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 PROG = "migrate-askar"
 
 
@@ -41,7 +44,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile", help="Askar profile (default: the store's default)")
     parser.add_argument(
-        "--to", metavar="URL", help="SQL database URL (default: DATABASE_URL / POSTGRES_* / sqlite)"
+        "--to",
+        metavar="URL",
+        help="the target store's URL for --to-backend (required, never guessed: "
+        "e.g. sqlite:///new.db, postgresql+psycopg2://..., sqlite://askar.db)",
+    )
+    parser.add_argument(
+        "--to-backend",
+        default=DEFAULT_BACKEND,
+        metavar="NAME",
+        help=f"the registered backend to write into (default: {DEFAULT_BACKEND}); "
+        "it must keep an archive",
+    )
+    parser.add_argument(
+        "--overwrite-newer",
+        action="store_true",
+        help="copy legacy records over target records written after the migration "
+        "(default: keep them, counted as kept-newer)",
     )
     parser.add_argument(
         "--categories",
@@ -80,7 +99,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="copy the SQL store (--to) into the Askar store (--askar), "
         "in this project's Askar layout",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress or table: errors and a one-line summary only",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,10 +130,35 @@ def _fail(message: str) -> int:
     return EXIT_FAILED
 
 
+def unwritable(flag: str, path: str | None) -> str | None:
+    """Why `path` cannot be written (found before the run starts), or None. Tried by
+    opening it for appending; a file created by the try is removed again."""
+    if path is None:
+        return None
+    target = Path(path)
+    existed = target.exists()
+    try:
+        with target.open("a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"{flag} {path}: cannot write there ({exc.strerror or type(exc).__name__})"
+    if not existed:
+        target.unlink(missing_ok=True)
+    return None
+
+
 def options_from(args: argparse.Namespace) -> RunOptions | str:
     """The run the flags ask for, with defaults from the environment; or what is wrong."""
     if args.batch_size < 1:
         return "--batch-size must be >= 1"
+    if args.to is None:
+        return "--to is required: the target store's URL (it is never guessed)"
+    if not args.to.strip():
+        return "--to is empty (an unset variable?); name the target store's URL"
+    for flag, path in (("--rejects", args.rejects), ("--report", args.report)):
+        problem = unwritable(flag, path)
+        if problem:
+            return problem
     method = args.askar_key_method
     key = args.askar_key or os.environ.get("ASKAR_KEY") or None
     if method != "none" and not key:
@@ -123,7 +171,9 @@ def options_from(args: argparse.Namespace) -> RunOptions | str:
     )
     return RunOptions(
         askar=askar,
-        target_url=args.to or database_url_from_env(os.environ),
+        target_url=args.to,
+        target_backend=args.to_backend,
+        overwrite_newer=args.overwrite_newer,
         categories=tuple(args.categories) if args.categories else None,
         batch_size=args.batch_size,
         dry_run=args.dry_run,
@@ -141,19 +191,32 @@ def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     if isinstance(options, str):
         return _fail(options)
-    runner = Runner(options)
     started = time.monotonic()
     try:
-        report = runner.run()
-    finally:
-        runner.close()
+        runner = Runner(options)
+        try:
+            report = runner.run()
+        finally:
+            runner.close()
+    except KeyboardInterrupt:  # before the run started, or while closing it
+        print(f"{PROG}: interrupted; nothing more was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     report.seconds = time.monotonic() - started
     try:
         report.write(args.report)
     except OSError as exc:
         print(f"{PROG}: cannot write report: {exc}", file=sys.stderr)
-    if not args.quiet or report.error:
+    if args.quiet:
+        print(one_line(report))
+    else:
         print_summary(report, options.rejects)
+    if report.interrupted:
+        print(
+            f"{PROG}: interrupted; what was written is kept, re-run the same command "
+            "to complete the migration",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     if report.error:
         print(f"{PROG}: error: {report.error}", file=sys.stderr)
         if not report.stopped_by_strict:

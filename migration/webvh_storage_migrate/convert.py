@@ -10,7 +10,6 @@ write nothing new.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import tempfile
@@ -18,16 +17,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from storage_core.codec import record_from_dict
 from storage_core.errors import ValidationError
 from storage_core.interface import ArchivedEntry
-from storage_core.kinds import KindSpec
+from storage_core.kinds import LOG_ENTRY, KindSpec
+from storage_core.records import LogEntry
 from storage_core.validation import MAX_INDEXED_BYTES, check_text
 from webvh_storage_migrate import legacy
 from webvh_storage_migrate.askar_reader import AskarStore, RawEntry, ScanReader
+from webvh_storage_migrate.exact_json import NotExactJson, loads_exact
 from webvh_storage_migrate.legacy import KNOWN, Action, CategoryPlan, Rejected, plan_categories
+from webvh_storage_migrate.verbatim import to_archive
 
 NATIVE_PREFIX = "webvh:"
 _LIGHT_TAGS = ("logEntries", "witnessFile", "whois")  # big categories: tags are not kept
@@ -53,6 +53,8 @@ class Item:
     skip: str | None = None  # nothing to write, for this reason (not an error)
     note: str | None = None
     keep_version: bool = False
+    kept_newer: bool = False  # the target's record is newer: left as it is
+    raw: RawEntry | None = None  # the entry as read (archived verbatim if rejected)
 
     @property
     def is_record(self) -> bool:
@@ -66,6 +68,8 @@ class Job:
 
     plan: CategoryPlan
     chunks: Callable[[], Iterator[list[Item]]]
+    #: The verbatim archive copy of a rejected item's source entry (None: not possible).
+    verbatim: Callable[[Item], ArchivedEntry | None] | None = None
 
     @property
     def category(self) -> str:
@@ -82,19 +86,10 @@ def archive_entry(entry: RawEntry, tags: dict[str, str] | None = None) -> Archiv
     try:
         text = entry.value.decode("utf-8")
     except UnicodeDecodeError:
-        raise Rejected("value is not UTF-8 text; cannot be archived verbatim") from None
+        raise Rejected("value is not UTF-8 text; archived as base64") from None
     if "\x00" in text:
-        raise Rejected("value contains NUL; cannot be archived verbatim")
+        raise Rejected("value contains NUL; archived as base64")
     return ArchivedEntry(entry.category, entry.name, text, dict(tags or entry.tags or {}))
-
-
-def decode_json(raw: bytes) -> Any:
-    """Parse a value the way the legacy server wrote it (json.dumps text)."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # orjson refuses NaN/Infinity that json.dumps may have written
-        return json.loads(raw)
 
 
 class RunIndex:
@@ -184,15 +179,47 @@ class Converter:
             items = self._by_client(plan.category, chunk)
         else:
             items = [self._by_name(plan.category, entry) for entry in chunk]
-            if plan.category == "logEntries":
-                self.index.add_clients((i.name, i.record.scid) for i in items if i.is_record)
-        self._claim_keys(items)
+        if plan.category == "logEntries":
+            self._claims_then_clients(items)
+        else:
+            self._claim_keys(items)
+            self._claim_locations(items)
+        for item, entry in zip(items, chunk, strict=True):
+            item.raw = entry
+            if item.reject is not None and item.archive is None:
+                item.archive = self.verbatim(item)
         return items
+
+    def verbatim(self, item: Item) -> ArchivedEntry | None:
+        """The source entry of `item` exactly (tags fetched when the scan skipped them),
+        for the archive; None when its category or name cannot be an archive key."""
+        entry = item.raw
+        if entry is None:
+            return None
+        for what, text in (("category", entry.category), ("name", entry.name)):
+            try:
+                check_text(what, text, max_bytes=MAX_INDEXED_BYTES)
+            except ValidationError:
+                return None
+        tags = entry.tags
+        if tags is None and self.fetch_tags is not None:
+            tags = self.fetch_tags(entry.category, entry.name)
+        return to_archive(entry.category, entry.name, entry.value, tags)
 
     def index_clients(self, chunk: list[RawEntry]) -> None:
         """Only record client_id -> scid for the convertible logs of a chunk."""
-        items = [self._by_name("logEntries", entry) for entry in chunk]
-        self.index.add_clients((i.name, i.record.scid) for i in items if i.is_record)
+        self._claims_then_clients([self._by_name("logEntries", entry) for entry in chunk])
+
+    def _claims_then_clients(self, logs: list[Item]) -> None:
+        """Claim the logs' keys and locations, then map client_id -> scid for the logs
+        that were not rejected (a log superseded by this project's layout still maps:
+        same scid)."""
+        scids = {id(i): i.record.scid for i in logs if i.is_record}
+        self._claim_keys(logs)
+        self._claim_locations(logs)
+        self.index.add_clients(
+            (i.name, scids[id(i)]) for i in logs if id(i) in scids and i.reject is None
+        )
 
     # --- per layout -----------------------------------------------------------------
     def _archived(self, entry: RawEntry, reason: str) -> Item:
@@ -258,6 +285,22 @@ class Converter:
         except Rejected as exc:
             return Item(category, entry.name, reject=exc.reason)
 
+    def _claim_locations(self, items: list[Item]) -> None:
+        """Reject a log whose DID location (domain, namespace, identifier) another log
+        with another scid already holds: a second SCID is never silently re-homed."""
+        logs = [i for i in items if i.is_record and i.spec is LOG_ENTRY]
+        if not logs:
+            return
+        owners = self.index.claim_keys(
+            "location", [(location_of(i.record), f"{i.category}/{i.name}") for i in logs]
+        )
+        for item, owner in zip(logs, owners, strict=True):
+            if owner is not None:
+                item.reject = (
+                    f"second SCID {item.record.scid!r} at location "
+                    f"{location_of(item.record)!r:.300}, already taken by {owner}"
+                )
+
     def _claim_keys(self, items: list[Item]) -> None:
         """Reject a second entry converting to a key another entry already produced."""
         by_kind: dict[str, tuple[KindSpec[Any], list[Item]]] = {}
@@ -284,11 +327,16 @@ class Converter:
                     item.reject = f"duplicate {spec.key} {key!r}: already produced by {owner}"
 
 
+def location_of(log: LogEntry) -> str:
+    """Where a log's DID is served: its domain, namespace and identifier."""
+    return f"{log.domain}/{log.namespace}/{log.identifier}"
+
+
 def _parse(entry: RawEntry) -> Any:
     try:
-        return decode_json(entry.value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Rejected(f"invalid JSON: {str(exc)[:120]}") from None
+        return loads_exact(entry.value)
+    except NotExactJson as exc:
+        raise Rejected(str(exc)) from None
 
 
 def _keeps_tags(category: str) -> bool:
@@ -326,7 +374,7 @@ class AskarSource:
         if self._needs_client_index(plans):
             wanted.insert(0, ("logEntries", False))  # read first by build_client_index
         self.reader.expect(wanted)
-        return [Job(plan, self._chunker(plan)) for plan in plans]
+        return [Job(plan, self._chunker(plan), self.converter.verbatim) for plan in plans]
 
     def _needs_client_index(self, plans: list[CategoryPlan]) -> bool:
         categories = {p.category for p in plans}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Protocol
@@ -19,10 +19,10 @@ from typing import Any, Protocol
 from storage_core.codec import record_digest, utcnow
 from storage_core.errors import StorageError, ValidationError
 from storage_core.interface import ArchivedEntry
-from storage_core.kinds import KindSpec
+from storage_core.kinds import LOG_ENTRY, KindSpec
 from storage_core.manager import StorageManager
 from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES, validate_key, validate_record
-from webvh_storage_migrate.convert import Item, Job
+from webvh_storage_migrate.convert import Item, Job, location_of
 from webvh_storage_migrate.legacy import Action
 from webvh_storage_migrate.report import CategoryStats, Progress, RejectsFile
 
@@ -46,6 +46,25 @@ def align_unknown(spec: KindSpec[Any], source: Any, target: Any) -> Any:
         if getattr(source, name) is None:
             changes[name] = getattr(target, name)
     return replace(source, **changes) if changes else source
+
+
+def target_is_newer(spec: KindSpec[Any], source: Any, target: Any, *, keep_version: bool) -> bool:
+    """The going-live guard: True when the target's (differing) record was written after
+    the migration, so copying the source over it would roll it back. A record in this
+    project's layout: the target's record_version is higher. A legacy conversion (which
+    the migration writes at version 1): the target's record_version is above 1 (someone
+    wrote it since), or its DID log extends the legacy log."""
+    if keep_version:
+        return bool(target.record_version > source.record_version)
+    if target.record_version > 1:
+        return True
+    if spec is LOG_ENTRY:
+        theirs, ours = target.logs, source.logs
+        return len(theirs) > len(ours) and theirs[: len(ours)] == ours
+    return False
+
+
+KEPT_NEWER = "kept-newer: the target's record is newer (written after the migration); left as is"
 
 
 def same_record(spec: KindSpec[Any], source: Any, target: Any, *, with_version: bool) -> bool:
@@ -124,6 +143,7 @@ class Engine:
         *,
         dry_run: bool = False,
         strict: bool = False,
+        overwrite_newer: bool = False,
         max_payload: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.records = records  # None: nothing to compare with (dry run, no schema yet)
@@ -132,8 +152,13 @@ class Engine:
         self.progress = progress
         self.dry_run = dry_run
         self.strict = strict
+        self.overwrite_newer = overwrite_newer
         self.max_payload = max_payload
         self._empty_kinds: dict[str, bool] = {}
+        self._verbatim: Callable[[Item], ArchivedEntry | None] | None = None
+        #: Entries rejected only when written (validation, a taken location): verify
+        #: treats them as rejected too. (category, name) -> their archive copy.
+        self.late_rejects: dict[tuple[str, str], ArchivedEntry | None] = {}
 
     def run(self, jobs: Iterable[Job], into: list[CategoryStats]) -> None:
         with collector_between_batches():
@@ -145,6 +170,7 @@ class Engine:
     def run_job(self, job: Job, stats: CategoryStats) -> None:
         started = time.monotonic()
         self.progress.start(stats)
+        self._verbatim = job.verbatim
         try:
             if job.plan.action is Action.SKIP:
                 stats.read = stats.skipped = job.plan.total
@@ -155,6 +181,9 @@ class Engine:
                 del items
                 gc.collect(1)
                 self.progress.advance()
+        except KeyboardInterrupt:
+            stats.interrupted = True
+            raise
         finally:
             stats.seconds = time.monotonic() - started
             self.progress.finish()
@@ -175,9 +204,15 @@ class Engine:
         written: set[int] = set()
         for spec, group in by_spec.values():
             written |= self._write_records(spec, group, stats)
-        written |= self._write_archive([i for i in items if i.reject is None and i.archive])
+        written |= self._write_archive([i for i in items if i.archive is not None])
         for item in items:
             if item.reject is not None:
+                if item.archive is not None:
+                    stats.archived += 1
+                continue
+            if item.kept_newer:
+                stats.kept_newer += 1
+                stats.note(KEPT_NEWER)
                 continue
             if item.skip is not None:
                 stats.skipped += 1
@@ -192,7 +227,13 @@ class Engine:
             else:
                 stats.unchanged += 1
 
-    def _reject(self, item: Item, stats: CategoryStats) -> None:
+    def _reject(self, item: Item, stats: CategoryStats, *, late: bool = False) -> None:
+        """Count and file a rejected entry; one rejected only when written is archived
+        verbatim here (conversion rejects carry their copy already)."""
+        if late:
+            if item.archive is None and self._verbatim is not None:
+                item.archive = self._verbatim(item)
+            self.late_rejects[(item.category, item.name)] = item.archive
         stats.rejected += 1
         self.rejects.add(item.category, item.name, item.reject or "")
         if self.strict:
@@ -201,17 +242,22 @@ class Engine:
     def _write_records(
         self, spec: KindSpec[Any], group: list[Item], stats: CategoryStats
     ) -> set[int]:
-        keys = [spec.key_of(i.record) for i in group]
         existing = {}
         if self.records is not None and self._may_hold(spec):
-            existing = self.records.existing(spec, keys)
+            if spec is LOG_ENTRY:
+                group = self._refuse_taken_locations(group, stats)
+            existing = self.records.existing(spec, [spec.key_of(i.record) for i in group])
         pending: list[tuple[Item, Any]] = []
         for item in group:
             old = existing.get(spec.key_of(item.record))
-            if old is not None and same_record(
-                spec, item.record, old, with_version=item.keep_version
-            ):
-                continue
+            if old is not None:
+                if same_record(spec, item.record, old, with_version=item.keep_version):
+                    continue
+                if not self.overwrite_newer and target_is_newer(
+                    spec, item.record, old, keep_version=item.keep_version
+                ):
+                    item.kept_newer = True
+                    continue
             pending.append((item, self._prepared(spec, item, old)))
         if self.dry_run or self.records is None:
             refused = self._validate(spec, [rec for _, rec in pending])
@@ -221,10 +267,31 @@ class Engine:
         for position, (item, _) in enumerate(pending):
             if position in refused:
                 item.reject = refused[position]
-                self._reject(item, stats)
+                self._reject(item, stats, late=True)
             else:
                 done.add(id(item))
         return done
+
+    def _refuse_taken_locations(self, group: list[Item], stats: CategoryStats) -> list[Item]:
+        """Reject logs whose DID location the target already gives another scid (e.g.
+        a DID the new server created there); returns the others."""
+        assert self.records is not None
+        identifiers = sorted({i.record.identifier for i in group})
+        held = self.records.manager.list_records(LOG_ENTRY, {"identifier": identifiers})
+        taken = {location_of(log): log.scid for log in held}
+        kept = []
+        for item in group:
+            location = location_of(item.record)
+            other = taken.get(location)
+            if other is None or other == item.record.scid:
+                kept.append(item)
+                continue
+            item.reject = (
+                f"second SCID {item.record.scid!r} at location {location!r:.300}, "
+                f"already taken by scid {other!r} in the target"
+            )
+            self._reject(item, stats, late=True)
+        return kept
 
     def _may_hold(self, spec: KindSpec[Any]) -> bool:
         """False when the kind was empty when this run first met it: every key reaches the

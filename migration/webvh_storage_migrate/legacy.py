@@ -30,6 +30,7 @@ from storage_core.kinds import (
     KindSpec,
 )
 from storage_core.records import (
+    RESOURCE_MEMBER_FIELDS,
     LogEntry,
     Policy,
     Registry,
@@ -223,7 +224,7 @@ def log_entry_from_log(name: str, value: Any) -> LogEntry:
     did = parse_server_did(state.get("id") if isinstance(state, dict) else None)
     if did.scid != scid:
         raise Rejected(f"DID {did.did!r} does not carry the log's scid {scid!r}")
-    return LogEntry(
+    entry = LogEntry(
         scid=scid,
         did=did.did,
         domain=did.domain,
@@ -234,6 +235,13 @@ def log_entry_from_log(name: str, value: Any) -> LogEntry:
         created_at=parse_legacy_time("versionTime of the first line", lines[0].get("versionTime")),
         updated_at=parse_legacy_time("versionTime of the last line", lines[-1].get("versionTime")),
     )
+    location = f"{did.namespace}:{did.identifier}"
+    if name != location:
+        raise Rejected(
+            f"re-homed log: stored under {name!r:.200} but its DID {did.did!r:.300} "
+            f"is at {location!r:.200}"
+        )
+    return entry
 
 
 def _deactivated(lines: list[dict[str, Any]]) -> bool:
@@ -257,14 +265,30 @@ def whois(scid: str, value: Any) -> WhoisPresentation:
     return WhoisPresentation(scid=scid, presentation=_need(value, dict, "whois value"))
 
 
+def resource_id_of(document_id: str) -> str:
+    """The digest a resource is served by: the last path segment of its `id`, without a
+    file extension (`.../resources/zQm...` or `.../resources/zQm....json`)."""
+    last = document_id.rstrip("/").rsplit("/", 1)[-1]
+    return last.split(".", 1)[0]
+
+
 def resource(name: str, value: Any) -> Resource:
-    """resource_id is the attested resource's full `id` (a DID URL, unique per DID)."""
+    """resource_id = `metadata.resourceId` (the digest in the route, what the original
+    SQL server keys by); the whole document is kept (`links`, `envelope`)."""
     value = _need(value, dict, "resource value")
-    resource_id = value.get("id")
-    if not isinstance(resource_id, str) or not resource_id:
+    document_id = value.get("id")
+    if not isinstance(document_id, str) or not document_id:
         raise Rejected("resource value has no id")
-    did = parse_server_did(resource_id.split("/", 1)[0])
+    did = parse_server_did(document_id.split("/", 1)[0])
     metadata = _need(value.get("metadata"), dict, "resource metadata")
+    resource_id = metadata.get("resourceId")
+    if not isinstance(resource_id, str) or not resource_id:
+        raise Rejected("resource metadata has no resourceId")
+    if resource_id != resource_id_of(document_id):
+        raise Rejected(
+            f"metadata.resourceId {resource_id!r:.80} disagrees with the last segment of "
+            f"the resource id {document_id!r:.200}"
+        )
     resource_type = metadata.get("resourceType")
     if not isinstance(resource_type, str) or not resource_type:
         raise Rejected("resource metadata has no resourceType")
@@ -282,6 +306,8 @@ def resource(name: str, value: Any) -> Resource:
         content=value["content"],
         metadata=metadata,
         proof=proof,
+        links=value.get("links"),
+        envelope={k: None if k in RESOURCE_MEMBER_FIELDS else v for k, v in value.items()},
         created_at=created,
         updated_at=created,
     )
@@ -346,8 +372,6 @@ def task(name: str, value: Any) -> Task:
 
 def is_lossy(category: str, value: Any) -> bool:
     """True when the record cannot rebuild the legacy value: keep a verbatim copy too."""
-    if category == "resource":
-        return True  # @context, type, links and key order live only in the value
     if category == "registry":
         return isinstance(value, dict) and not set(value) <= _REGISTRY_KEYS
     if category == "task":

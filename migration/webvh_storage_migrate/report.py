@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-_COLUMNS = ("read", "written", "unchanged", "rejected", "archived", "skipped")
+_COLUMNS = ("read", "written", "unchanged", "rejected", "archived", "skipped", "kept_newer")
 _BAR = 24
 
 
@@ -31,12 +31,24 @@ class CategoryStats:
     rejected: int = 0
     archived: int = 0  # entries with a verbatim copy in the archive
     skipped: int = 0
+    kept_newer: int = 0  # the target's record is newer (going-live guard): left as is
+    interrupted: bool = False  # Ctrl-C stopped the run in this category
     seconds: float = 0.0
     notes: dict[str, int] = field(default_factory=dict)  # reason -> entries
 
     @property
-    def rate(self) -> float:
-        return self.read / self.seconds if self.seconds > 0 else 0.0
+    def rate(self) -> float | None:
+        """Entries read per second; None where no rate means anything (a skipped
+        category is counted, never read; an interrupted one did not finish)."""
+        if self.action == "skip" or self.interrupted or self.seconds <= 0:
+            return None
+        return self.read / self.seconds
+
+    @property
+    def rate_text(self) -> str:
+        if self.interrupted:
+            return "interrupted"
+        return "-" if self.rate is None else f"{self.rate:,.0f}"
 
     def note(self, reason: str) -> None:
         self.notes[reason] = self.notes.get(reason, 0) + 1
@@ -44,7 +56,7 @@ class CategoryStats:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
-        data["rate"] = round(self.rate, 1)
+        data["rate"] = None if self.rate is None else round(self.rate, 1)
         return data
 
 
@@ -78,6 +90,7 @@ class RunReport:
     verify: dict[str, Any] | None = None
     error: str | None = None  # masked
     stopped_by_strict: bool = False
+    interrupted: bool = False  # Ctrl-C
     seconds: float = 0.0
 
     @property
@@ -112,7 +125,11 @@ class RunReport:
             },
             "verify": self.verify,
             "error": self.error,
-            "ok": not self.error and not self.rejected and not self.verify_failed,
+            "interrupted": self.interrupted,
+            "ok": not self.error
+            and not self.interrupted
+            and not self.rejected
+            and not self.verify_failed,
         }
 
     def write(self, path: str | None) -> None:
@@ -159,6 +176,10 @@ class Progress:
     def _draw(self, stats: CategoryStats, now: float, final: bool) -> None:
         if self.stream is None:
             return
+        if stats.action == "skip":  # counted, never read: no rate, no bar
+            if final:
+                self._line(f"{self.label} {stats.category}: {stats.skipped} skipped")
+            return
         elapsed = max(now - self._started, 1e-9)
         rate = stats.read / elapsed
         total = max(stats.total, stats.read)
@@ -186,27 +207,56 @@ class Progress:
 def summary_table(report: RunReport) -> str:
     """Per category read / written / unchanged / rejected / archived / skipped, time, rate."""
     head = (
-        f"{'category':<22}" + "".join(f"{c:>10}" for c in _COLUMNS) + f"{'time s':>9}{'rate/s':>10}"
+        f"{'category':<22}"
+        + "".join(f"{_heading(c):>11}" for c in _COLUMNS)
+        + f"{'time s':>9}{'rate/s':>12}"
     )
     lines = [head, "-" * len(head)]
     for s in report.categories:
         lines.append(
             f"{s.category[:22]:<22}"
-            + "".join(f"{getattr(s, c):>10}" for c in _COLUMNS)
-            + f"{s.seconds:>9.2f}{s.rate:>10,.0f}"
+            + "".join(f"{getattr(s, c):>11}" for c in _COLUMNS)
+            + f"{s.seconds:>9.2f}{s.rate_text:>12}"
         )
     totals = report.totals()
     seconds = sum(s.seconds for s in report.categories)
-    rate = totals["read"] / seconds if seconds else 0.0
+    rate = (
+        "interrupted"
+        if report.interrupted
+        else f"{totals['read'] / seconds:,.0f}"
+        if seconds
+        else "-"
+    )
     lines.append("-" * len(head))
     lines.append(
         f"{'total':<22}"
-        + "".join(f"{totals[c]:>10}" for c in _COLUMNS)
-        + f"{seconds:>9.2f}{rate:>10,.0f}"
+        + "".join(f"{totals[c]:>11}" for c in _COLUMNS)
+        + f"{seconds:>9.2f}{rate:>12}"
     )
     if report.dry_run:
         lines.append("dry run: nothing was written; 'written' counts what would be written")
     return "\n".join(lines)
+
+
+def _heading(column: str) -> str:
+    return column.replace("_", "-")
+
+
+def one_line(report: RunReport) -> str:
+    """The run in one line (what `--quiet` prints): totals, verify, interruption."""
+    totals = report.totals()
+    parts = [f"{_heading(c)} {totals[c]}" for c in _COLUMNS]
+    text = f"{report.direction}: " + ", ".join(parts)
+    if report.dry_run:
+        text += " (dry run: nothing written)"
+    if report.verify is not None:
+        text += "; verify " + (
+            "OK" if report.verify["ok"] else f"FAILED ({report.verify['mismatch_count']})"
+        )
+    if report.interrupted:
+        interrupted = [c.category for c in report.categories if c.interrupted]
+        text += "; interrupted" + (f" in {interrupted[0]}" if interrupted else "")
+    return text
 
 
 def print_summary(report: RunReport, rejects_path: str | None) -> None:
@@ -217,6 +267,9 @@ def print_summary(report: RunReport, rejects_path: str | None) -> None:
         print(f"source layout: {report.layout}", file=out)
     if report.categories:
         print(summary_table(report), file=out)
+    for s in report.categories:
+        if s.interrupted:
+            print(f"{s.category}: interrupted after {s.read} of {s.total} entries", file=out)
     if report.rejected:
         where = f" (see {rejects_path})" if rejects_path else ""
         print(f"{report.rejected} entries rejected{where}", file=out)

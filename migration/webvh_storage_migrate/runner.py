@@ -25,6 +25,7 @@ from webvh_storage_migrate.engine import Archive, Engine, RecordTarget, StrictSt
 from webvh_storage_migrate.legacy import CategoryPlan, detect_layout
 from webvh_storage_migrate.report import Progress, RejectsFile, RunReport
 from webvh_storage_migrate.reverse import StoreSource
+from webvh_storage_migrate.safety import check_stores, missing_file
 from webvh_storage_migrate.verify import Verifier
 
 FIRST_LEGACY = ("logEntries",)  # what a legacy store's migration reads first, and longest
@@ -48,6 +49,7 @@ class RunOptions:
     reverse: bool = False
     quiet: bool = False
     rejects: str | None = None
+    overwrite_newer: bool = False
 
     @property
     def writes(self) -> bool:
@@ -100,6 +102,8 @@ class Runner:
         )
         try:
             self._run(report)
+        except KeyboardInterrupt:
+            report.interrupted = True
         except StrictStop as exc:
             report.error = self._masked(f"--strict: stopped at {exc}")
             report.stopped_by_strict = True
@@ -116,6 +120,7 @@ class Runner:
     # --- wiring -----------------------------------------------------------------------
     def _run(self, report: RunReport) -> None:
         o = self.options
+        check_stores(o.askar.uri, o.target_backend, o.target_url or "")
         source: Source
         records: RecordTarget | None
         archive: Archive | None
@@ -128,6 +133,7 @@ class Runner:
             report.layout = detect_layout(counts)
             report.discovered_categories = source.discovered
         plans = source.plans(counts, o.categories)
+        late_rejects = {}
         if not o.verify_only:
             engine = Engine(
                 records,
@@ -136,9 +142,11 @@ class Runner:
                 self.progress,
                 dry_run=o.dry_run,
                 strict=o.strict,
+                overwrite_newer=o.overwrite_newer,
             )
             self.progress.label = "dry-run" if o.dry_run else "migrate"
             engine.run(source.jobs(plans), report.categories)
+            late_rejects = engine.late_rejects
             if records is not None and not o.dry_run:
                 records.manager.flush()
         if (o.verify or o.verify_only) and not o.dry_run:
@@ -146,7 +154,14 @@ class Runner:
                 raise StorageError("the target store is not provisioned: nothing to verify")
             source.rewind()
             self.progress.label = "verify"
-            report.verify = Verifier(records, archive, self.progress).run(source.jobs(plans))
+            verifier = Verifier(
+                records,
+                archive,
+                self.progress,
+                late_rejects=late_rejects,
+                overwrite_newer=o.overwrite_newer,
+            )
+            report.verify = verifier.run(source.jobs(plans))
 
     def _open_store(self, backend: str, url: str | None, **options: Any) -> StorageManager:
         """A StorageManager on `backend`, its secrets added to the masking list first."""
@@ -168,13 +183,18 @@ class Runner:
         self.stack.callback(reader.close)
         store = AskarStore(o.askar)
         self.stack.callback(store.close)
+        index = RunIndex()
+        self.stack.callback(index.close)
+        source = AskarSource(store, reader, index)
+        absent = missing_file(o.target_backend, o.target_url)
+        if absent is not None and not o.writes:
+            if o.verify_only:
+                raise StorageError(f"the target {absent} does not exist: nothing to verify")
+            return source, None, None  # a dry run creates nothing: every entry is new
         options = bulk_load_options(o.target_backend, o.target_url)
         target = self._open_store(o.target_backend, o.target_url, **options)
         if o.writes:
             target.init_db()
-        index = RunIndex()
-        self.stack.callback(index.close)
-        source = AskarSource(store, reader, index)
         try:
             target.count_records(LOG_ENTRY)  # raises when the schema is missing
             target.archive_count()  # raises when the backend keeps no archive

@@ -9,14 +9,14 @@ differing row is listed (up to a cap) and any difference makes the run exit non-
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from storage_core.codec import record_digest
 from storage_core.interface import ArchivedEntry
 from storage_core.kinds import KINDS
 from webvh_storage_migrate.convert import Item, Job
-from webvh_storage_migrate.engine import Archive, RecordTarget, align_unknown
+from webvh_storage_migrate.engine import Archive, RecordTarget, align_unknown, target_is_newer
 from webvh_storage_migrate.legacy import Action
 from webvh_storage_migrate.report import CategoryStats, Progress
 
@@ -39,10 +39,21 @@ class _Sum:
 
 
 class Verifier:
-    def __init__(self, records: RecordTarget, archive: Archive | None, progress: Progress) -> None:
+    def __init__(
+        self,
+        records: RecordTarget,
+        archive: Archive | None,
+        progress: Progress,
+        *,
+        late_rejects: Mapping[tuple[str, str], ArchivedEntry | None] | None = None,
+        overwrite_newer: bool = False,
+    ) -> None:
         self.records = records
         self.archive = archive
         self.progress = progress
+        #: Entries the copy rejected only when writing them: rejected here too.
+        self.late_rejects = late_rejects or {}
+        self.overwrite_newer = overwrite_newer
         self.mismatches: list[dict[str, str]] = []
         self.mismatch_count = 0
         self.kind_counts: dict[str, int] = {}
@@ -58,7 +69,9 @@ class Verifier:
         for name, source_count in self.kind_counts.items():
             target_count = self.records.count(KINDS[name])
             kinds[name] = {"source": source_count, "target": target_count}
-            if target_count != source_count:
+            # more rows than the source gave: written by others (the new server, after
+            # going live); reported, not a mismatch. Fewer: some are missing.
+            if target_count < source_count:
                 problem = f"target holds {target_count} rows, source {source_count}"
                 self._mismatch(name, "*", problem)
         archives = {}
@@ -87,11 +100,13 @@ class Verifier:
             "missing": 0,
             "different": 0,
             "rejected": 0,
+            "kept_newer": 0,
         }
         source_sum, target_sum = _Sum(), _Sum()
         try:
             for items in job.chunks():
                 stats.read += len(items)
+                self._apply_late_rejects(items)
                 self._records(items, result, source_sum, target_sum)
                 self._archived(items, result, source_sum, target_sum)
                 self.progress.advance()
@@ -100,6 +115,16 @@ class Verifier:
         result["source_digest"] = source_sum.hex
         result["target_digest"] = target_sum.hex
         return result
+
+    def _apply_late_rejects(self, items: list[Item]) -> None:
+        if not self.late_rejects:
+            return
+        for item in items:
+            key = (item.category, item.name)
+            if item.reject is None and key in self.late_rejects:
+                item.reject = "rejected when written"
+                item.record = None
+                item.archive = self.late_rejects[key]
 
     def _records(self, items: list[Item], result: dict[str, Any], src: _Sum, dst: _Sum) -> None:
         result["rejected"] += sum(1 for i in items if i.reject is not None)
@@ -124,6 +149,10 @@ class Verifier:
             dst.add(theirs)
             if theirs == mine:
                 result["matched"] += 1
+            elif not self.overwrite_newer and target_is_newer(
+                spec, source, target, keep_version=item.keep_version
+            ):
+                result["kept_newer"] += 1  # the going-live guard left it: not a mismatch
             else:
                 result["different"] += 1
                 self._mismatch(item.category, item.name, f"{spec.name} {key!r} differs")
@@ -131,7 +160,7 @@ class Verifier:
     def _archived(self, items: list[Item], result: dict[str, Any], src: _Sum, dst: _Sum) -> None:
         by_category: dict[str, list[ArchivedEntry]] = {}
         for item in items:
-            if item.reject is None and item.archive is not None:
+            if item.archive is not None:  # rejected entries are archived verbatim too
                 by_category.setdefault(item.archive.category, []).append(item.archive)
         for category, group in by_category.items():
             self.archive_counts[category] = self.archive_counts.get(category, 0) + len(group)

@@ -70,12 +70,32 @@ def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
+#: The tables of an aries-askar store (SQLite and PostgreSQL alike).
+ASKAR_TABLES = frozenset({"config", "profiles", "items", "items_tags"})
+
+
+class ForeignStoreError(StorageError):
+    """The database holds another program's store (an Askar store): provisioning it as a
+    SQL store would mix both, so nothing is written."""
+
+
+def refuse_askar_store(existing: set[str]) -> None:
+    """Raise ForeignStoreError when `existing` (table names) is an Askar store."""
+    if existing >= ASKAR_TABLES:
+        raise ForeignStoreError(
+            "the database holds an Askar store (tables config, profiles, items, items_tags); "
+            "refusing to add SQL tables to it. Use the askar backend for it, or migrate it "
+            "with `storage-core migrate-askar --askar <it> --to <a new database>`"
+        )
+
+
 def provision(engine: Engine, recreate: bool = False) -> None:
     """Bring the database to head in one transaction (`engine` should be the write one)."""
     head = head_revision()
     ours = set(Base.metadata.tables)
     with engine.begin() as conn:
         existing = set(sa_inspect(conn).get_table_names())
+        refuse_askar_store(existing)
         current = current_revision(conn) if VERSION_TABLE in existing else None
         if recreate and current == head and ours <= existing:
             _empty_tables(conn)
