@@ -251,7 +251,7 @@ def test_db_commands_from_the_installed_wheel(installed: Path, tmp_path: Path):
 
     assert _cli(installed, tmp_path, "db", "downgrade", "-1", **env).returncode == 0
     current = _cli(installed, tmp_path, "db", "current", **env).stdout.strip()
-    assert current == "0002_record_version (head is 0004_resource_document)"
+    assert current == "0002_record_version (head is 0005_filter_seq_indexes)"
     # stamped head without the last migration's table: `check` sees the difference
     assert _cli(installed, tmp_path, "db", "stamp", "head", **env).returncode == 0
     differs = _cli(installed, tmp_path, "db", "check", **env)
@@ -263,7 +263,7 @@ def test_db_commands_from_the_installed_wheel(installed: Path, tmp_path: Path):
     assert _cli(installed, tmp_path, "db", "--url", url, "upgrade", "head").returncode == 0
     info = _cli(installed, tmp_path, "info", "--json", **env)
     assert info.returncode == 0, info.stderr
-    assert '"schema_revision": "0004_resource_document"' in info.stdout
+    assert '"schema_revision": "0005_filter_seq_indexes"' in info.stdout
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("app.db")) == []
 
 

@@ -141,7 +141,7 @@ def test_info_reports_dialect_and_revision(store):
     info = store.info()
     assert info["backend"] == "sqlalchemy"
     assert info["dialect"] in ("sqlite", "postgresql")
-    assert info["schema_revision"] == "0004_resource_document"
+    assert info["schema_revision"] == "0005_filter_seq_indexes"
 
 
 # --- JSON and timestamps -------------------------------------------------------------------

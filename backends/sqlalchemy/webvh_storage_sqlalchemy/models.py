@@ -80,7 +80,8 @@ def _kind_table(spec: KindSpec[Any]) -> Table:
             server_default=FetchedValue(),
         ),
     ]
-    indexes = [Index(None, f) for f in spec.filterable if f != spec.key]
+    # (field, seq): a filtered page reads its rows in list order straight from the index
+    indexes = [Index(None, f, "seq") for f in spec.filterable if f != spec.key]
     indexes.append(Index(None, "seq", unique=True))
     table = Table(spec.table, Base.metadata, *columns, *indexes)
     _attach_postgresql_sequence(table)
