@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from urllib.parse import unquote
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
@@ -155,7 +156,7 @@ class SQLiteDialect(Dialect):
 
     # --- the engine --------------------------------------------------------------------
     def create_engine(self) -> Engine:
-        _create_private_file(self.url.database or "")
+        _create_private_file(_database_path(self.url))
         engine = create_engine(
             self.url,
             connect_args={"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000},
@@ -291,9 +292,26 @@ def _page_reader(page: Any, after: int) -> Any:
     return read
 
 
+def _database_path(url: URL) -> str:
+    """The file SQLite will create for `url`, or "" when it creates none: a plain path,
+    or the path of a `file:` URI (`?uri=true`) whose mode lets SQLite create it (rwc,
+    the default); not `mode=ro`/`rw` (the file must exist) nor `mode=memory`."""
+    database = url.database or ""
+    if not database.startswith("file:"):
+        return database
+    mode = str(url.query.get("mode", "rwc"))
+    if mode != "rwc":
+        return ""
+    path = database[len("file:") :].partition("?")[0].partition("#")[0]
+    if path.startswith("//"):  # file://localhost/abs/path or file:///abs/path
+        path = "/" + path[2:].partition("/")[2]
+    return unquote(path)
+
+
 def _create_private_file(path: str) -> None:
-    """Create the database file readable by its owner only, before SQLite opens it."""
-    if not path or path.startswith("file:") or os.path.exists(path):
+    """Create the database file readable by its owner only, before SQLite opens it
+    (SQLite gives the -wal and -shm files the database file's mode)."""
+    if not path or path == ":memory:" or os.path.exists(path):
         return
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
