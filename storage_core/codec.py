@@ -27,7 +27,9 @@ def dumps_fields(fields: dict[str, Any]) -> bytes:
     fits in the object around it, one level deeper than orjson would go."""
     if not fields:
         return b"{}"
-    return b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in fields.items()) + b"}"
+    return (
+        b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in fields.items()) + b"}"
+    )
 
 
 def dumps_str(value: Any) -> str:

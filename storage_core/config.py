@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from storage_core.errors import ValidationError
+
 # The one masker lives in storage_core.masking; re-exported here for existing callers.
 from storage_core.masking import mask_text as mask_text
 from storage_core.masking import mask_url as mask_url

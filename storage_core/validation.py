@@ -106,7 +106,8 @@ def _plain_json(value: Any) -> bool:
 
 
 def _explain_json(field: str, value: Any) -> None:
-    """Raise the ValidationError naming where in the document `_plain_json` failed."""
+    """Raise the ValidationError for `field` that says where in the document (a path
+    like `logs[0]['proof']`) `_plain_json` failed, and why."""
     stack: list[tuple[Any, str, int]] = [(value, field, 0)]
     while stack:
         node, path, depth = stack.pop()
@@ -115,22 +116,22 @@ def _explain_json(field: str, value: Any) -> None:
             depth += 1
             if depth > MAX_JSON_DEPTH:
                 raise ValidationError(
-                    path, f"nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels"
+                    field, f"{path} nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels"
                 )
             if kind is dict:
                 for k, child in reversed(node.items()):
                     if type(k) is not str:
                         raise ValidationError(
-                            f"{path}[{k!r}]", f"has a {type(k).__name__} key; JSON keys are str"
+                            field, f"{path}[{k!r}] has a {type(k).__name__} key; JSON keys are str"
                         )
                     stack.append((child, f"{path}[{k!r}]", depth))
             else:
                 stack.extend((c, f"{path}[{i}]", depth) for i, c in reversed(list(enumerate(node))))
         elif kind not in _JSON_SCALARS:
             raise ValidationError(
-                path,
-                f"is a {kind.__name__}; JSON fields hold only dict, list, str, int, float, "
-                "bool and None",
+                field,
+                f"{path} is a {kind.__name__}, not JSON: JSON fields hold only dict, list, str, "
+                "int, float, bool and None",
             )
     raise AssertionError("_explain_json found nothing wrong")  # pragma: no cover
 
@@ -188,7 +189,9 @@ def check_timestamp(field: str, value: Any) -> datetime | None:
     try:
         return value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01 at +14:00 is before year 1 in UTC
-        raise ValidationError(field, f"{value.isoformat()} is outside years 1-9999 in UTC") from None
+        raise ValidationError(
+            field, f"{value.isoformat()} is outside years 1-9999 in UTC"
+        ) from None
 
 
 def check_version(field: str, value: Any, *, minimum: int = 1) -> int:
@@ -330,7 +333,5 @@ def validate_batch_size(batch_size: Any) -> int:
     """1..MAX_BATCH_SIZE."""
     check_version("batch_size", batch_size, minimum=1)
     if batch_size > MAX_BATCH_SIZE:
-        raise ValidationError(
-            "batch_size", f"must be at most {MAX_BATCH_SIZE}, got {batch_size!r}"
-        )
+        raise ValidationError("batch_size", f"must be at most {MAX_BATCH_SIZE}, got {batch_size!r}")
     return int(batch_size)

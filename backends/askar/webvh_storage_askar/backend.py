@@ -363,24 +363,23 @@ class AskarBackend(StorageBackend, ArchiveStore):
         if limit == 0:
             return []
         wql = layout.tag_filter(filters)
-
-        async def page(store: Store) -> Sequence[Any]:
-            entries: Sequence[Any]
-            if offset == 0:  # one round trip; fetch_all has no offset
-                async with store.session(self._profile) as session:
-                    entries = await session.fetch_all(spec.category, wql, limit, order_by="id")
-                return entries
-            scan = store.scan(
-                spec.category, wql, offset, limit, profile=self._profile, order_by="id"
-            )
-            try:
-                entries = await scan.fetch_all()
-            finally:
-                free_scan(scan)
-            return entries
-
-        entries = self._call("list", page, spec)
+        entries = self._call(
+            "list", lambda s: self._read_page(s, spec.category, wql, offset, limit), spec
+        )
         return [layout.decode(spec, entry.raw_value) for entry in entries]
+
+    async def _read_page(
+        self, store: Store, category: str, wql: layout.Wql | None, offset: int, limit: int | None
+    ) -> builtins.list[Any]:
+        """Entries offset.. offset+limit in insertion order; no connection kept after."""
+        if offset == 0:  # one round trip; fetch_all has no offset
+            async with store.session(self._profile) as session:
+                return builtins.list(await session.fetch_all(category, wql, limit, order_by="id"))
+        scan = store.scan(category, wql, offset, limit, profile=self._profile, order_by="id")
+        try:
+            return builtins.list(await scan.fetch_all())
+        finally:
+            free_scan(scan)
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         wql = layout.tag_filter(filters)
@@ -398,34 +397,66 @@ class AskarBackend(StorageBackend, ArchiveStore):
     def _stream(
         self, spec: KindSpec[Any], wql: layout.Wql | None, batch_size: int
     ) -> Iterator[Any]:
-        """Pull `batch_size` entries per loop call from one Askar scan; the scan (and its
-        pool connection) is freed when the generator finishes, fails or is closed."""
-        scan = self._store().scan(spec.category, wql, profile=self._profile, order_by="id")
-        self._slot.track(scan)
-        try:
-            while True:
-                batch = self._call(
-                    "stream",
-                    lambda _s: self._next_batch(scan, batch_size),
-                    spec,
-                    rerun_if_lost=False,
-                )
-                for entry in batch:
-                    yield layout.decode(spec, entry.raw_value)
-                if len(batch) < batch_size:
-                    return
-        finally:
-            self._loop.call_soon(lambda: self._slot.release(scan))
+        """Pages of `batch_size` entries, each read by its own short scan (offset, limit)
+        whose pool connection goes back before the first entry is yielded: nothing is
+        held between pages, so a stream dropped anywhere, even in a reference cycle the
+        garbage collector reaches late, pins no connection, and a page that meets a dead
+        pooled connection is simply read again.
 
-    async def _next_batch(self, scan: Any, size: int) -> builtins.list[Any]:
-        if scan.handle is None:  # about to take a pool connection: give back idle ones
-            await self._slot.readers.close()
-        batch: builtins.list[Any] = []
-        async for entry in scan:
-            batch.append(entry)
-            if len(batch) >= size:
-                break
-        return batch
+        Offsets shift when entries before them are deleted meanwhile, so each page also
+        reads the entry served last and checks it is still in its place; if not, the
+        stream finds its place again (`_relocate`) instead of skipping or repeating."""
+        category = spec.category
+        served = 0  # entries of the category's order already served (or passed)
+        anchors: builtins.list[str] = []  # names of the last page served, in order
+        while True:
+            offset, extra = (served - 1, 1) if anchors else (served, 0)
+            page = self._call(
+                "stream",
+                lambda s, o=offset, n=batch_size + extra: self._read_page(s, category, wql, o, n),
+                spec,
+            )
+            if anchors and (not page or page[0].name != anchors[-1]):
+                served, anchor = self._relocate(spec, wql, served, anchors)
+                anchors = [anchor]
+                continue
+            fresh = page[extra:]
+            for entry in fresh:
+                yield layout.decode(spec, entry.raw_value)
+            if len(fresh) < batch_size:
+                return
+            served += len(fresh)
+            anchors = [entry.name for entry in fresh]
+
+    def _relocate(
+        self, spec: KindSpec[Any], wql: layout.Wql | None, served: int, anchors: Sequence[str]
+    ) -> tuple[int, str]:
+        """Where the stream stands after entries before it were deleted: just past the
+        last of `anchors` (the last page served) still stored, and that anchor. Deletes
+        only move entries toward the front (row ids grow; replace keeps them), so it is
+        among the first `served` entries. With every anchor gone the place is lost: StorageError."""
+        wanted = set(anchors)
+
+        async def find(store: Store) -> tuple[int, str] | None:
+            scan = store.scan(spec.category, wql, 0, served, profile=self._profile, order_by="id")
+            found: tuple[int, str] | None = None
+            try:
+                index = 0
+                async for entry in scan:
+                    index += 1
+                    if entry.name in wanted:
+                        found = (index, entry.name)
+            finally:
+                free_scan(scan)
+            return found
+
+        place = self._call("stream", find, spec)
+        if place is None:
+            raise StorageError(
+                f"stream of {spec.name} lost its place: every record of the page it served "
+                "last was deleted meanwhile; start the stream again"
+            )
+        return place
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]

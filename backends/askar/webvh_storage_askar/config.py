@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from storage_core.config import Settings
-from storage_core.masking import mask_url, url_passwords
 from storage_core.errors import ValidationError
+from storage_core.masking import mask_url, url_passwords
 
 DEFAULT_URI = "sqlite://askar.db"
 #: Key methods aries-askar accepts; "none" is what did:webvh servers in the field use.

@@ -20,23 +20,20 @@ from __future__ import annotations
 
 import os
 import threading
-from urllib.parse import unquote
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
     Engine,
-    Row,
     Table,
-    bindparam,
     create_engine,
     event,
-    select,
     type_coerce,
 )
 from sqlalchemy.dialects import sqlite
@@ -47,7 +44,6 @@ from storage_core.config import Settings
 from storage_core.errors import StorageError, ValidationError
 from storage_core.interface import Capability
 from storage_core.kinds import FieldType, KindSpec
-from storage_core.validation import Filters
 from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
 from webvh_storage_sqlalchemy.rows import (
     TIMESTAMP_FIELDS,
@@ -220,32 +216,6 @@ class SQLiteDialect(Dialect):
     def stream_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RowToRecord:
         return self.row_converter(spec, fields)
 
-    def stream(
-        self,
-        connections: Connections,
-        statements: KindStatements,
-        filters: Filters,
-        batch_size: int,
-    ) -> Iterator[Any]:
-        """Keyset pages (`seq > last ORDER BY seq LIMIT batch`): no connection (or the
-        :memory: lock) is held between pages, so the caller may write while iterating."""
-        st = statements
-        page = (
-            select(*st.stream_columns, st.seq)
-            .where(*st.where(filters), st.seq > bindparam("after"))
-            .order_by(st.seq)
-            .limit(batch_size)
-        )
-        to_record = st.stream_record
-        after = 0
-        while True:
-            rows = connections.sql_read(_page_reader(page, after))
-            for row in rows:
-                yield to_record(row)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][-1]
-
     # --- maintenance -------------------------------------------------------------------
     def flush(self, connections: Connections) -> None:
         """Copy the write-ahead log into the database file, synced to disk (after a bulk
@@ -283,13 +253,6 @@ class SQLiteMemoryDialect(SQLiteDialect):
 def is_memory(url: URL) -> bool:
     database = url.database or ""
     return database in ("", ":memory:") or "mode=memory" in str(url.query.get("mode", ""))
-
-
-def _page_reader(page: Any, after: int) -> Any:
-    def read(conn: Connection) -> Sequence[Row[Any]]:
-        return conn.execute(page, {"after": after}).all()
-
-    return read
 
 
 def _database_path(url: URL) -> str:
