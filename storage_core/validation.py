@@ -331,7 +331,7 @@ def validate_paging(limit: Any, offset: Any) -> tuple[int | None, int]:
 
 def validate_batch_size(batch_size: Any) -> int:
     """1..MAX_BATCH_SIZE."""
-    check_version("batch_size", batch_size, minimum=1)
-    if batch_size > MAX_BATCH_SIZE:
+    too_big = isinstance(batch_size, int) and batch_size > MAX_BATCH_SIZE
+    if too_big and not isinstance(batch_size, bool):
         raise ValidationError("batch_size", f"must be at most {MAX_BATCH_SIZE}, got {batch_size!r}")
-    return int(batch_size)
+    return check_version("batch_size", batch_size, minimum=1)
