@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from storage_core import Resource, StorageManager, Task
-from storage_core.errors import ValidationError
+from storage_core.errors import StorageError, ValidationError
 from storage_core.kinds import RESOURCE, TASK
 from storage_core.validation import MAX_BATCH_SIZE, MAX_FILTER_VALUES, MAX_JSON_DEPTH
 from tests.pg import admin_url
@@ -282,6 +282,35 @@ def test_streams_dropped_in_reference_cycles_pin_no_connection_and_finalise_sile
     printed = captured.out + captured.err
     for noise in ("Error closing cursor", "Exception ignored", "Traceback"):
         assert noise not in printed, printed[-2000:]
+
+
+def test_paged_streams_neither_skip_nor_repeat_when_records_are_deleted_meanwhile(stores):
+    """Streams hold nothing between pages now, so a page is read again from scratch:
+    deletes of records already served (the one served last included) must not shift the
+    next page. (Askar pages by offset and finds its place again by the names served.)"""
+    keys = add_tasks(stores, 10)
+    for name, store in stores.items():
+        stream = store.stream_records(TASK, batch_size=3)
+        served = [next(stream).task_id for _ in range(4)]  # page 1, and page 2 read ahead
+        for key in ("t0000", "t0002", "t0003"):
+            store.delete_task(key)
+        served += [t.task_id for t in stream]
+        assert served == keys, name
+        store.bulk_upsert(TASK, [Task(task_id=k, task_type="sync", status="s") for k in keys])
+
+
+@pytest.mark.parametrize("variant", ["askar-sqlite", "askar-postgres", "askar-memory"])
+def test_an_askar_stream_whose_last_page_was_deleted_says_so(stores, variant):
+    """The one case an offset-paged stream cannot place itself: every record of the page
+    it served last is gone. It raises instead of skipping or repeating records."""
+    add_tasks(stores, 10)
+    store = stores[variant]
+    stream = store.stream_records(TASK, batch_size=3)
+    assert [next(stream).task_id for _ in range(3)] == ["t0000", "t0001", "t0002"]
+    for key in ("t0000", "t0001", "t0002"):
+        store.delete_task(key)
+    with pytest.raises(StorageError, match="lost its place"):
+        next(stream)
 
 
 # --- 9. timestamps out of range; SQLite URIs -----------------------------------------------------

@@ -413,7 +413,13 @@ class AskarBackend(StorageBackend, ArchiveStore):
             offset, extra = (served - 1, 1) if anchors else (served, 0)
             page = self._call(
                 "stream",
-                lambda s, o=offset, n=batch_size + extra: self._read_page(s, category, wql, o, n),
+                partial(
+                    self._read_page,
+                    category=category,
+                    wql=wql,
+                    offset=offset,
+                    limit=batch_size + extra,
+                ),
                 spec,
             )
             if anchors and (not page or page[0].name != anchors[-1]):
