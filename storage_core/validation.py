@@ -25,8 +25,9 @@ _INT_MAX = 2**63 - 1
 #: `[]` depth 1). orjson refuses one level more, and the Askar backend, which wraps
 #: each record in one more object, encodes fields one by one (codec.dumps_fields).
 MAX_JSON_DEPTH = 254
-#: Largest `batch_size` of a stream: memory is bounded by it, so a larger one defeats
-#: the point; PostgreSQL cursors and Askar scans also misbehave far above it.
+#: Largest `batch_size` of a stream: every backend reads a page of this many records
+#: at once, so memory is bounded by it and a larger one defeats the point (PostgreSQL
+#: cursors once failed or looped forever at 2**31 and more).
 MAX_BATCH_SIZE = 10_000
 #: Most values in the filters of one call (all fields together). Askar binds every
 #: value as a parameter (SQLite allows 32,766 per statement, PostgreSQL 65,535) and
