@@ -25,8 +25,6 @@ def dumps_fields(fields: dict[str, Any]) -> bytes:
     """A record's fields as one JSON object, byte for byte `orjson.dumps(fields)`, but
     encoded field by field: a field nested MAX_JSON_DEPTH deep (orjson's own limit) still
     fits in the object around it, one level deeper than orjson would go."""
-    if not fields:
-        return b"{}"
     return (
         b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in fields.items()) + b"}"
     )

@@ -116,8 +116,8 @@ def _explain_json(field: str, value: Any) -> None:
         if kind is dict or kind is list:
             depth += 1
             if depth > MAX_JSON_DEPTH:
-                raise ValidationError(
-                    field, f"{path} nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels"
+                raise ValidationError(  # the path would be 255 steps long: not shown
+                    field, f"nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels"
                 )
             if kind is dict:
                 for k, child in reversed(node.items()):
