@@ -355,6 +355,17 @@ def test_every_backend_agrees_on_every_input(
     read = agree(stores, "get", lambda m: m.get_record(RESOURCE, key), exact)
     if created[0] == "ok":
         assert read == created, "read back differs from what create returned"
+    # keys repeat across examples: a replace writes this example's document regardless
+    replaced = agree(stores, "upsert", lambda m: m.upsert_record(record), exact)
+    if replaced[0] == "ok":
+        version = replaced[1]["record_version"]
+        assert replaced[1] == {
+            **canonical(record, with_timestamps=False),
+            "record_version": version,
+        }
+        assert agree(stores, "get after upsert", lambda m: m.get_record(RESOURCE, key), exact) == (
+            replaced
+        )
     agree(
         stores,
         "update",
