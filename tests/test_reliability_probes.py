@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import itertools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -25,6 +26,7 @@ from storage_core.kinds import RESOURCE, TASK
 from storage_core.validation import MAX_BATCH_SIZE, MAX_FILTER_VALUES, MAX_JSON_DEPTH
 from tests.pg import admin_url
 from tests.test_differential import ALL_VARIANTS, nested, open_variants
+from webvh_storage_askar.streams import MAX_OPEN_SCANS
 
 
 @pytest.fixture(scope="module")
@@ -284,33 +286,62 @@ def test_streams_dropped_in_reference_cycles_pin_no_connection_and_finalise_sile
         assert noise not in printed, printed[-2000:]
 
 
-def test_paged_streams_neither_skip_nor_repeat_when_records_are_deleted_meanwhile(stores):
-    """Streams hold nothing between pages now, so a page is read again from scratch:
-    deletes of records already served (the one served last included) must not shift the
-    next page. (Askar pages by offset and finds its place again by the names served.)"""
+def other_streams(store: StorageManager) -> list[Iterator[Any]]:
+    """MAX_OPEN_SCANS streams started and advanced: on Askar they take the open scans,
+    so a stream started before them has its scan closed and must reopen it."""
+    streams = [store.stream_records(TASK, batch_size=2) for _ in range(MAX_OPEN_SCANS)]
+    for stream in streams:
+        next(stream)
+    return streams
+
+
+def test_streams_neither_skip_nor_repeat_when_records_are_deleted_meanwhile(stores):
+    """Served records (the one served last included) are deleted while a stream is
+    paused; on Askar its scan is closed meanwhile, so it reopens by offset and must find
+    its place again by the names it served."""
     keys = add_tasks(stores, 10)
     for name, store in stores.items():
         stream = store.stream_records(TASK, batch_size=3)
         served = [next(stream).task_id for _ in range(4)]  # page 1, and page 2 read ahead
+        others = other_streams(store)
         for key in ("t0000", "t0002", "t0003"):
             store.delete_task(key)
         served += [t.task_id for t in stream]
         assert served == keys, name
+        for other in others:
+            other.close()
         store.bulk_upsert(TASK, [Task(task_id=k, task_type="sync", status="s") for k in keys])
 
 
 @pytest.mark.parametrize("variant", ["askar-sqlite", "askar-postgres", "askar-memory"])
-def test_an_askar_stream_whose_last_page_was_deleted_says_so(stores, variant):
-    """The one case an offset-paged stream cannot place itself: every record of the page
-    it served last is gone. It raises instead of skipping or repeating records."""
+def test_an_askar_stream_that_cannot_find_its_place_again_says_so(stores, variant):
+    """The one case a reopened Askar stream cannot place itself: every record of the
+    page it served last is gone. It raises instead of skipping or repeating records."""
     add_tasks(stores, 10)
     store = stores[variant]
     stream = store.stream_records(TASK, batch_size=3)
     assert [next(stream).task_id for _ in range(3)] == ["t0000", "t0001", "t0002"]
+    others = other_streams(store)
     for key in ("t0000", "t0001", "t0002"):
         store.delete_task(key)
     with pytest.raises(StorageError, match="lost its place"):
         next(stream)
+    for other in others:
+        other.close()
+
+
+def test_more_live_streams_than_open_scans_each_serve_every_record_once(stores):
+    """Five streams advanced in turn, a page each: on Askar only MAX_OPEN_SCANS keep a
+    scan open, the others reopen theirs at every turn; every stream still serves every
+    record once, in order."""
+    keys = add_tasks(stores, 12)
+    for name, store in stores.items():
+        streams = [store.stream_records(TASK, batch_size=2) for _ in range(5)]
+        served: list[list[str]] = [[] for _ in streams]
+        for _ in range(7):
+            for i, stream in enumerate(streams):
+                served[i] += [t.task_id for t in itertools.islice(stream, 2)]
+        assert served == [keys] * 5, name
 
 
 # --- 9. timestamps out of range; SQLite URIs -----------------------------------------------------

@@ -44,6 +44,7 @@ from webvh_storage_askar.errors import Code, is_code, is_lost, is_stale_connecti
 from webvh_storage_askar.lifecycle import open_store
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
+from webvh_storage_askar.streams import OpenScans, StreamCursor
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -69,7 +70,8 @@ class _StoreSlot:
         self.scans: set[Any] = set()
         self.scans_lock = threading.Lock()
         self.open_lock: asyncio.Lock | None = None
-        self.readers = IdleSessions(may_keep=lambda: not self.scans)
+        self.streams = OpenScans()
+        self.readers = IdleSessions(may_keep=lambda: not self.scans and not self.streams.any_open())
 
     def track(self, scan: Any) -> None:
         with self.scans_lock:
@@ -86,6 +88,7 @@ class _StoreSlot:
             scans, self.scans = list(self.scans), set()
         for scan in scans:
             free_scan(scan)
+        self.streams.close_all()
         await self.readers.close()
         store, self.store = self.store, None
         if store is not None:
@@ -397,72 +400,31 @@ class AskarBackend(StorageBackend, ArchiveStore):
     def _stream(
         self, spec: KindSpec[Any], wql: layout.Wql | None, batch_size: int
     ) -> Iterator[Any]:
-        """Pages of `batch_size` entries, each read by its own short scan (offset, limit)
-        whose pool connection goes back before the first entry is yielded: nothing is
-        held between pages, so a stream dropped anywhere, even in a reference cycle the
-        garbage collector reaches late, pins no connection, and a page that meets a dead
-        pooled connection is simply read again.
-
-        Offsets shift when entries before them are deleted meanwhile, so each page also
-        reads the entry served last and checks it is still in its place; if not, the
-        stream finds its place again (`_relocate`) instead of skipping or repeating."""
-        category = spec.category
-        served = 0  # entries of the category's order already served (or passed)
-        anchors: builtins.list[str] = []  # names of the last page served, in order
-        while True:
-            offset, extra = (served - 1, 1) if anchors else (served, 0)
-            page = self._call(
-                "stream",
-                partial(
-                    self._read_page,
-                    category=category,
-                    wql=wql,
-                    offset=offset,
-                    limit=batch_size + extra,
-                ),
-                spec,
-            )
-            if anchors and (not page or page[0].name != anchors[-1]):
-                served, anchor = self._relocate(spec, wql, served, anchors)
-                anchors = [anchor]
-                continue
-            fresh = page[extra:]
-            for entry in fresh:
-                yield layout.decode(spec, entry.raw_value)
-            if len(fresh) < batch_size:
-                return
-            served += len(fresh)
-            anchors = [entry.name for entry in fresh]
-
-    def _relocate(
-        self, spec: KindSpec[Any], wql: layout.Wql | None, served: int, anchors: Sequence[str]
-    ) -> tuple[int, str]:
-        """Where the stream stands after entries before it were deleted: just past the
-        last of `anchors` (the last page served) still stored, and that anchor. Deletes
-        only move entries toward the front (row ids grow; replace keeps them), so it is
-        among the first `served` entries. With every anchor gone the place is lost: StorageError."""
-        wanted = set(anchors)
-
-        async def find(store: Store) -> tuple[int, str] | None:
-            scan = store.scan(spec.category, wql, 0, served, profile=self._profile, order_by="id")
-            found: tuple[int, str] | None = None
-            try:
-                index = 0
-                async for entry in scan:
-                    index += 1
-                    if entry.name in wanted:
-                        found = (index, entry.name)
-            finally:
-                free_scan(scan)
-            return found
-
-        place = self._call("stream", find, spec)
-        if place is None:
-            raise StorageError(
-                f"stream of {spec.name} lost its place: every record of the page it served "
-                "last was deleted meanwhile; start the stream again"
-            )
-        return place
+        """Pages of `batch_size` entries from the stream's scan (streams.py): at most
+        MAX_OPEN_SCANS scans stay open between pages, so streams dropped anywhere, even in
+        reference cycles the garbage collector reaches late, cannot use up the pool. A page
+        that fails on a dead pooled connection is read again from where the stream stood."""
+        cursor = StreamCursor(spec.category, wql)
+        streams = self._slot.streams
+        try:
+            while True:
+                page = self._call(
+                    "stream",
+                    partial(
+                        streams.next_page,
+                        profile=self._profile,
+                        cursor=cursor,
+                        size=batch_size,
+                        kind=spec.name,
+                    ),
+                    spec,
+                )
+                for entry in page:
+                    yield layout.decode(spec, entry.raw_value)
+                if len(page) < batch_size:
+                    return
+        finally:
+            self._loop.call_soon(lambda: streams.discard(cursor))
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]
