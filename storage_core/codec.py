@@ -21,6 +21,15 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def dumps_fields(fields: dict[str, Any]) -> bytes:
+    """A record's fields as one JSON object, byte for byte `orjson.dumps(fields)`, but
+    encoded field by field: a field nested MAX_JSON_DEPTH deep (orjson's own limit) still
+    fits in the object around it, one level deeper than orjson would go."""
+    return (
+        b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in fields.items()) + b"}"
+    )
+
+
 def dumps_str(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -73,4 +82,4 @@ def record_digest(spec: KindSpec[R], record: R, *, include_version: bool = False
     data = record_to_dict(spec, record)
     if not include_version:
         data.pop("record_version", None)
-    return hashlib.sha256(orjson.dumps(data)).hexdigest()
+    return hashlib.sha256(dumps_fields(data)).hexdigest()

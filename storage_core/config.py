@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from storage_core.errors import ValidationError
+
+# The one masker lives in storage_core.masking; re-exported here for existing callers.
+from storage_core.masking import mask_text as mask_text
+from storage_core.masking import mask_url as mask_url
+from storage_core.masking import url_passwords
 from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES
 
 if TYPE_CHECKING:
@@ -17,27 +21,6 @@ if TYPE_CHECKING:
 
 DEFAULT_BACKEND = "sqlalchemy"
 DEFAULT_DATABASE_URL = "sqlite:///app.db"
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][\w+.-]*://[^/@:\s]*:)(?P<pw>[^@\s]*)(?P<at>@)")
-_QUERY_SECRET = re.compile(
-    r"(?P<head>\b(?:admin_)?(?:pass(?:word)?|pwd|pass_key)\s*=\s*)(?P<pw>[^&\s'\"]*)", re.I
-)
-
-
-def mask_url(url: str | None) -> str | None:
-    """The URL with any password replaced by ***, safe to print or log."""
-    if url is None:
-        return None
-    url = _URL_PASSWORD.sub(r"\g<head>***\g<at>", url)
-    return _QUERY_SECRET.sub(r"\g<head>***", url)
-
-
-def mask_text(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace passwords in URLs and every given secret inside free text."""
-    text = mask_url(text) or ""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
@@ -157,9 +140,7 @@ class Settings:
         for value in self.options.values():
             texts += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
         for text in texts:
-            m = _URL_PASSWORD.search(text)
-            if m and m.group("pw"):
-                found.append(m.group("pw"))
+            found += url_passwords(text)
         return found
 
     def __repr__(self) -> str:

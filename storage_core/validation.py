@@ -21,6 +21,22 @@ DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # PostgreSQL b-tree entries must fit in ~2.7 kB; keys and indexed fields stay well below.
 MAX_INDEXED_BYTES = 1024
 _INT_MAX = 2**63 - 1
+#: Deepest nesting of lists and dicts in one JSON field (a bare scalar is depth 0,
+#: `[]` depth 1). orjson refuses one level more, and the Askar backend, which wraps
+#: each record in one more object, encodes fields one by one (codec.dumps_fields).
+MAX_JSON_DEPTH = 254
+#: Largest `batch_size` of a stream: every backend reads a page of this many records
+#: at once, so memory is bounded by it and a larger one defeats the point (PostgreSQL
+#: cursors once failed or looped forever at 2**31 and more).
+MAX_BATCH_SIZE = 10_000
+#: Most values in the filters of one call (all fields together). Askar binds every
+#: value as a parameter (SQLite allows 32,766 per statement, PostgreSQL 65,535) and
+#: cannot split a list, since it cannot merge pages in insertion order; the limit
+#: is the same on every backend so a call never works on one and fails on another.
+MAX_FILTER_VALUES = 10_000
+#: Python types a JSON field may hold, exactly (no subclasses: an IntEnum or a str
+#: subclass would come back as a plain int or str from some backends).
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def check_text(field: str, value: Any, *, optional: bool = False, max_bytes: int) -> None:
@@ -42,7 +58,11 @@ def check_text(field: str, value: Any, *, optional: bool = False, max_bytes: int
 
 
 def check_json(field: str, value: Any, *, max_bytes: int) -> bytes:
-    """Return the encoded document, or refuse what JSON cannot hold exactly."""
+    """Return the encoded document, or refuse what JSON cannot hold exactly: anything but
+    dict (str keys), list, str, int, float, bool and None, nesting deeper than
+    MAX_JSON_DEPTH, NaN/Infinity, ints beyond 64 bits, unpaired surrogates."""
+    if not _plain_json(value):
+        _explain_json(field, value)
     try:
         encoded = orjson.dumps(value)
     except (orjson.JSONEncodeError, TypeError) as exc:
@@ -56,6 +76,67 @@ def check_json(field: str, value: Any, *, max_bytes: int) -> bytes:
     return encoded
 
 
+def _plain_json(value: Any) -> bool:
+    """True when `value` holds only JSON types, at most MAX_JSON_DEPTH deep (the fast
+    check; `_explain_json` finds and words the problem)."""
+    scalars = _JSON_SCALARS
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            children: Any = node.values()
+            if any(type(k) is not str for k in node):
+                return False
+        elif kind is list:
+            children = node
+        else:
+            if kind not in scalars:
+                return False
+            continue
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            return False
+        for child in children:
+            ckind = type(child)
+            if ckind is dict or ckind is list:
+                stack.append((child, depth))
+            elif ckind not in scalars:
+                return False
+    return True
+
+
+def _explain_json(field: str, value: Any) -> None:
+    """Raise the ValidationError for `field` that says where in the document (a path
+    like `logs[0]['proof']`) `_plain_json` failed, and why."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        kind = type(node)
+        if kind is dict or kind is list:
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ValidationError(  # the path would be 255 steps long: not shown
+                    field, f"nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels"
+                )
+            if kind is dict:
+                for k, child in reversed(node.items()):
+                    if type(k) is not str:
+                        raise ValidationError(
+                            field, f"{path}[{k!r}] has a {type(k).__name__} key; JSON keys are str"
+                        )
+                    stack.append((child, f"{path}[{k!r}]", depth))
+            else:
+                stack.extend((c, f"{path}[{i}]", depth) for i, c in reversed(list(enumerate(node))))
+        elif kind not in _JSON_SCALARS:
+            raise ValidationError(
+                field,
+                f"{path} is a {kind.__name__}, not JSON: JSON fields hold only dict, list, str, "
+                "int, float, bool and None",
+            )
+    raise AssertionError("_explain_json found nothing wrong")  # pragma: no cover
+
+
 def _check_floats(field: str, value: Any) -> None:
     stack = [value]
     while stack:
@@ -65,7 +146,7 @@ def _check_floats(field: str, value: Any) -> None:
                 raise ValidationError(field, f"contains {item!r}, which JSON cannot represent")
         elif isinstance(item, dict):
             stack.extend(item.values())
-        elif isinstance(item, list | tuple):
+        elif isinstance(item, list):
             stack.extend(item)
 
 
@@ -106,14 +187,20 @@ def check_timestamp(field: str, value: Any) -> datetime | None:
         raise ValidationError(field, f"must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None:
         raise ValidationError(field, "must be timezone-aware")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01 at +14:00 is before year 1 in UTC
+        raise ValidationError(
+            field, f"{value.isoformat()} is outside years 1-9999 in UTC"
+        ) from None
 
 
 def check_version(field: str, value: Any, *, minimum: int = 1) -> int:
+    """An int (not a bool) from `minimum` to 2**63-1: versions, limits, offsets."""
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ValidationError(field, f"must be an integer >= {minimum}, got {value!r}")
     if value > _INT_MAX:
-        raise ValidationError(field, "is outside the 64-bit range")
+        raise ValidationError(field, f"is outside the 64-bit range (at most {_INT_MAX})")
     return value
 
 
@@ -209,6 +296,7 @@ def normalize_filters(spec: KindSpec[Any], filters: Mapping[str, Any] | None) ->
     if not isinstance(filters, Mapping):
         raise ValidationError("filters", f"must be a dict, got {type(filters).__name__}")
     out: Filters = {}
+    total = 0
     for name, value in filters.items():
         if name not in spec.filterable:
             raise ValidationError(
@@ -216,6 +304,12 @@ def normalize_filters(spec: KindSpec[Any], filters: Mapping[str, Any] | None) ->
                 f"unknown filter for {spec.name}; allowed: {', '.join(spec.filterable)}",
             )
         values = tuple(value) if isinstance(value, list | tuple | set | frozenset) else (value,)
+        total += len(values)
+        if total > MAX_FILTER_VALUES:
+            raise ValidationError(
+                f"filters.{name}",
+                f"one call may filter on at most {MAX_FILTER_VALUES} values in all",
+            )
         ftype = spec.field_types[name]
         for v in values:
             if ftype is FieldType.BOOL:
@@ -228,12 +322,17 @@ def normalize_filters(spec: KindSpec[Any], filters: Mapping[str, Any] | None) ->
 
 
 def validate_paging(limit: Any, offset: Any) -> tuple[int | None, int]:
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise ValidationError("limit", f"must be None or an integer >= 0, got {limit!r}")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise ValidationError("offset", f"must be an integer >= 0, got {offset!r}")
+    """limit None or 0..2**63-1, offset 0..2**63-1: what every database's 64-bit LIMIT
+    and OFFSET hold (Askar would wrap larger values modulo 2**64)."""
+    if limit is not None:
+        check_version("limit", limit, minimum=0)
+    check_version("offset", offset, minimum=0)
     return limit, offset
 
 
 def validate_batch_size(batch_size: Any) -> int:
+    """1..MAX_BATCH_SIZE."""
+    too_big = isinstance(batch_size, int) and batch_size > MAX_BATCH_SIZE
+    if too_big and not isinstance(batch_size, bool):
+        raise ValidationError("batch_size", f"must be at most {MAX_BATCH_SIZE}, got {batch_size!r}")
     return check_version("batch_size", batch_size, minimum=1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 pytest.register_assert_rewrite("storage_core.testing")
 
@@ -109,3 +110,14 @@ def vectors_dir() -> Path:
 def storage_vectors_dir() -> Path:
     """The conformance suite's vectors: this repository's, under the same CI rule."""
     return require_vectors(VECTORS)
+
+
+# Hypothesis profiles: `ci` (bounded, the default) and `long` (a longer local run):
+# `uv run pytest tests/test_differential.py --hypothesis-profile=long`.
+hypothesis_settings.register_profile("ci", max_examples=25)
+hypothesis_settings.register_profile("long", max_examples=2000)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """`ci` unless --hypothesis-profile names another (whichever plugin runs first)."""
+    hypothesis_settings.load_profile(config.getoption("hypothesis_profile", None) or "ci")

@@ -269,14 +269,21 @@ def _modes(directory: Path, name: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    ("backend", "scheme"), [("sqlalchemy", "sqlite:///"), ("askar", "sqlite://")]
+    ("backend", "template"),
+    [
+        ("sqlalchemy", "sqlite:///{dir}/private.db"),
+        ("sqlalchemy", "sqlite:///file:{dir}/private.db?mode=rwc&uri=true"),  # issue 15 #9
+        ("sqlalchemy", "sqlite:///file://{dir}/private.db?uri=true"),
+        ("askar", "sqlite://{dir}/private.db"),
+    ],
 )
 def test_store_files_are_owner_only_including_wal_and_shm(
-    backend, scheme, tmp_path, permissive_umask
+    backend, template, tmp_path, permissive_umask
 ):
     """The database and its -wal/-shm companions (which hold recent writes) are 0600,
-    while the store is open and written to, and after it is closed and reopened."""
-    url = f"{scheme}{tmp_path}/private.db"
+    while the store is open and written to, and after it is closed and reopened, also
+    when SQLite is given a `file:` URI that lets it create the file."""
+    url = template.format(dir=tmp_path)
     with open_storage(backend, url) as manager:
         manager.init_db()
         manager.create_task("t", "type", "s")
@@ -291,3 +298,88 @@ def test_store_files_are_owner_only_including_wal_and_shm(
         manager.init_db()
         manager.create_task("t2", "type", "s")
         assert set(_modes(tmp_path, "private.db").values()) == {0o600}
+
+
+# --- credentials in URLs that do not parse ---------------------------------------------------
+
+TYPO_SECRET = "Typ0Secr3tPw"
+SPACE_SECRET = "sp ace Pw9"
+#: URL shapes seen in the field that no URL parser reads as credentials: a missing
+#: colon after the scheme, a single slash, a raw space or `@` in the password.
+MALFORMED_URLS = {
+    "sqlalchemy": [
+        f"postgres//postgres:{TYPO_SECRET}@127.0.0.1:1/db",
+        f"postgresql+psycopg2://postgres:{SPACE_SECRET}@127.0.0.1:1/db",
+        f"postgresql+psycopg2:/postgres:{TYPO_SECRET}@127.0.0.1:1/db",
+    ],
+    "askar": [
+        f"postgres//postgres:{TYPO_SECRET}@127.0.0.1:1/db",
+        f"postgres://postgres:{SPACE_SECRET}@127.0.0.1:1/db?connect_timeout=1",
+        f"postgres://postgres:{TYPO_SECRET}@x@127.0.0.1:1/db?connect_timeout=1",
+    ],
+}
+MALFORMED_SECRETS = (TYPO_SECRET, SPACE_SECRET, "sp ace", quote(SPACE_SECRET))
+
+
+@pytest.mark.timeout(120)
+def test_credentials_in_malformed_urls_are_masked_everywhere(tmp_path, capsys, all_logs):
+    """Issue 15 #3: every message, repr, log record (all loggers, DEBUG and below), CLI
+    line and migration report/progress line produced for a malformed URL is searched
+    for the password."""
+    seen: list[str] = []
+    for backend, urls in MALFORMED_URLS.items():
+        for url in urls:
+            settings = Settings.from_env(backend=backend, url=url, connect_timeout=1)
+            seen.append(repr(settings))
+            try:
+                manager = StorageManager(settings)
+            except StorageError as exc:  # refused while opening: the error is what shows
+                seen += list(error_texts(exc))
+                continue
+            seen += [repr(manager), str(manager.masked_url), repr(manager.backend)]
+            for call in (manager.init_db, lambda m=manager: m.get_task("t"), manager.info):
+                try:
+                    seen.append(repr(call()))
+                except StorageError as exc:
+                    seen += list(error_texts(exc))
+            manager.close()
+            for argv in (
+                ["init-db", "--backend", backend, "--url", url, "--info"],
+                ["info", "--backend", backend, "--url", url, "--json"],
+            ):
+                cli_main(argv)
+                captured = capsys.readouterr()
+                seen += [captured.out, captured.err]
+    report = tmp_path / "report.json"
+    for askar in MALFORMED_URLS["askar"]:
+        target = f"sqlite:///{tmp_path}/target.db"
+        cli_main(["migrate-askar", "--askar", askar, "--to", target, "--report", str(report)])
+        captured = capsys.readouterr()
+        seen += [captured.out, captured.err]
+        if report.exists():
+            seen.append(report.read_text())
+    leaks = [text for text in seen if not secret_free(text, MALFORMED_SECRETS)]
+    assert leaks == [], leaks[:3]
+    assert any("***" in text for text in seen), "the masked URLs are still shown"
+    assert secret_free(logged_text(all_logs), MALFORMED_SECRETS), "a password was logged"
+
+
+_URL_SHAPES = [
+    "postgres//u:{pw}@h/db",
+    "postgres:/u:{pw}@h/db",
+    "failed: connect to postgresql://u:{pw}@h:5432/db?sslmode=require (timeout)",
+]
+#: Without `//` before it, a password ends at a space, `@` or colon.
+_BARE_SHAPES = ["u:{pw}@h/db", "host=h password={pw} user=u", "postgresql://h/db?password={pw}&x=1"]
+
+
+@pytest.mark.parametrize(
+    ("text", "pw"),
+    [(t, pw) for t in _URL_SHAPES for pw in ("s3cret", "s p a c e", "at@sign", "colon:pw")]
+    + [(t, "s3cret") for t in _BARE_SHAPES],
+)
+def test_mask_url_hides_credentials_in_any_url_shape(text, pw):
+    from storage_core.masking import mask_url
+
+    masked = mask_url(text.format(pw=pw)) or ""
+    assert pw not in masked and "***" in masked, masked

@@ -45,6 +45,7 @@ from webvh_storage_askar.errors import Code, is_code, is_lost, is_stale_connecti
 from webvh_storage_askar.lifecycle import open_store
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
+from webvh_storage_askar.streams import OpenScans, StreamCursor
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ class _StoreSlot:
         self.scans: set[Any] = set()
         self.scans_lock = threading.Lock()
         self.open_lock: asyncio.Lock | None = None
-        self.readers = IdleSessions(may_keep=lambda: not self.scans)
+        self.streams = OpenScans()
+        self.readers = IdleSessions(may_keep=lambda: not self.scans and not self.streams.any_open())
 
     def track(self, scan: Any) -> None:
         with self.scans_lock:
@@ -89,6 +91,7 @@ class _StoreSlot:
             scans, self.scans = list(self.scans), set()
         for scan in scans:
             free_scan(scan)
+        self.streams.close_all()
         await self.readers.close()
         store, self.store = self.store, None
         if store is not None:
@@ -385,24 +388,23 @@ class AskarBackend(StorageBackend, ArchiveStore):
         if limit == 0:
             return []
         wql = layout.tag_filter(filters)
-
-        async def page(store: Store) -> Sequence[Any]:
-            entries: Sequence[Any]
-            if offset == 0:  # one round trip; fetch_all has no offset
-                async with store.session(self._profile) as session:
-                    entries = await session.fetch_all(spec.category, wql, limit, order_by="id")
-                return entries
-            scan = store.scan(
-                spec.category, wql, offset, limit, profile=self._profile, order_by="id"
-            )
-            try:
-                entries = await scan.fetch_all()
-            finally:
-                free_scan(scan)
-            return entries
-
-        entries = self._call("list", page, spec)
+        entries = self._call(
+            "list", lambda s: self._read_page(s, spec.category, wql, offset, limit), spec
+        )
         return [layout.decode(spec, entry.raw_value) for entry in entries]
+
+    async def _read_page(
+        self, store: Store, category: str, wql: layout.Wql | None, offset: int, limit: int | None
+    ) -> builtins.list[Any]:
+        """Entries offset.. offset+limit in insertion order; no connection kept after."""
+        if offset == 0:  # one round trip; fetch_all has no offset
+            async with store.session(self._profile) as session:
+                return builtins.list(await session.fetch_all(category, wql, limit, order_by="id"))
+        scan = store.scan(category, wql, offset, limit, profile=self._profile, order_by="id")
+        try:
+            return builtins.list(await scan.fetch_all())
+        finally:
+            free_scan(scan)
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         wql = layout.tag_filter(filters)
@@ -420,34 +422,31 @@ class AskarBackend(StorageBackend, ArchiveStore):
     def _stream(
         self, spec: KindSpec[Any], wql: layout.Wql | None, batch_size: int
     ) -> Iterator[Any]:
-        """Pull `batch_size` entries per loop call from one Askar scan; the scan (and its
-        pool connection) is freed when the generator finishes, fails or is closed."""
-        scan = self._store().scan(spec.category, wql, profile=self._profile, order_by="id")
-        self._slot.track(scan)
+        """Pages of `batch_size` entries from the stream's scan (streams.py): at most
+        MAX_OPEN_SCANS scans stay open between pages, so streams dropped anywhere, even in
+        reference cycles the garbage collector reaches late, cannot use up the pool. A page
+        that fails on a dead pooled connection is read again from where the stream stood."""
+        cursor = StreamCursor(spec.category, wql)
+        streams = self._slot.streams
         try:
             while True:
-                batch = self._call(
+                page = self._call(
                     "stream",
-                    lambda _s: self._next_batch(scan, batch_size),
+                    partial(
+                        streams.next_page,
+                        profile=self._profile,
+                        cursor=cursor,
+                        size=batch_size,
+                        kind=spec.name,
+                    ),
                     spec,
-                    rerun_if_lost=False,
                 )
-                for entry in batch:
+                for entry in page:
                     yield layout.decode(spec, entry.raw_value)
-                if len(batch) < batch_size:
+                if len(page) < batch_size:
                     return
         finally:
-            self._loop.call_soon(lambda: self._slot.release(scan))
-
-    async def _next_batch(self, scan: Any, size: int) -> builtins.list[Any]:
-        if scan.handle is None:  # about to take a pool connection: give back idle ones
-            await self._slot.readers.close()
-        batch: builtins.list[Any] = []
-        async for entry in scan:
-            batch.append(entry)
-            if len(batch) >= size:
-                break
-        return batch
+            self._loop.call_soon(lambda: streams.discard(cursor))
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]

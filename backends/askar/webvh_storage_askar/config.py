@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
-from storage_core.config import Settings, mask_url
+from storage_core.config import Settings
 from storage_core.errors import ValidationError
+from storage_core.masking import mask_url, url_passwords
 from storage_core.options import BackendOptions, Option
 
 DEFAULT_URI = "sqlite://askar.db"
@@ -87,10 +88,7 @@ class AskarConfig:
     def secrets(self) -> list[str]:
         """Strings never to print: the pass key and the URI password."""
         found = [self.key] if self.key else []
-        password = urlsplit(self.uri).password if "@" in self.uri else None
-        if password:
-            found += [password, unquote(password)]
-        return found
+        return found + url_passwords(self.uri)
 
     @property
     def is_sqlite(self) -> bool:

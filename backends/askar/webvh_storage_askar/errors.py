@@ -57,7 +57,15 @@ def is_lost(exc: BaseException) -> bool:
     return code_of(exc) == Code.SUCCESS
 
 
-_STALE_CONNECTION = ("error communicating with database", "error pinging session")
+_STALE_CONNECTION = (
+    "error communicating with database",
+    "error pinging session",
+    # PostgreSQL's notice to a connection it ended while idle (pg_terminate_backend, a
+    # restart or failover), read by the next statement sent on it: SQLSTATE 57P01/57P02
+    "terminating connection due to administrator command",
+    "terminating connection due to crash of another server process",
+    "server closed the connection unexpectedly",
+)
 #: SQLite saying the storage refused the write: the store is reachable, so StorageIOError.
 _STORAGE_REFUSED = (
     "database or disk is full",

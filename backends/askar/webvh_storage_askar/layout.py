@@ -50,12 +50,12 @@ def tags_of(spec: KindSpec[Any], data: dict[str, Any]) -> dict[str, str]:
 def encode(spec: KindSpec[Any], record: Any) -> tuple[bytes, dict[str, str]]:
     """The (value, tags) pair that stores `record`."""
     data = codec.record_to_dict(spec, record)
-    return codec.dumps(data), tags_of(spec, data)
+    return codec.dumps_fields(data), tags_of(spec, data)
 
 
 def encode_dict(spec: KindSpec[Any], data: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
     """Like `encode`, for a record already in its dict form (read-modify-write)."""
-    return codec.dumps(data), tags_of(spec, data)
+    return codec.dumps_fields(data), tags_of(spec, data)
 
 
 def decode(spec: KindSpec[Any], raw: bytes | memoryview) -> Any:

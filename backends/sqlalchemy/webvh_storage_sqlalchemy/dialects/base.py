@@ -8,12 +8,12 @@ The backend and statements.py ask the dialect instead of testing its name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
-from sqlalchemy import Column, ColumnElement, Connection, Engine, Table
+from sqlalchemy import Column, ColumnElement, Connection, Engine, Row, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.engine import Dialect as SQLAlchemyDialect
@@ -183,7 +183,6 @@ class Dialect(ABC):
     def stream_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RowToRecord:
         """A row of stream_columns() -> record."""
 
-    @abstractmethod
     def stream(
         self,
         connections: Connections,
@@ -191,12 +190,40 @@ class Dialect(ABC):
         filters: Filters,
         batch_size: int,
     ) -> Iterator[Any]:
-        """Matching records in insertion order, holding bounded memory."""
+        """Matching records in insertion order, as keyset pages (`seq > last ORDER BY seq
+        LIMIT batch`), each read on a pooled connection that goes straight back (a lost
+        one is replaced and the page read again). Nothing is held between pages: the
+        caller may write while iterating, and an iterator dropped anywhere (even in a
+        reference cycle the garbage collector reaches late) pins no connection. seq only
+        grows, so no record is served twice, and the stream ends only on a short page."""
+        st = statements
+        page = (
+            select(*st.stream_columns, st.seq)
+            .where(*st.where(filters), st.seq > bindparam("after"))
+            .order_by(st.seq)
+            .limit(batch_size)
+        )
+        to_record = st.stream_record
+        after = 0
+        while True:
+            rows = connections.sql_read(_page_reader(page, after))
+            for row in rows:
+                yield to_record(row)
+            if len(rows) < batch_size:
+                return
+            after = rows[-1][-1]
 
     # --- maintenance -------------------------------------------------------------------
     @abstractmethod
     def flush(self, connections: Connections) -> None:
         """Make every committed write durable in the database file."""
+
+
+def _page_reader(page: Any, after: int) -> Callable[[Connection], Sequence[Row[Any]]]:
+    def read(conn: Connection) -> Sequence[Row[Any]]:
+        return conn.execute(page, {"after": after}).all()
+
+    return read
 
 
 def echo_option(settings: Settings) -> Echo:

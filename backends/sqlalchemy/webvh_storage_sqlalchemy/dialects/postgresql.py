@@ -10,6 +10,9 @@
   itself. The connection is back in transactional mode when it returns to the pool.
 - psycopg2 decodes `json` columns itself (with the engine's orjson loads); streams fetch
   JSON as text and decode each row when it is yielded, not a whole batch up front.
+  Streams read keyset pages (Dialect.stream), not a server-side cursor: no connection is
+  held between pages, so a stream abandoned in a reference cycle pins nothing until the
+  garbage collector runs, and there is no cursor left for it to close noisily.
 """
 
 from __future__ import annotations
@@ -32,13 +35,11 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import psycopg2 as sa_psycopg2
 
 from storage_core.config import Settings
 from storage_core.kinds import FieldType, KindSpec
-from storage_core.validation import Filters
 from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
 from webvh_storage_sqlalchemy.rows import (
     BULK_CHUNK_ROWS,
@@ -192,28 +193,6 @@ class PostgreSQLDialect(Dialect):
     def stream_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RowToRecord:
         # every other column already has its Python value (SQLAlchemy's result types)
         return record_builder(spec, fields, _json_text)
-
-    def stream(
-        self,
-        connections: Connections,
-        statements: KindStatements,
-        filters: Filters,
-        batch_size: int,
-    ) -> Iterator[Any]:
-        """One server-side (named) cursor; its connection goes back to the pool in
-        `finally`, also when the caller abandons the iterator."""
-        st = statements
-        query = sa_select(*st.stream_columns).where(*st.where(filters)).order_by(st.seq)
-        to_record = st.stream_record
-        connections.check_open()
-        connections.release_idle()
-        with connections.engine.connect() as conn:
-            result = conn.execution_options(yield_per=batch_size).execute(query)
-            try:
-                for row in result:
-                    yield to_record(row)
-            finally:
-                result.close()
 
     # --- maintenance -------------------------------------------------------------------
     def flush(self, connections: Connections) -> None:

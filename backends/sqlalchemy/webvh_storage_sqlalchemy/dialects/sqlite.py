@@ -20,22 +20,20 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from sqlalchemy import (
     Column,
     ColumnElement,
     Connection,
     Engine,
-    Row,
     Table,
-    bindparam,
     create_engine,
     event,
-    select,
     type_coerce,
 )
 from sqlalchemy.dialects import sqlite
@@ -46,7 +44,6 @@ from storage_core.config import Settings
 from storage_core.errors import StorageError, ValidationError
 from storage_core.interface import Capability
 from storage_core.kinds import FieldType, KindSpec
-from storage_core.validation import Filters
 from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
 from webvh_storage_sqlalchemy.options import (
     DEFAULT_BUSY_TIMEOUT_MS,
@@ -153,7 +150,7 @@ class SQLiteDialect(Dialect):
 
     # --- the engine --------------------------------------------------------------------
     def create_engine(self) -> Engine:
-        _create_private_file(self.url.database or "")
+        _create_private_file(_database_path(self.url))
         engine = create_engine(
             self.url,
             connect_args={"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000},
@@ -223,32 +220,6 @@ class SQLiteDialect(Dialect):
     def stream_converter(self, spec: KindSpec[Any], fields: Sequence[str]) -> RowToRecord:
         return self.row_converter(spec, fields)
 
-    def stream(
-        self,
-        connections: Connections,
-        statements: KindStatements,
-        filters: Filters,
-        batch_size: int,
-    ) -> Iterator[Any]:
-        """Keyset pages (`seq > last ORDER BY seq LIMIT batch`): no connection (or the
-        :memory: lock) is held between pages, so the caller may write while iterating."""
-        st = statements
-        page = (
-            select(*st.stream_columns, st.seq)
-            .where(*st.where(filters), st.seq > bindparam("after"))
-            .order_by(st.seq)
-            .limit(batch_size)
-        )
-        to_record = st.stream_record
-        after = 0
-        while True:
-            rows = connections.sql_read(_page_reader(page, after))
-            for row in rows:
-                yield to_record(row)
-            if len(rows) < batch_size:
-                return
-            after = rows[-1][-1]
-
     # --- maintenance -------------------------------------------------------------------
     def flush(self, connections: Connections) -> None:
         """Copy the write-ahead log into the database file, synced to disk (after a bulk
@@ -288,16 +259,26 @@ def is_memory(url: URL) -> bool:
     return database in ("", ":memory:") or "mode=memory" in str(url.query.get("mode", ""))
 
 
-def _page_reader(page: Any, after: int) -> Any:
-    def read(conn: Connection) -> Sequence[Row[Any]]:
-        return conn.execute(page, {"after": after}).all()
-
-    return read
+def _database_path(url: URL) -> str:
+    """The file SQLite will create for `url`, or "" when it creates none: a plain path,
+    or the path of a `file:` URI (`?uri=true`) whose mode lets SQLite create it (rwc,
+    the default); not `mode=ro`/`rw` (the file must exist) nor `mode=memory`."""
+    database = url.database or ""
+    if not database.startswith("file:"):
+        return database
+    mode = str(url.query.get("mode", "rwc"))
+    if mode != "rwc":
+        return ""
+    path = database[len("file:") :].partition("?")[0].partition("#")[0]
+    if path.startswith("//"):  # file://localhost/abs/path or file:///abs/path
+        path = "/" + path[2:].partition("/")[2]
+    return unquote(path)
 
 
 def _create_private_file(path: str) -> None:
-    """Create the database file readable by its owner only, before SQLite opens it."""
-    if not path or path.startswith("file:") or os.path.exists(path):
+    """Create the database file readable by its owner only, before SQLite opens it
+    (SQLite gives the -wal and -shm files the database file's mode)."""
+    if not path or path == ":memory:" or os.path.exists(path):
         return
     try:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
