@@ -173,7 +173,8 @@ def test_update_is_one_statement_and_agrees_with_get(store):
     engine = store.engine
     event.listen(engine, "before_cursor_execute", on_execute)
     try:
-        updated = store.update_log_entry("scid-00001", logs=[{"v": 2}], deactivated=True)
+        # fields given in another order than the table's columns: SET follows the table
+        updated = store.update_log_entry("scid-00001", deactivated=True, logs=[{"v": 2}])
         assert seen == ["UPDATE"]
         seen.clear()
         versioned = store.update_log_entry("scid-00001", expected_version=2, logs=[{"v": 3}])

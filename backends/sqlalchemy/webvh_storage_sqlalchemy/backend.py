@@ -158,11 +158,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         expected_version: int | None = None,
     ) -> Any | None:
         st = self._statements[spec.name]
-        sql, to_params = st.update_sql(tuple(changes), expected_version is not None)
-        params = to_params([*changes.values(), now] if spec.timestamps else [*changes.values()])
-        params.append(key)
-        if expected_version is not None:
-            params.append(expected_version)
+        sql, params = st.update_sql(changes, now, key, expected_version)
         try:
             with self._connections.connection() as conn:
                 rows = conn.fetch_all(sql, params)
@@ -239,21 +235,13 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
     ) -> list[Any]:
         st = self._statements[spec.name]
-        stmt = st.listing(filters)
-        if limit is not None:
-            stmt = stmt.limit(limit)
-        if offset:
-            stmt = stmt.offset(offset)
-
-        def rows(conn: Connection) -> Sequence[Any]:
-            return conn.execute(stmt).all()
-
+        sql, params = st.list_sql(filters, limit, offset)
         try:
-            found = self._connections.sql_read(rows)
+            found = self._connections.fetch_all(sql, params)
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
-        to_record = st.to_record
-        return [to_record(row) for row in found]
+        from_row = st.from_row
+        return [from_row(row) for row in found]
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         sql, params = self._statements[spec.name].count_sql(filters)

@@ -183,6 +183,18 @@ class Connections:
             _log_rerun(exc)
         return self._fetch_one(sql, params)
 
+    def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        """Every row of a driver-level read, run once more if the connection was lost."""
+        try:
+            with _Lease(self) as conn:
+                return conn.fetch_all(sql, params)
+        except Exception as exc:
+            if not _lost(exc):
+                raise
+            _log_rerun(exc)
+        with _Lease(self) as conn:
+            return conn.fetch_all(sql, params)
+
     def _fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
         """connection() written out flat for the hottest call of a did:webvh server, a
         read by key: each Python call saved here is a few percent of a SQLite read."""

@@ -5,11 +5,11 @@ row -> record conversion. The driver-level SQL and converters come from the dial
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     Table,
     bindparam,
     delete,
@@ -22,10 +22,12 @@ from storage_core.kinds import KindSpec
 from webvh_storage_sqlalchemy.dialects import Dialect
 from webvh_storage_sqlalchemy.rows import ValuesToParams
 
-#: Distinct filter shapes (fields and number of values) whose count SQL is kept per kind.
-_COUNT_SHAPES_KEPT = 256
-#: Distinct updates (changed fields, with or without expected_version) kept per kind.
-_UPDATE_SHAPES_KEPT = 256
+#: An update's driver SQL, its changed fields in SET order, and their converter.
+_Update = tuple[str, tuple[str, ...], ValuesToParams]
+
+#: Distinct filter shapes (fields and number of values) whose count and list SQL is kept
+#: per kind.
+_SHAPES_KEPT = 256
 
 
 class KindStatements:
@@ -44,8 +46,14 @@ class KindStatements:
         self._quoted = {c.name: dialect.quote(c.name) for c in table.c}
         self._count_from = f"SELECT count(*) FROM {dialect.quote(table.name)}"
         self._count_sql: dict[tuple[tuple[str, int], ...], str] = {}
+        self._list_sql: dict[tuple[tuple[str, int], ...], str] = {}
+        self._no_limit = dialect.no_limit
+        columns = ", ".join(self._quoted[name] for name in self.fields)
+        self._list_from = f"SELECT {columns} FROM {dialect.quote(table.name)}"
+        self._list_order = f" ORDER BY {self._quoted['seq']} LIMIT {dialect.placeholder}"
+        self._list_order += f" OFFSET {dialect.placeholder}"
         self._dialect = dialect
-        self._update_sql: dict[tuple[tuple[str, ...], bool], tuple[str, ValuesToParams]] = {}
+        self._update_sql: dict[tuple[tuple[str, ...], bool], _Update] = {}
         by_key = self.key_column == bindparam("key")
 
         self.get = select(*self.columns).where(by_key)
@@ -107,21 +115,34 @@ class KindStatements:
             conditions.append(column == values[0] if len(values) == 1 else column.in_(values))
         return conditions
 
-    def listing(self, filters: Mapping[str, tuple[Any, ...]]) -> Select[Any]:
-        return select(*self.columns).where(*self.where(filters)).order_by(self.seq)
-
     def count_sql(self, filters: Mapping[str, tuple[Any, ...]]) -> tuple[str, list[Any]]:
         """count(*) with the filters as driver SQL and its parameters: an index lookup,
         several times cheaper than SQLAlchemy's layers around it (and than compiling it)."""
-        shape = tuple((name, len(values)) for name, values in filters.items())
+        shape = _shape(filters)
         sql = self._count_sql.get(shape)
         if sql is None:
-            sql = self._count_statement(shape)
-            if len(self._count_sql) < _COUNT_SHAPES_KEPT:
+            sql = self._count_from + self._where(shape)
+            if len(self._count_sql) < _SHAPES_KEPT:
                 self._count_sql[shape] = sql
-        return sql, [value for values in filters.values() for value in values]
+        return sql, _values(filters)
 
-    def _count_statement(self, shape: tuple[tuple[str, int], ...]) -> str:
+    def list_sql(
+        self, filters: Mapping[str, tuple[Any, ...]], limit: int | None, offset: int
+    ) -> tuple[str, list[Any]]:
+        """A page in list order as driver SQL and its parameters: on the (field, seq)
+        indexes the rows come in order from the index, and skipping SQLAlchemy's
+        Connection and Result layers is most of what is left to gain."""
+        shape = _shape(filters)
+        sql = self._list_sql.get(shape)
+        if sql is None:
+            sql = self._list_from + self._where(shape) + self._list_order
+            if len(self._list_sql) < _SHAPES_KEPT:
+                self._list_sql[shape] = sql
+        params = _values(filters)
+        params += (self._no_limit if limit is None else limit, offset)
+        return sql, params
+
+    def _where(self, shape: tuple[tuple[str, int], ...]) -> str:
         mark = self._placeholder
         where = []
         for name, n in shape:
@@ -130,27 +151,31 @@ class KindStatements:
                 where.append(f"{column} = {mark}")
             else:
                 where.append(f"{column} IN ({', '.join([mark] * n)})")
-        if not where:
-            return self._count_from
-        return f"{self._count_from} WHERE {' AND '.join(where)}"
+        return f" WHERE {' AND '.join(where)}" if where else ""
 
-    def update_sql(self, fields: tuple[str, ...], versioned: bool) -> tuple[str, ValuesToParams]:
-        """`UPDATE ... SET fields (and updated_at), record_version + 1 WHERE key [AND
-        record_version = expected] RETURNING every column` as driver SQL, and what turns
-        the new values (then the update time, if the kind has one) into its parameters;
-        the key and expected version follow them. One statement, one round trip."""
-        shape = (fields, versioned)
+    def update_sql(
+        self, changes: Mapping[str, Any], now: datetime, key: str, expected_version: int | None
+    ) -> tuple[str, list[Any]]:
+        """`UPDATE ... SET changed fields (and updated_at), record_version + 1 WHERE key
+        [AND record_version = expected] RETURNING every column` as driver SQL, and its
+        parameters. One statement, one round trip."""
+        shape = (tuple(changes), expected_version is not None)
         found = self._update_sql.get(shape)
         if found is None:
-            found = self._update_statement(fields, versioned)
-            if len(self._update_sql) < _UPDATE_SHAPES_KEPT:
+            found = self._update_statement(*shape)
+            if len(self._update_sql) < _SHAPES_KEPT:
                 self._update_sql[shape] = found
-        return found
+        sql, order, to_params = found
+        params = to_params([changes[name] for name in order] + [now] * self.spec.timestamps)
+        params.append(key)
+        if expected_version is not None:
+            params.append(expected_version)
+        return sql, params
 
-    def _update_statement(
-        self, fields: tuple[str, ...], versioned: bool
-    ) -> tuple[str, ValuesToParams]:
-        written = [*fields, "updated_at"] if self.spec.timestamps else list(fields)
+    def _update_statement(self, fields: tuple[str, ...], versioned: bool) -> _Update:
+        # SQLAlchemy writes SET in the table's column order, whatever order it was given
+        order = tuple(c.name for c in self.table.c if c.name in fields)
+        written = [*order, "updated_at"] if self.spec.timestamps else list(order)
         stmt = update(self.table).where(self.key_column == bindparam("key"))
         if versioned:
             stmt = stmt.where(self.version == bindparam("expected"))
@@ -158,7 +183,13 @@ class KindStatements:
         values["record_version"] = self.version + literal_column("1")  # not a parameter
         returning = stmt.values(values).returning(*self.columns)
         params = (*(f"new_{name}" for name in written), "key", *(("expected",) * versioned))
-        return (
-            self._dialect.compile(returning, params),
-            self._dialect.values_converter(self.spec, written),
-        )
+        sql = self._dialect.compile(returning, params)
+        return sql, order, self._dialect.values_converter(self.spec, written)
+
+
+def _shape(filters: Mapping[str, tuple[Any, ...]]) -> tuple[tuple[str, int], ...]:
+    return tuple((name, len(values)) for name, values in filters.items())
+
+
+def _values(filters: Mapping[str, tuple[Any, ...]]) -> list[Any]:
+    return [value for values in filters.values() for value in values]

@@ -67,6 +67,8 @@ class Dialect(ABC):
     driver: ClassVar[str]
     #: Positional parameter marker of that driver.
     placeholder: ClassVar[str]
+    #: The LIMIT parameter that means "no limit".
+    no_limit: ClassVar[int | None]
     #: Opens a write transaction on a driver connection.
     begin_sql: ClassVar[str] = "BEGIN"
     #: Capabilities (storage_core.interface.Capability) the backend lacks here.

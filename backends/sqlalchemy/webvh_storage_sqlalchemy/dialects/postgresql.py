@@ -103,6 +103,7 @@ class PostgreSQLDialect(Dialect):
     read_column = staticmethod(_from_psycopg2)
     timestamp_param = staticmethod(in_utc)
     placeholder = "%s"
+    no_limit = None  # LIMIT NULL: no limit
 
     def __init__(self, url: URL, settings: Settings) -> None:
         super().__init__(url, settings)

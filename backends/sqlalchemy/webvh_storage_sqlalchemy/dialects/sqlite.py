@@ -123,6 +123,7 @@ class SQLiteDialect(Dialect):
     read_column = staticmethod(_from_sqlite)
     timestamp_param = staticmethod(_to_sqlite_datetime)
     placeholder = "?"
+    no_limit = -1  # a negative LIMIT: no limit
     begin_sql = "BEGIN IMMEDIATE"
     lacks = frozenset({Capability.SERVER_SIDE_CURSORS})
     journal_mode: str | None = "WAL"
