@@ -6,12 +6,22 @@ short-cut: an empty database gets `create_all` + the head revision written strai
 alembic_version (equivalent to `upgrade head`, which the tests check with `alembic check`);
 `recreate=True` on a database already at head only empties the tables. A database at an
 older revision goes through the real `alembic upgrade head`.
+
+Any number of processes, on any number of hosts, may provision the same database at once
+(every worker of a server does it at start-up). Looking at the schema and then creating it
+is a race (PostgreSQL: `duplicate key value violates unique constraint
+"pg_type_typname_nsp_index"`), so provisioning is serialised: on PostgreSQL by a
+transaction-level advisory lock taken before anything is read (released by the commit, so
+it also works through PgBouncer in transaction pooling mode), on a SQLite file by a flock
+on `<file>.lock`. Whoever waited then finds the schema at head and has nothing to do.
 """
 
 from __future__ import annotations
 
 import functools
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -30,10 +40,14 @@ from sqlalchemy import (
 from sqlalchemy import inspect as sa_inspect
 
 from storage_core.errors import StorageError
+from storage_core.filelock import FileLock
 from webvh_storage_sqlalchemy.columns import sequence_name
+from webvh_storage_sqlalchemy.dialects.sqlite import is_memory
 from webvh_storage_sqlalchemy.models import KIND_TABLES, Base
 
 VERSION_TABLE = "alembic_version"
+#: pg_advisory_xact_lock key held while provisioning (advisory locks are per database).
+PROVISION_LOCK_KEY = 0x7765_6276_6800_0001  # "webvh" + 1
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Same layout Alembic creates, so a stamped database is indistinguishable from an upgraded one.
 _version_table = Table(
@@ -74,7 +88,9 @@ def provision(engine: Engine, recreate: bool = False) -> None:
     """Bring the database to head in one transaction (`engine` should be the write one)."""
     head = head_revision()
     ours = set(Base.metadata.tables)
-    with engine.begin() as conn:
+    with provisioning_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # before the schema is looked at
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROVISION_LOCK_KEY})
         existing = set(sa_inspect(conn).get_table_names())
         current = current_revision(conn) if VERSION_TABLE in existing else None
         if recreate and current == head and ours <= existing:
@@ -94,6 +110,15 @@ def provision(engine: Engine, recreate: bool = False) -> None:
             _stamp(conn, head)
         elif current != head:
             _upgrade(conn)
+
+
+def provisioning_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """The lock held outside the provisioning transaction: a flock beside a SQLite file
+    (PostgreSQL's advisory lock is taken inside the transaction; :memory: is private)."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and not is_memory(url) and url.database:
+        return FileLock(Path(url.database))
+    return nullcontext()
 
 
 def _stamp(conn: Connection, revision: str) -> None:
