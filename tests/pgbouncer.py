@@ -57,6 +57,7 @@ class PgBouncer:
                 "pool_mode = transaction",
                 f"default_pool_size = {self.pool_size}",
                 "max_client_conn = 1000",
+                f"admin_users = {self.user}",
                 "ignore_startup_parameters = extra_float_digits,options",
                 f"logfile = {self.dir / 'pgbouncer.log'}",
                 f"pidfile = {self.dir / 'pgbouncer.pid'}",
@@ -90,6 +91,21 @@ class PgBouncer:
                 process.kill()
                 process.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def clients(self, database: str) -> int:
+        """Client connections PgBouncer holds for `database` (its SHOW CLIENTS)."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.dsn("pgbouncer"), connect_timeout=5)
+        conn.autocommit = True  # the admin console has no transactions
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW CLIENTS")
+                names = [d[0] for d in cursor.description]
+                rows = cursor.fetchall()
+        finally:
+            conn.close()
+        return sum(1 for row in rows if row[names.index("database")] == database)
 
     def log(self) -> str:
         path = Path(self.dir / "pgbouncer.log")
