@@ -214,3 +214,29 @@ def test_bad_replica_settings_are_refused_naming_the_setting(
 ):
     with pytest.raises(ValidationError, match=message):
         open_storage("sqlalchemy", f"sqlite:///{tmp_path}/p.db", **{option: value})
+
+
+def test_an_unreachable_replica_is_skipped_and_its_password_never_shown(
+    tmp_path, caplog: pytest.LogCaptureFixture
+):
+    """A replica that refuses connections from the start: reads go to the primary, and
+    the replica's password appears in no log line, description or error."""
+    replica = "postgresql+psycopg2://reader:s3cret-replica@127.0.0.1:1/webvh"
+    store = open_storage(
+        "sqlalchemy", f"sqlite:///{tmp_path}/p.db", read_urls=[replica], connect_timeout=1
+    )
+    try:
+        store.init_db()
+        store.create_record(_entry("a"))
+        other: dict[str, bool] = {}
+        with caplog.at_level("INFO"):
+            thread = threading.Thread(target=lambda: other.update(_seen(store, "a")))
+            thread.start()
+            thread.join()
+        assert other == EVERYWHERE
+        described = store.backend.describe()["read_replicas"]
+        assert described == [{"url": replica.replace("s3cret-replica", "***"), "usable": False}]
+        assert "s3cret-replica" in store.backend.secrets
+        assert "s3cret-replica" not in caplog.text + repr(store) + str(store.info())
+    finally:
+        store.close()

@@ -132,6 +132,11 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             **({"read_replicas": self._reads.describe()} if self._reads.replicas else {}),
         }
 
+    @property
+    def secrets(self) -> Sequence[str]:
+        """The read replicas' URL passwords (the primary's are the settings')."""
+        return self._reads.secrets
+
     def primary(self) -> AbstractContextManager[None]:
         """Reads inside the block go to the primary, never to a read replica."""
         return self._reads.primary_only()
