@@ -196,3 +196,13 @@ def test_askar_on_a_server_that_refuses_the_lock_connection_is_unavailable(
         assert "s3cret" not in str(info.value)
     finally:
         store.close()
+
+
+def test_a_sqlite_uri_filename_is_locked_beside_its_file(tmp_path: Path):
+    store = open_storage("sqlalchemy", f"sqlite:///file:{tmp_path}/u.db?uri=true")
+    try:
+        store.init_db()
+    finally:
+        store.close()
+    assert (tmp_path / "u.db.lock").exists()
+    assert not Path("file:").exists()

@@ -19,9 +19,10 @@ on `<file>.lock`. Whoever waited then finds the schema at head and has nothing t
 from __future__ import annotations
 
 import functools
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from urllib.parse import unquote
 
 from alembic import command
 from alembic.config import Config
@@ -38,8 +39,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import URL
 
-from storage_core.errors import StorageError
+from storage_core.errors import BackendUnavailableError, StorageError
 from storage_core.filelock import FileLock
 from webvh_storage_sqlalchemy.columns import sequence_name
 from webvh_storage_sqlalchemy.dialects.sqlite import is_memory
@@ -112,13 +114,35 @@ def provision(engine: Engine, recreate: bool = False) -> None:
             _upgrade(conn)
 
 
-def provisioning_lock(engine: Engine) -> AbstractContextManager[Any]:
+@contextmanager
+def provisioning_lock(engine: Engine) -> Iterator[None]:
     """The lock held outside the provisioning transaction: a flock beside a SQLite file
     (PostgreSQL's advisory lock is taken inside the transaction; :memory: is private)."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite" and not is_memory(url) and url.database:
-        return FileLock(Path(url.database))
-    return nullcontext()
+    path = _sqlite_file(engine.url)
+    if path is None:
+        yield
+        return
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"cannot lock {str(lock.path)!r} to provision the database: {exc.strerror or exc}"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL (a plain path or a `file:` URI filename)."""
+    if url.get_backend_name() != "sqlite" or is_memory(url) or not url.database:
+        return None
+    database = url.database
+    if database.startswith("file:"):
+        database = unquote(database[len("file:") :].partition("?")[0])
+    return Path(database)
 
 
 def _stamp(conn: Connection, revision: str) -> None:
