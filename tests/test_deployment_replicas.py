@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from storage_core import open_storage
-from storage_core.errors import ValidationError
+from storage_core.errors import BackendUnavailableError, ValidationError
 from storage_core.records import LogEntry
 from tests.standby import ReplicatedPair, replicated_pair  # noqa: F401 (the fixture)
 from webvh_storage_sqlalchemy.replicas import LAG_SQL
@@ -240,3 +240,23 @@ def test_an_unreachable_replica_is_skipped_and_its_password_never_shown(
         assert "s3cret-replica" not in caplog.text + repr(store) + str(store.info())
     finally:
         store.close()
+
+
+def test_a_spent_replica_pool_is_the_callers_wait_not_a_replica_failure(stores: Stores):
+    """The worker's one connection to the replica is held by an open stream: a get waits
+    pool_timeout and gets BackendUnavailableError (not a second wait on the primary), and
+    the replica stays in use."""
+    writer = stores.open()
+    writer.bulk_upsert("log_entry", [_entry(f"e{n}") for n in range(5)])
+    stores.pair.wait_replayed()
+    reader = stores.reader(replica_max_lag=3600, pool_size=1, max_overflow=0, pool_timeout=1)
+    stream = reader.stream_records("log_entry", batch_size=2)
+    try:
+        assert next(stream).scid == "e0"  # holds the replica pool's only connection
+        with pytest.raises(BackendUnavailableError, match="no pooled connection"):
+            reader.get_log_entry("e1")
+        assert reader.backend.describe()["read_replicas"][0]["usable"] is True
+        assert sum(1 for _ in stream) == 4
+    finally:
+        stream.close()
+    assert reader.get_log_entry("e1").scid == "e1"

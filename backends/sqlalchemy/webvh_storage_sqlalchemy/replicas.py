@@ -15,7 +15,9 @@ A read goes to the primary instead when
   (STORAGE_REPLICA_MAX_LAG) or failing to answer is skipped until a later check finds it
   back in shape;
 - the replica it was sent to failed: the read runs once more on the primary (a stream
-  only if it had not yielded a record yet).
+  only if it had not yielded a record yet). Not when the worker's own pool for the
+  replica had no connection free within pool_timeout: that is the caller's wait used up
+  (BackendUnavailableError), and says nothing about the replica.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from storage_core.config import Settings, mask_url
@@ -92,14 +95,17 @@ class Replica:
     def recheck_due(self, now: float, interval: float, max_lag: float) -> None:
         """Check the lag if it is time and nobody else is checking (the others meanwhile
         go by the last result)."""
-        if now < self.next_check or not self._checking.acquire(blocking=False):
+        if now < self.next_check or self.connections.saturated():
+            return  # every connection busy: check on a later read, do not wait here
+        if not self._checking.acquire(blocking=False):
             return
         try:
             self.next_check = now + interval
             self.usable = self._lag() <= max_lag
         except Exception as exc:
-            self.usable = False
-            log.warning("read replica %s unavailable: %s", self.masked_url, type(exc).__name__)
+            if not _pool_exhausted(exc):  # busy after all: says nothing about the replica
+                self.usable = False
+                log.warning("read replica %s unavailable: %s", self.masked_url, type(exc).__name__)
         finally:
             self._checking.release()
 
@@ -189,6 +195,8 @@ class ReadRouter:
         try:
             return work(replica.connections)
         except Exception as exc:
+            if _pool_exhausted(exc):
+                raise
             self._replica_failed(replica, exc)
         return work(self.primary)
 
@@ -205,7 +213,7 @@ class ReadRouter:
                 yield item
             return
         except Exception as exc:
-            if started:
+            if started or _pool_exhausted(exc):
                 raise
             self._replica_failed(replica, exc)
         yield from work(self.primary)
@@ -227,3 +235,8 @@ class ReadRouter:
     def close(self) -> None:
         for replica in self.replicas:
             replica.connections.close()
+
+
+def _pool_exhausted(exc: Exception) -> bool:
+    """No pooled connection within pool_timeout (SQLAlchemy's TimeoutError)."""
+    return isinstance(exc, sa_exc.TimeoutError)
