@@ -206,3 +206,23 @@ def test_a_sqlite_uri_filename_is_locked_beside_its_file(tmp_path: Path):
         store.close()
     assert (tmp_path / "u.db.lock").exists()
     assert not Path("file:").exists()
+
+
+@pytest.mark.timeout(60)
+async def test_a_cancelled_wait_for_the_provisioning_lock_never_keeps_it(tmp_path: Path):
+    """An Askar open cancelled while it waits for another process's lock: once the lock
+    comes free, it is taken and released at once, so nobody waits for it forever."""
+    import asyncio
+
+    from webvh_storage_askar.lifecycle import _waiting_aside
+
+    other = FileLock(tmp_path / "s.db").acquire()
+    waiting = asyncio.ensure_future(_waiting_aside(FileLock(tmp_path / "s.db")))
+    await asyncio.sleep(0.05)  # let it start waiting (correct either way)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    other.release()
+    later = FileLock(tmp_path / "s.db")
+    await asyncio.to_thread(later.acquire)  # would hang if the cancelled wait kept it
+    later.release()

@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from storage_core.errors import BackendUnavailableError
 from storage_core.filelock import FileLock
@@ -51,17 +52,57 @@ async def _exclusive(config: AskarConfig) -> AsyncIterator[None]:
     lock: FileLock | PostgresLock
     if path is None:
         lock = PostgresLock(config)
-        await asyncio.to_thread(lock.acquire)
+        await _waiting_aside(lock)
     else:
         lock = FileLock(path)
         try:
-            await asyncio.to_thread(lock.acquire)
+            await _waiting_aside(lock)
         except OSError as exc:
             raise _unavailable(path, exc) from None
     try:
         yield
     finally:
         lock.release()
+
+
+class _Lock(Protocol):
+    def acquire(self) -> object: ...
+
+    def release(self) -> None: ...
+
+
+async def _waiting_aside(lock: _Lock) -> None:
+    """`lock.acquire()` on a thread of its own, joined when done (not the loop's
+    executor, whose idle threads would outlive the backend's close). A caller cancelled
+    while waiting never holds it: the lock is released as soon as it is acquired."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:  # on the loop's thread
+        if done.cancelled():
+            if error is None:
+                lock.release()
+        elif error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            lock.acquire()
+        except BaseException as exc:  # handed to the waiting coroutine
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is gone: nobody will use the lock
+            if error is None:
+                lock.release()
+
+    thread = threading.Thread(target=run, name="askar-provision-lock", daemon=True)
+    thread.start()
+    await done  # cancelled: the thread ends on its own once acquire() returns
+    thread.join()
 
 
 async def _open_store(store_cls: Any, config: AskarConfig, *, recreate: bool) -> Any:
