@@ -226,3 +226,53 @@ async def test_a_cancelled_wait_for_the_provisioning_lock_never_keeps_it(tmp_pat
     later = FileLock(tmp_path / "s.db")
     await asyncio.to_thread(later.acquire)  # would hang if the cancelled wait kept it
     later.release()
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["loop", "missing-dir"],
+    ids=["symlink-loop", "dangling-symlink"],
+)
+def test_an_askar_store_path_that_is_a_broken_symlink_is_unavailable(target: str, tmp_path: Path):
+    """The lock beside it is fine, the store file itself cannot be made or opened."""
+    path = tmp_path / "s.db"
+    path.symlink_to(path if target == "loop" else tmp_path / "no" / "such.db")
+    store = open_storage("askar", f"sqlite://{path}")
+    try:
+        with pytest.raises(BackendUnavailableError, match=r"s\.db"):
+            store.init_db()
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_wait_for_the_file_lock_interrupted_leaks_no_descriptor(tmp_path: Path):
+    """A signal handler raising while flock waits (e.g. a worker's shutdown): the error
+    propagates and the lock file's descriptor is closed."""
+    import contextlib
+    import os
+    import signal
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise InterruptedError("shutting down")
+
+    def open_on_lock_file() -> int:
+        lock_file = str(tmp_path / "s.db.lock")
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # listdir's own descriptor, gone by now
+                found += os.readlink(f"/proc/self/fd/{fd}") == lock_file
+        return found
+
+    other = FileLock(tmp_path / "s.db").acquire()
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(InterruptedError):
+            FileLock(tmp_path / "s.db").acquire()
+        assert open_on_lock_file() == 1  # the other holder's only
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        other.release()
+    assert open_on_lock_file() == 0
