@@ -60,8 +60,8 @@ def stores(replicated_pair: ReplicatedPair) -> Iterator[Stores]:  # noqa: F811
     database = f"webvh_replica_{uuid.uuid4().hex[:8]}"
     replicated_pair.create_database(database)
     found = Stores(replicated_pair, database)
-    writer = found.open()
-    writer.init_db()
+    with open_storage("sqlalchemy", found.primary_url) as writer:
+        writer.init_db()
     replicated_pair.wait_replayed()
     yield found
     for store in found.opened:
@@ -260,3 +260,46 @@ def test_a_spent_replica_pool_is_the_callers_wait_not_a_replica_failure(stores: 
     finally:
         stream.close()
     assert reader.get_log_entry("e1").scid == "e1"
+
+
+@pytest.mark.timeout(300)
+def test_the_budget_holds_per_server_with_a_replica(stores: Stores):
+    """12 threads of gets, writes and streams through a 2 + 1 pool (one per server):
+    never more than 3 connections at the primary, nor at the standby."""
+    from tests.pg import PgServer
+    from tests.test_sqlalchemy_pool import ConnectionSampler
+
+    store = stores.reader(
+        replica_max_lag=3600, replica_check_interval=0.2, pool_size=2, max_overflow=1
+    )
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for n in range(10):
+                key = f"w{worker}-{n}"
+                if worker % 2:  # writers (who then read their own writes from the primary)
+                    store.create_record(_entry(key))
+                    store.update_log_entry(key, logs=[n], expected_version=1)
+                    assert store.get_log_entry(key).logs == [n]
+                else:  # readers: the replica
+                    store.get_log_entry(f"w{worker + 1}-{n}")
+                sum(1 for _ in store.stream_records("log_entry", batch_size=4))
+                store.count_log_entries()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    primary = PgServer(stores.pair.primary.dsn)
+    standby = PgServer(stores.pair.standby.dsn)
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(12)]
+    with (
+        ConnectionSampler(primary, stores.database) as at_primary,
+        ConnectionSampler(standby, stores.database) as at_standby,
+    ):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == [], errors[:3]
+    assert max(at_primary.samples) <= 3
+    assert 1 <= max(at_standby.samples) <= 3
