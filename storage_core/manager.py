@@ -13,6 +13,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
@@ -206,6 +207,12 @@ class StorageManager:
         facts["backend"] = self.backend_name
         facts["rows"] = {name: self.count_records(name) for name in KINDS}
         return facts
+
+    def primary(self) -> AbstractContextManager[None]:
+        """`with storage.primary():` reads in the block see the latest writes: they go to
+        the primary database, never to a read replica (backends without replicas: no-op)."""
+        backend_primary = getattr(self.backend, "primary", None)
+        return backend_primary() if callable(backend_primary) else nullcontext()
 
     def __enter__(self) -> StorageManager:
         return self

@@ -2,18 +2,28 @@
 
 Kept apart from the record operations: this is where existing data is either kept
 (open) or dropped (recreate), and where a new SQLite file is made owner-only.
+
+Every worker of a server opens the store at start-up, so opening (which provisions a
+missing store) and recreating are serialised between processes: a flock on
+`<file>.lock` beside a SQLite store, a transaction-level advisory lock on PostgreSQL
+(provisioning.py). Whoever waited then finds the store in place and just opens it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from storage_core.errors import BackendUnavailableError
+from storage_core.filelock import FileLock
 from webvh_storage_askar.config import AskarConfig
 from webvh_storage_askar.errors import Code, code_of
+from webvh_storage_askar.provisioning import PostgresLock
 
 OWNER_ONLY = 0o600
 _SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
@@ -27,6 +37,75 @@ async def open_store(store_cls: Any, config: AskarConfig, *, recreate: bool = Fa
     never touched; `Store.provision` runs only for a new (or recreated) store. Returns
     a store whose profile (if configured) exists.
     """
+    async with _exclusive(config):
+        return await _open_store(store_cls, config, recreate=recreate)
+
+
+@contextlib.asynccontextmanager
+async def _exclusive(config: AskarConfig) -> AsyncIterator[None]:
+    """Held while the store is opened or provisioned; waits in a worker thread so the
+    backend's event loop keeps running."""
+    if config.in_memory:  # private to this instance
+        yield
+        return
+    path = config.sqlite_path
+    lock: FileLock | PostgresLock
+    if path is None:
+        lock = PostgresLock(config)
+        await _waiting_aside(lock)
+    else:
+        lock = FileLock(path)
+        try:
+            await _waiting_aside(lock)
+        except OSError as exc:
+            raise _unavailable(path, exc) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _Lock(Protocol):
+    def acquire(self) -> object: ...
+
+    def release(self) -> None: ...
+
+
+async def _waiting_aside(lock: _Lock) -> None:
+    """`lock.acquire()` on a thread of its own, joined when done (not the loop's
+    executor, whose idle threads would outlive the backend's close). A caller cancelled
+    while waiting never holds it: the lock is released as soon as it is acquired."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:  # on the loop's thread
+        if done.cancelled():
+            if error is None:
+                lock.release()
+        elif error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            lock.acquire()
+        except BaseException as exc:  # handed to the waiting coroutine
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, error)
+        except RuntimeError:  # the loop is gone: nobody will use the lock
+            if error is None:
+                lock.release()
+
+    thread = threading.Thread(target=run, name="askar-provision-lock", daemon=True)
+    thread.start()
+    await done  # cancelled: the thread ends on its own once acquire() returns
+    thread.join()
+
+
+async def _open_store(store_cls: Any, config: AskarConfig, *, recreate: bool) -> Any:
     path = config.sqlite_path
     if path is not None:
         if recreate:

@@ -13,6 +13,7 @@ serialised by a lock).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -32,6 +33,7 @@ from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.locations import absent_database, opening_error
 from webvh_storage_sqlalchemy.models import KIND_TABLES, archive_table
 from webvh_storage_sqlalchemy.options import SQL_OPTIONS
+from webvh_storage_sqlalchemy.replicas import ReadRouter
 from webvh_storage_sqlalchemy.rows import BULK_CHUNK_ROWS, chunks
 from webvh_storage_sqlalchemy.statements import KindStatements
 
@@ -64,6 +66,12 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             problem = opening_error(exc, settings)
             raise problem or translate(exc, self._secrets, action="opening the database") from None
         self.engine = self._connections.engine
+        try:
+            self._reads = ReadRouter(self._connections, settings)  # DATABASE_READ_URLS
+        except Exception as exc:
+            self._connections.close()
+            raise translate(exc, self._secrets, action="opening the read replicas") from None
+        self._secrets = [*self._secrets, *self._reads.secrets]
         self.SessionLocal = sessionmaker(bind=self.engine, expire_on_commit=False)
         # narrowed per instance
         self.capabilities = type(self).capabilities - self.dialect.lacks  # type: ignore[misc]
@@ -100,6 +108,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._reads.close()
             self._connections.close()
 
     def flush(self) -> None:
@@ -126,7 +135,17 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             "url": mask_url(self._url),
             "dialect": self.dialect.name,
             "schema_revision": revision,
+            **({"read_replicas": self._reads.describe()} if self._reads.replicas else {}),
         }
+
+    @property
+    def secrets(self) -> Sequence[str]:
+        """The read replicas' URL passwords (the primary's are the settings')."""
+        return self._reads.secrets
+
+    def primary(self) -> AbstractContextManager[None]:
+        """Reads inside the block go to the primary, never to a read replica."""
+        return self._reads.primary_only()
 
     def __repr__(self) -> str:
         return f"SQLAlchemyBackend(url={mask_url(self._url)!r})"
@@ -139,12 +158,16 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
                 conn.execute(st.insert_sql, st.to_params(record))
         except Exception as exc:
             raise self._error(exc, f"creating {spec.name}", spec, spec.key_of(record)) from None
+        self._reads.wrote()
         return record
 
     def get(self, spec: KindSpec[Any], key: str) -> Any | None:
         st = self._statements[spec.name]
         try:
-            row = self._connections.fetch_one(st.get_sql, (key,))
+            if self._reads.replicas:
+                row = self._reads.read(lambda c: c.fetch_one(st.get_sql, (key,)))
+            else:  # no routing to pay for on the hottest call
+                row = self._connections.fetch_one(st.get_sql, (key,))
         except Exception as exc:
             raise self._error(exc, f"reading {spec.name}") from None
         return None if row is None else st.from_row(row)
@@ -190,6 +213,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             with self._connections.sql_transaction() as conn:
                 row = conn.execute(returning, {"key": key}).first()
                 if row is not None:
+                    self._reads.wrote()
                     return st.to_record(row)
                 actual = conn.execute(st.get_version, {"key": key}).scalar()
         except Exception as exc:
@@ -216,6 +240,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
                     )
                     row = conn.execute(stmt, {"key": key}).first()
                 if row is not None:
+                    self._reads.wrote()
                     return st.to_record(row)
                 actual = conn.execute(st.get_version, {"key": key}).scalar()
         except Exception as exc:
@@ -226,9 +251,11 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         st = self._statements[spec.name]
         try:
             with self._connections.sql_transaction() as conn:
-                return conn.execute(st.delete, {"key": key}).rowcount > 0
+                deleted = conn.execute(st.delete, {"key": key}).rowcount > 0
         except Exception as exc:
             raise self._error(exc, f"deleting {spec.name}") from None
+        self._reads.wrote()
+        return deleted
 
     # --- many records --------------------------------------------------------------------
     def list(
@@ -237,7 +264,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         st = self._statements[spec.name]
         sql, params = st.list_sql(filters, limit, offset)
         try:
-            found = self._connections.fetch_all(sql, params)
+            found = self._reads.read(lambda c: c.fetch_all(sql, params))
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
         from_row = st.from_row
@@ -246,7 +273,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         sql, params = self._statements[spec.name].count_sql(filters)
         try:
-            row = self._connections.fetch_one(sql, params)
+            row = self._reads.read(lambda c: c.fetch_one(sql, params))
         except Exception as exc:
             raise self._error(exc, f"counting {spec.name}") from None
         return int(row[0]) if row is not None else 0
@@ -254,7 +281,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
         st = self._statements[spec.name]
         try:
-            yield from self.dialect.stream(self._connections, st, filters, batch_size)
+            yield from self._reads.stream(lambda c: self.dialect.stream(c, st, filters, batch_size))
         except Exception as exc:
             raise self._error(exc, f"streaming {spec.name}") from None
 
@@ -265,6 +292,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
                 self.dialect.bulk_upsert(conn, st, records)
         except Exception as exc:
             raise self._error(exc, f"bulk writing {spec.name}") from None
+        self._reads.wrote()
         return len(records)
 
     def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
@@ -299,6 +327,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
                     )
         except Exception as exc:
             raise self._error(exc, "archiving entries") from None
+        self._reads.wrote()
         return len(entries)
 
     def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:

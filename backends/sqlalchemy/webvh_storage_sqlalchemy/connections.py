@@ -106,6 +106,14 @@ class Connections:
         """Pool entries the fast paths hold idle right now (checked out, not in use)."""
         return len(self._idle)
 
+    def saturated(self) -> bool:
+        """Every connection the pool may open is in use (none idle, none kept idle for
+        the fast paths): a checkout now would wait."""
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return False
+        return pool.checkedout() - len(self._idle) >= self._capacity
+
     def release_idle(self) -> None:
         """Hand every entry the fast paths keep back to the pool: before a checkout
         through SQLAlchemy, which would otherwise wait for them. (A pool listener attached

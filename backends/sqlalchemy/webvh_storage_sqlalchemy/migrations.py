@@ -6,12 +6,23 @@ short-cut: an empty database gets `create_all` + the head revision written strai
 alembic_version (equivalent to `upgrade head`, which the tests check with `alembic check`);
 `recreate=True` on a database already at head only empties the tables. A database at an
 older revision goes through the real `alembic upgrade head`.
+
+Any number of processes, on any number of hosts, may provision the same database at once
+(every worker of a server does it at start-up). Looking at the schema and then creating it
+is a race (PostgreSQL: `duplicate key value violates unique constraint
+"pg_type_typname_nsp_index"`), so provisioning is serialised: on PostgreSQL by a
+transaction-level advisory lock taken before anything is read (released by the commit, so
+it also works through PgBouncer in transaction pooling mode), on a SQLite file by a flock
+on `<file>.lock`. Whoever waited then finds the schema at head and has nothing to do.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import unquote
 
 from alembic import command
 from alembic.config import Config
@@ -28,12 +39,17 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.engine import URL
 
-from storage_core.errors import StorageError
+from storage_core.errors import BackendUnavailableError, StorageError
+from storage_core.filelock import FileLock
 from webvh_storage_sqlalchemy.columns import sequence_name
+from webvh_storage_sqlalchemy.dialects.sqlite import is_memory
 from webvh_storage_sqlalchemy.models import KIND_TABLES, Base
 
 VERSION_TABLE = "alembic_version"
+#: pg_advisory_xact_lock key held while provisioning (advisory locks are per database).
+PROVISION_LOCK_KEY = 0x7765_6276_6800_0001  # "webvh" + 1
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # Same layout Alembic creates, so a stamped database is indistinguishable from an upgraded one.
 _version_table = Table(
@@ -93,7 +109,9 @@ def provision(engine: Engine, recreate: bool = False) -> None:
     """Bring the database to head in one transaction (`engine` should be the write one)."""
     head = head_revision()
     ours = set(Base.metadata.tables)
-    with engine.begin() as conn:
+    with provisioning_lock(engine), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # before the schema is looked at
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROVISION_LOCK_KEY})
         existing = set(sa_inspect(conn).get_table_names())
         refuse_askar_store(existing)
         current = current_revision(conn) if VERSION_TABLE in existing else None
@@ -114,6 +132,37 @@ def provision(engine: Engine, recreate: bool = False) -> None:
             _stamp(conn, head)
         elif current != head:
             _upgrade(conn)
+
+
+@contextmanager
+def provisioning_lock(engine: Engine) -> Iterator[None]:
+    """The lock held outside the provisioning transaction: a flock beside a SQLite file
+    (PostgreSQL's advisory lock is taken inside the transaction; :memory: is private)."""
+    path = _sqlite_file(engine.url)
+    if path is None:
+        yield
+        return
+    lock = FileLock(path)
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise BackendUnavailableError(
+            f"cannot lock {str(lock.path)!r} to provision the database: {exc.strerror or exc}"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite URL (a plain path or a `file:` URI filename)."""
+    if url.get_backend_name() != "sqlite" or is_memory(url) or not url.database:
+        return None
+    database = url.database
+    if database.startswith("file:"):
+        database = unquote(database[len("file:") :].partition("?")[0])
+    return Path(database)
 
 
 def _stamp(conn: Connection, revision: str) -> None:

@@ -71,9 +71,16 @@ SQL_OPTIONS = BackendOptions(
         Option(
             "replica_max_lag",
             float,
-            None,
+            5.0,
             "STORAGE_REPLICA_MAX_LAG",
             help="seconds a replica may lag behind before reads go to the primary",
+        ),
+        Option(
+            "replica_check_interval",
+            float,
+            1.0,
+            "STORAGE_REPLICA_CHECK_INTERVAL",
+            help="seconds between checks of a replica's lag",
         ),
         # the parts of a PostgreSQL URL, read when DATABASE_URL is unset
         Option("postgres_user", env="POSTGRES_USER", env_only=True),

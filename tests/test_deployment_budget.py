@@ -1,0 +1,123 @@
+"""Issue 14, connection budget: a worker process never holds more than
+`pool_size + max_overflow` connections to the database, whatever its threads do at once
+(the fast paths keep a few pool entries checked out between calls: they count too), and a
+caller that cannot get one waits STORAGE_POOL_TIMEOUT and gets BackendUnavailableError.
+
+The server counts the connections (pg_stat_activity). The async-task variant waits for the
+async API (another issue).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from storage_core import open_storage
+from storage_core.errors import BackendUnavailableError
+from storage_core.records import LogEntry
+from tests.pg import PgServer, require_pg
+from tests.test_sqlalchemy_pool import ConnectionSampler
+
+THREADS = 16
+ROUNDS = 15
+
+
+def _entry(scid: str) -> LogEntry:
+    return LogEntry(
+        scid=scid,
+        did=f"did:webvh:{scid}:example.com",
+        domain="example.com",
+        namespace="people",
+        identifier=scid,
+        logs=[{"v": scid}],
+    )
+
+
+@pytest.fixture
+def database(pg_server: PgServer) -> Iterator[str]:
+    require_pg(pg_server)
+    yield pg_server.create_database("webvh_budget")
+
+
+def _gets_writes_and_streams(store, worker: int, errors: list[BaseException]) -> None:
+    try:
+        for n in range(ROUNDS):
+            key = f"w{worker}-{n}"
+            store.create_record(_entry(key))
+            assert store.get_log_entry(key) is not None
+            store.update_log_entry(key, logs=[n, n], expected_version=1)
+            assert sum(1 for _ in store.stream_records("log_entry", batch_size=5)) > 0
+            store.get_log_entries({"namespace": "people"}, limit=10)
+            store.count_log_entries()
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("pool_size", "max_overflow"), [(2, 1), (3, 0)])
+def test_threads_never_hold_more_than_pool_size_plus_max_overflow(
+    pg_server: PgServer,
+    database: str,
+    pool_size: int,
+    max_overflow: int,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """16 threads, far more than the pool: they queue for it, and all succeed."""
+    monkeypatch.setenv("STORAGE_POOL_SIZE", str(pool_size))
+    monkeypatch.setenv("STORAGE_MAX_OVERFLOW", str(max_overflow))
+    store = open_storage("sqlalchemy", pg_server.sqlalchemy_url(database))
+    try:
+        store.init_db()
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=_gets_writes_and_streams, args=(store, w, errors))
+            for w in range(THREADS)
+        ]
+        with ConnectionSampler(pg_server, database) as sampler:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert errors == [], errors[:3]
+        assert store.count_log_entries() == THREADS * ROUNDS
+    finally:
+        store.close()
+    budget = pool_size + max_overflow
+    assert 1 <= max(sampler.samples) <= budget, f"{max(sampler.samples)} > {budget}"
+
+
+def test_a_caller_that_finds_the_budget_spent_gets_backend_unavailable(
+    pg_server: PgServer, database: str, monkeypatch: pytest.MonkeyPatch
+):
+    """Both connections of a 1 + 1 pool are held by open streams (a slow client): a get,
+    a write and a third stream each wait STORAGE_POOL_TIMEOUT (1 s) and are told so; the
+    streams finish, and everything works again."""
+    monkeypatch.setenv("STORAGE_POOL_SIZE", "1")
+    monkeypatch.setenv("STORAGE_MAX_OVERFLOW", "1")
+    monkeypatch.setenv("STORAGE_POOL_TIMEOUT", "1")
+    store = open_storage("sqlalchemy", pg_server.sqlalchemy_url(database))
+    held: list[Iterator[LogEntry]] = []
+    try:
+        store.init_db()
+        store.bulk_upsert("log_entry", [_entry(f"e{n}") for n in range(10)])
+        held += [store.stream_records("log_entry", batch_size=2) for _ in range(2)]
+        for stream in held:
+            next(stream)  # each now holds a connection
+        with ConnectionSampler(pg_server, database) as sampler:
+            for call in (
+                lambda: store.get_log_entry("e1"),
+                lambda: store.create_record(_entry("late")),
+                lambda: next(iter(store.stream_records("log_entry"))),
+            ):
+                with pytest.raises(BackendUnavailableError, match="no pooled connection"):
+                    call()
+        assert max(sampler.samples) <= 2
+        assert [sum(1 for _ in stream) for stream in held] == [9, 9]
+        assert store.get_log_entry("e1") is not None
+        store.create_record(_entry("late"))
+    finally:
+        for stream in held:
+            stream.close()
+        store.close()
