@@ -82,12 +82,12 @@ class Option:
             return tuple(i.strip() for i in items if i.strip())
         if self.type in (int, float):
             if isinstance(raw, bool):
-                raise ValidationError(field, f"must be a {_TYPE_NAMES[self.type]}, got {shown}")
+                raise ValidationError(field, f"must be {_a(_TYPE_NAMES[self.type])}, got {shown}")
             try:
                 return self.type(raw.strip() if isinstance(raw, str) else raw)
             except (TypeError, ValueError):
                 raise ValidationError(
-                    field, f"must be an {_TYPE_NAMES[self.type]}, got {shown}"
+                    field, f"must be {_a(_TYPE_NAMES[self.type])}, got {shown}"
                 ) from None
         value = str(raw)
         if self.choices:
@@ -230,3 +230,7 @@ def warn_unknown_env(env: Mapping[str, str], declared: Iterable[BackendOptions])
             stacklevel=3,
         )
     return unknown
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"

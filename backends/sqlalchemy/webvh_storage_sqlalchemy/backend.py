@@ -188,6 +188,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         except Exception as exc:
             raise self._error(exc, f"updating {spec.name}", spec, key) from None
         if rows:
+            self._reads.wrote()
             return st.from_row(rows[0])
         # absent, or a version conflict: the transaction below tells which, atomically
         return self._update_in_transaction(spec, key, changes, now, expected_version)
