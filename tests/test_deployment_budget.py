@@ -17,22 +17,12 @@ import pytest
 from storage_core import open_storage
 from storage_core.errors import BackendUnavailableError
 from storage_core.records import LogEntry
+from tests.deployment import entry as _entry
 from tests.pg import PgServer, require_pg
 from tests.test_sqlalchemy_pool import ConnectionSampler
 
 THREADS = 16
 ROUNDS = 15
-
-
-def _entry(scid: str) -> LogEntry:
-    return LogEntry(
-        scid=scid,
-        did=f"did:webvh:{scid}:example.com",
-        domain="example.com",
-        namespace="people",
-        identifier=scid,
-        logs=[{"v": scid}],
-    )
 
 
 @pytest.fixture

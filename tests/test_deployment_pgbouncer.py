@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from storage_core import open_storage
-from storage_core.records import LogEntry
 from storage_core.testing.suite import *  # noqa: F403
+from tests.deployment import entry as _entry
 from tests.pg import PgServer
 from tests.pgbouncer import PgBouncer, pgbouncer  # noqa: F401 (the fixture)
 
@@ -30,17 +30,6 @@ def pgbouncer_database(pg_server: PgServer, pgbouncer: PgBouncer) -> str:  # noq
 def storage_backend_config(pgbouncer_database: str) -> dict[str, Any]:
     """The conformance suite's store: PostgreSQL through PgBouncer."""
     return {"backend": "sqlalchemy", "url": pgbouncer_database}
-
-
-def _entry(scid: str) -> LogEntry:
-    return LogEntry(
-        scid=scid,
-        did=f"did:webvh:{scid}:example.com",
-        domain="example.com",
-        namespace="people",
-        identifier=scid,
-        logs=[{"v": scid}],
-    )
 
 
 @pytest.mark.timeout(300)

@@ -20,20 +20,9 @@ import pytest
 
 from storage_core import open_storage
 from storage_core.errors import BackendUnavailableError, ValidationError
-from storage_core.records import LogEntry
+from tests.deployment import entry as _entry
 from tests.standby import ReplicatedPair, replicated_pair  # noqa: F401 (the fixture)
 from webvh_storage_sqlalchemy.replicas import LAG_SQL
-
-
-def _entry(scid: str) -> LogEntry:
-    return LogEntry(
-        scid=scid,
-        did=f"did:webvh:{scid}:example.com",
-        domain="example.com",
-        namespace="people",
-        identifier=scid,
-        logs=[{"v": scid}],
-    )
 
 
 class Stores:
