@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
 from storage_core import open_storage
 from storage_core.errors import BackendUnavailableError
-from storage_core.records import LogEntry
 from tests.deployment import entry as _entry
 from tests.pg import PgServer, require_pg
 from tests.test_sqlalchemy_pool import ConnectionSampler
@@ -81,21 +81,20 @@ def test_threads_never_hold_more_than_pool_size_plus_max_overflow(
 def test_a_caller_that_finds_the_budget_spent_gets_backend_unavailable(
     pg_server: PgServer, database: str, monkeypatch: pytest.MonkeyPatch
 ):
-    """Both connections of a 1 + 1 pool are held by open streams (a slow client): a get,
-    a write and a third stream each wait STORAGE_POOL_TIMEOUT (1 s) and are told so; the
-    streams finish, and everything works again."""
+    """Both connections of a 1 + 1 pool are held (two slow SQLAlchemy-path callers; streams
+    hold none between pages): a get, a write and a stream each wait STORAGE_POOL_TIMEOUT
+    (1 s) and are told so; once they are given back everything works again."""
     monkeypatch.setenv("STORAGE_POOL_SIZE", "1")
     monkeypatch.setenv("STORAGE_MAX_OVERFLOW", "1")
     monkeypatch.setenv("STORAGE_POOL_TIMEOUT", "1")
     store = open_storage("sqlalchemy", pg_server.sqlalchemy_url(database))
-    held: list[Iterator[LogEntry]] = []
     try:
         store.init_db()
         store.bulk_upsert("log_entry", [_entry(f"e{n}") for n in range(10)])
-        held += [store.stream_records("log_entry", batch_size=2) for _ in range(2)]
-        for stream in held:
-            next(stream)  # each now holds a connection
-        with ConnectionSampler(pg_server, database) as sampler:
+        connections = store.backend._connections
+        with ExitStack() as held, ConnectionSampler(pg_server, database) as sampler:
+            for _ in range(2):
+                held.enter_context(connections.autocommit_connection())
             for call in (
                 lambda: store.get_log_entry("e1"),
                 lambda: store.create_record(_entry("late")),
@@ -104,10 +103,8 @@ def test_a_caller_that_finds_the_budget_spent_gets_backend_unavailable(
                 with pytest.raises(BackendUnavailableError, match="no pooled connection"):
                     call()
         assert max(sampler.samples) <= 2
-        assert [sum(1 for _ in stream) for stream in held] == [9, 9]
         assert store.get_log_entry("e1") is not None
         store.create_record(_entry("late"))
+        assert sum(1 for _ in store.stream_records("log_entry", batch_size=2)) == 11
     finally:
-        for stream in held:
-            stream.close()
         store.close()
