@@ -141,7 +141,7 @@ def test_info_reports_dialect_and_revision(store):
     info = store.info()
     assert info["backend"] == "sqlalchemy"
     assert info["dialect"] in ("sqlite", "postgresql")
-    assert info["schema_revision"] == "0005_filter_seq_indexes"
+    assert info["schema_revision"] == "0006_archive_code_point_order"
 
 
 # --- JSON and timestamps -------------------------------------------------------------------
@@ -388,6 +388,33 @@ def test_url_password_is_masked(pg_database: str):
 
 
 # --- Askar archive -----------------------------------------------------------------------
+def test_archive_streams_in_code_point_order_whatever_the_database_collation(pg_server):
+    """On a PostgreSQL database created with an en-US collation the archive still
+    streams (and pages) in code-point order, as SQLite, Askar and the memory plugin do."""
+    from tests.pg import require_pg
+
+    require_pg(pg_server)
+    name = f"webvh_test_icu_{os.getpid()}_{time.monotonic_ns() % 10**8}"
+    conn = pg_server._connect()
+    try:
+        conn.cursor().execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
+            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+    finally:
+        conn.close()
+    pg_server.created.append(name)
+    names = ["b", "B", "_x", "a", "Z", "\u00e9", "A1", "a0"]
+    with provisioned_storage(
+        {"backend": "sqlalchemy", "url": pg_server.sqlalchemy_url(name)}
+    ) as store:
+        store.archive_upsert([ArchivedEntry("cat", n, n) for n in names])
+        store.archive_upsert([ArchivedEntry("Cat", "x", "x"), ArchivedEntry("_cat", "x", "x")])
+        streamed = [(e.category, e.name) for e in store.archive_stream(batch_size=3)]
+    expected = sorted([("cat", n) for n in names] + [("Cat", "x"), ("_cat", "x")])
+    assert streamed == expected  # en-US would give _cat, cat (_x, a, a0, A1, b, B, ...), Cat
+
+
 def test_archive_round_trip(store):
     rows = [
         ArchivedEntry("webvh:b", "2", '{"x": 1}', {"scid": "s2"}),

@@ -106,11 +106,17 @@ def _attach_postgresql_sequence(table: Table) -> None:
 
 KIND_TABLES: dict[str, Table] = {name: _kind_table(spec) for name, spec in KINDS.items()}
 
+#: The archive streams in (category, name) order, which must be code-point order on every
+#: backend: on PostgreSQL the database's own collation (e.g. en_US) would sort otherwise.
+_CODE_POINT_ORDERED = String(INDEXED_LENGTH).with_variant(
+    String(INDEXED_LENGTH, collation="C"), "postgresql"
+)
+
 archive_table = Table(
     ARCHIVE_TABLE,
     Base.metadata,
-    Column("category", String(INDEXED_LENGTH), primary_key=True),
-    Column("name", String(INDEXED_LENGTH), primary_key=True),
+    Column("category", _CODE_POINT_ORDERED, primary_key=True),
+    Column("name", _CODE_POINT_ORDERED, primary_key=True),
     Column("value", Text, nullable=False),
     Column("tags", JSONDocument, nullable=False),
     Column("archived_at", UTCDateTime, nullable=False),
