@@ -21,9 +21,16 @@ UTC datetimes), so a ratio measures only what our layers add:
   (one coroutine per block of calls: what an async server does), same layout as the
   backend (category, name, JSON value, tags); reads reuse one open session, writes
   open a session (create) or a transaction (update, bulk) per call.
-- `Seed`: the original server's pattern on the backend's own engine and ORM models: a
-  new ORM `Session` per call, `session.query(Model).filter(Model.scid == x).first()`,
-  `commit()` + `refresh()` per write.
+- `Seed` ("original"): the original storage manager's pattern on the original manager's
+  own engine configuration (`original_sessions`: a plain `create_engine(url)` with the
+  library defaults, no BEGIN hook, no tuned pool, `sessionmaker(autoflush=False)`) and the
+  backend's ORM models: a new ORM `Session` per call,
+  `session.query(Model).filter(Model.scid == x).first()`, `commit()` + `refresh()` per
+  write.
+- `Peer` ("advanced-alchemy"): what a user would pick instead of this library,
+  advanced-alchemy's `SQLAlchemySyncRepository` over the same ORM model, one session per
+  call (a request), on its own `SQLAlchemySyncConfig` engine. Optional: the `bench`
+  dependency group (`uv sync --group bench`); without it the column is skipped.
 """
 
 from __future__ import annotations
@@ -507,14 +514,38 @@ class AskarRaw:
 
 
 # --- the seed's pattern --------------------------------------------------------------------
+def original_sessions(url: str, *, sqlite_synchronous: str | None = None) -> Any:
+    """(engine, session factory) as the original storage manager built them: a plain
+    `create_engine(url)` (library defaults: QueuePool, no pre-ping, the driver's own
+    transaction handling) and a sessionmaker. `sqlite_synchronous` sets that pragma on
+    each connection, for the row that compares ours at synchronous=NORMAL with the same
+    durability."""
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.orm import sessionmaker
+
+    engine = create_engine(url)
+    if sqlite_synchronous is not None:
+
+        @event.listens_for(engine, "connect")
+        def _pragma(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+
+    return engine, sessionmaker(autoflush=False, bind=engine)
+
+
 class Seed:
     """The original storage manager: a Session per call, ORM query, commit + refresh."""
 
-    name = "seed"
+    name = "original"
 
-    def __init__(self, session_factory: Any, model: Any) -> None:
-        self.SessionLocal = session_factory
+    def __init__(self, url: str, model: Any, *, sqlite_synchronous: str | None = None) -> None:
+        self.engine, self.SessionLocal = original_sessions(
+            url, sqlite_synchronous=sqlite_synchronous
+        )
         self.Model = model
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     def get(self, scid: str) -> Any:
         M = self.Model
@@ -570,6 +601,104 @@ class Seed:
             session.commit()
             session.refresh(row)
             return row
+
+
+# --- the peer library ------------------------------------------------------------------------
+def peer_available() -> bool:
+    try:
+        import advanced_alchemy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Peer:
+    """advanced-alchemy's sync repository: one session and repository per call, as a
+    request handler would use it; `upsert_many` for bulk (it matches existing keys)."""
+
+    name = "advanced-alchemy"
+
+    def __init__(self, url: str, model: Any) -> None:
+        from advanced_alchemy.config import SQLAlchemySyncConfig
+        from advanced_alchemy.repository import SQLAlchemySyncRepository
+
+        class Repository(SQLAlchemySyncRepository[Any]):
+            model_type = model
+            id_attribute = "scid"
+
+        self.config = SQLAlchemySyncConfig(connection_string=url, create_all=False)
+        # On SQLite the schema's `seq` default is a subquery, which one multi-row INSERT
+        # (advanced-alchemy's native upsert) evaluates once for all rows: bulk numbers
+        # the rows itself there (one MAX(seq) query per call).
+        self.numbers_rows = url.startswith("sqlite")
+        self.Repository = Repository
+        self.Model = model
+
+    def close(self) -> None:
+        self.config.get_engine().dispose()
+
+    def _repo(self, session: Any) -> Any:
+        return self.Repository(session=session)
+
+    def get(self, scid: str) -> Any:
+        with self.config.get_session() as session:
+            return self._repo(session).get_one_or_none(self.Model.scid == scid)
+
+    def page(self, namespace: str, offset: int) -> list[Any]:
+        from advanced_alchemy.filters import LimitOffset
+
+        M = self.Model
+        with self.config.get_session() as session:
+            return self._repo(session).list(
+                M.namespace == namespace,
+                LimitOffset(limit=PAGE, offset=offset),
+                order_by=M.seq.asc(),
+            )
+
+    def count(self, namespace: str) -> int:
+        with self.config.get_session() as session:
+            return int(self._repo(session).count(self.Model.namespace == namespace))
+
+    def _row(self, e: LogEntry, ts: datetime | None = None, version: int = 1) -> Any:
+        return self.Model(
+            scid=e.scid,
+            did=e.did,
+            domain=e.domain,
+            namespace=e.namespace,
+            identifier=e.identifier,
+            logs=e.logs,
+            deactivated=e.deactivated,
+            created_at=ts or e.created_at,
+            updated_at=ts or e.updated_at,
+            record_version=version,
+        )
+
+    def create(self, e: LogEntry) -> Any:
+        with self.config.get_session() as session:
+            return self._repo(session).add(self._row(e, now()), auto_commit=True)
+
+    def update(self, scid: str, logs: list[Any]) -> Any:
+        with self.config.get_session() as session:
+            repo = self._repo(session)
+            row = repo.get_one_or_none(self.Model.scid == scid)
+            if row is None:
+                return None
+            row.logs = logs
+            row.updated_at = now()
+            row.record_version = row.record_version + 1
+            return repo.update(row, auto_commit=True)
+
+    def bulk(self, entries: list[LogEntry]) -> int:
+        rows = [self._row(e, version=e.record_version) for e in entries]
+        with self.config.get_session() as session:
+            if self.numbers_rows:
+                from sqlalchemy import func, select
+
+                top = session.scalar(select(func.coalesce(func.max(self.Model.seq), 0)))
+                for i, row in enumerate(rows, start=int(top or 0) + 1):
+                    row.seq = i
+            self._repo(session).upsert_many(rows, auto_commit=True)
+        return len(rows)
 
 
 def run_many(driver: Any, method: str, args: Iterable[tuple]) -> int:

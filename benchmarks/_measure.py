@@ -1,9 +1,10 @@
-"""Timing helpers: interleaved rounds, best-of and median, ratios, and the result table.
+"""Timing helpers: interleaved rounds, medians and spreads of ratios, and the result table.
 
 The machine is shared and noisy, so nothing here is an absolute claim: each operation
 runs ours and its baselines alternately, in the same process on the same data, several
-rounds, and reports the ratio of the best rates (the least disturbed round of each) with
-the median ratio alongside.
+rounds. Each round gives one ratio (ours / baseline, measured side by side); the table
+shows the MEDIAN of those per-round ratios and their spread (lowest-highest), and
+ok/MISS compares the median with the target. Rates are medians of the rounds.
 """
 
 from __future__ import annotations
@@ -26,53 +27,59 @@ class Result:
     unit: str  # what the rate counts: "ops", "rows", "pages"
     ours: list[float] = field(default_factory=list)  # rates per round
     baselines: dict[str, list[float]] = field(default_factory=dict)
-    target: float | None = None  # ours / raw driver must be >= this
-    seed_target: float | None = None  # ours / seed pattern must be >= this
+    target: float | None = None  # ours / raw driver must be >= this (median of rounds)
+    seed_target: float | None = None  # ours / original pattern must be >= this
     note: str = ""
 
-    def best(self, name: str | None = None) -> float:
-        rates = self.ours if name is None else self.baselines[name]
-        return max(rates) if rates else float("nan")
+    def rate(self, name: str | None = None) -> float:
+        """Median rate over the rounds (ours, or the baseline `name`)."""
+        rates = self.ours if name is None else self.baselines.get(name, [])
+        return statistics.median(rates) if rates else float("nan")
+
+    def ratios(self, name: str) -> list[float]:
+        """ours / baseline of each round (the two measured side by side)."""
+        if name not in self.baselines or not self.ours:
+            return []
+        return [o / b for o, b in zip(self.ours, self.baselines[name], strict=False)]
 
     def ratio(self, name: str) -> float:
-        """ours / baseline, best round of each."""
-        if name not in self.baselines or not self.ours:
-            return float("nan")
-        return self.best() / self.best(name)
+        """The median of the per-round ratios: what ok/MISS compares with the target."""
+        values = self.ratios(name)
+        return statistics.median(values) if values else float("nan")
 
-    def median_ratio(self, name: str) -> float:
-        """Median over rounds of ours/baseline within the same round."""
-        if name not in self.baselines or not self.ours:
-            return float("nan")
-        pairs = zip(self.ours, self.baselines[name], strict=False)
-        return statistics.median(o / b for o, b in pairs)
+    def spread(self, name: str) -> tuple[float, float]:
+        values = self.ratios(name)
+        return (min(values), max(values)) if values else (float("nan"), float("nan"))
 
     def holds(self, name: str) -> bool | None:
-        goal = self.target if name == "raw" else self.seed_target
+        goal = self.goal(name)
         if goal is None or name not in self.baselines:
             return None
         return self.ratio(name) >= goal
+
+    def goal(self, name: str) -> float | None:
+        return {"raw": self.target, "original": self.seed_target}.get(name)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "backend": self.backend,
             "op": self.op,
             "unit": self.unit,
-            "ours_rate": self.best(),
+            "ours_median_rate": self.rate(),
             "ours_rates": self.ours,
             "note": self.note,
         }
         for name, rates in self.baselines.items():
-            out[f"{name}_rate"] = max(rates)
+            out[f"{name}_median_rate"] = self.rate(name)
             out[f"{name}_rates"] = rates
-            out[f"ratio_vs_{name}"] = self.ratio(name)
-            out[f"median_ratio_vs_{name}"] = self.median_ratio(name)
+            out[f"ratios_vs_{name}"] = self.ratios(name)
+            out[f"median_ratio_vs_{name}"] = self.ratio(name)
         if self.target is not None:
             out["target_vs_raw"] = self.target
             out["meets_target_vs_raw"] = self.holds("raw")
         if self.seed_target is not None:
-            out["target_vs_seed"] = self.seed_target
-            out["meets_target_vs_seed"] = self.holds("seed")
+            out["target_vs_original"] = self.seed_target
+            out["meets_target_vs_original"] = self.holds("original")
         return out
 
 
@@ -120,35 +127,41 @@ def fmt_rate(rate: float) -> str:
     return f"{rate:,.1f}"
 
 
-def fmt_ratio(value: float, goal: float | None) -> str:
+def fmt_ratio(res: Result, name: str) -> str:
+    """`median [lowest-highest]` of the per-round ratios, with ok/MISS against the target."""
+    value = res.ratio(name)
     if value != value:
         return "-"
-    text = f"{value:.2f}"
+    low, high = res.spread(name)
+    text = f"{value:.2f} [{low:.2f}-{high:.2f}]"
+    goal = res.goal(name)
     if goal is not None:
         text += " ok" if value >= goal else f" MISS (<{goal:g})"
     return text
 
 
+#: Baselines in table order: (key in Result.baselines, column title).
+COLUMNS = (
+    ("raw", "raw driver"),
+    ("original", "original"),
+    ("advanced-alchemy", "advanced-alchemy"),
+)
+
+
 def table(results: list[Result]) -> str:
-    """A Markdown table: one row per backend and operation."""
-    head = (
-        "| backend | operation | ours /s | raw driver /s | ours/raw (median) | target "
-        "| seed pattern /s | ours/seed |"
-    )
-    lines = [head, "|" + "---|" * 8]
+    """A Markdown table: one row per backend and operation; rates are medians of the
+    rounds, "x name" the median [spread] of the per-round ratios ours / name."""
+    head = "| backend | operation | ours /s | target (x raw)"
+    for _, title in COLUMNS:
+        head += f" | {title} /s | x {title}"
+    lines = [head + " |", "|" + "---|" * (4 + 2 * len(COLUMNS))]
     for res in results:
-        raw = res.baselines.get("raw")
-        seed = res.baselines.get("seed")
-        raw_ratio = (
-            f"{fmt_ratio(res.ratio('raw'), res.target)} ({res.median_ratio('raw'):.2f})"
-            if raw
-            else "-"
-        )
-        seed_ratio = fmt_ratio(res.ratio("seed"), res.seed_target) if seed else "-"
-        lines.append(
-            f"| {res.backend} | {res.op} | {fmt_rate(res.best())} {res.unit} "
-            f"| {fmt_rate(res.best('raw')) if raw else '-'} "
-            f"| {raw_ratio} | {'-' if res.target is None else f'>= {res.target:g}'} "
-            f"| {fmt_rate(res.best('seed')) if seed else '-'} | {seed_ratio} |"
-        )
+        target = "-" if res.target is None else f">= {res.target:g}"
+        row = f"| {res.backend} | {res.op} | {fmt_rate(res.rate())} {res.unit} | {target}"
+        for name, _ in COLUMNS:
+            if res.baselines.get(name):
+                row += f" | {fmt_rate(res.rate(name))} | {fmt_ratio(res, name)}"
+            else:
+                row += " | - | -"
+        lines.append(row + " |")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from storage_core import encoded
 from storage_core.kinds import KindSpec, R
 
 _TIMESTAMP_FIELDS = ("created_at", "updated_at")
@@ -24,10 +25,10 @@ def dumps(value: Any) -> bytes:
 def dumps_fields(fields: dict[str, Any]) -> bytes:
     """A record's fields as one JSON object, byte for byte `orjson.dumps(fields)`, but
     encoded field by field: a field nested MAX_JSON_DEPTH deep (orjson's own limit) still
-    fits in the object around it, one level deeper than orjson would go."""
-    return (
-        b"{" + b",".join(orjson.dumps(k) + b":" + orjson.dumps(v) for k, v in fields.items()) + b"}"
-    )
+    fits in the object around it, one level deeper than orjson would go. A value the
+    manager's validation encoded in this call is not encoded again (`encoded.dumps`)."""
+    body = b",".join(orjson.dumps(k) + b":" + encoded.dumps(v) for k, v in fields.items())
+    return b"{" + body + b"}"
 
 
 def dumps_str(value: Any) -> str:

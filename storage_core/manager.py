@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from storage_core.codec import utcnow
 from storage_core.config import Settings, mask_text, mask_url
+from storage_core.encoded import within_scope
 from storage_core.errors import StorageError, UnsupportedOperationError, ValidationError
 from storage_core.interface import (
     ArchivedEntry,
@@ -280,6 +281,7 @@ class StorageManager:
     # A kind given as its spec (e.g. `kinds.LOG_ENTRY`) types the result precisely
     # (`LogEntry`); given by name, the result is one of the nine record types.
     @_guarded
+    @within_scope
     def create_record(self, record: R) -> R:
         spec = _spec_of_record(record)
         now = utcnow()
@@ -345,6 +347,7 @@ class StorageManager:
         self, kind: str, key: str, expected_version: int | None = None, **fields: Any
     ) -> AnyRecord | None: ...
     @_guarded
+    @within_scope
     def update_record(
         self,
         kind: str | KindSpec[Any],
@@ -360,6 +363,7 @@ class StorageManager:
         return self.backend.update(spec, key, changes, utcnow(), expected_version)
 
     @_guarded
+    @within_scope
     def upsert_record(self, record: R, expected_version: int | None = None) -> R:
         """Create or replace by key (the `create_or_update_*` semantics)."""
         spec = _spec_of_record(record)
@@ -422,6 +426,7 @@ class StorageManager:
     @overload
     def bulk_upsert(self, kind: str, records: Iterable[AnyRecord]) -> int: ...
     @_guarded
+    @within_scope
     def bulk_upsert(self, kind: str | KindSpec[Any], records: Iterable[Any]) -> int:
         """Write many records in one transaction, as given (an import primitive): all are
         validated first, so a bad one leaves the store unchanged."""

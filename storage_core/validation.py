@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import orjson
 
+from storage_core import encoded as _encoded
 from storage_core.errors import ValidationError
 from storage_core.kinds import FieldType, KindSpec, R
 
@@ -60,7 +61,8 @@ def check_text(field: str, value: Any, *, optional: bool = False, max_bytes: int
 def check_json(field: str, value: Any, *, max_bytes: int) -> bytes:
     """Return the encoded document, or refuse what JSON cannot hold exactly: anything but
     dict (str keys), list, str, int, float, bool and None, nesting deeper than
-    MAX_JSON_DEPTH, NaN/Infinity, ints beyond 64 bits, unpaired surrogates."""
+    MAX_JSON_DEPTH, NaN/Infinity, ints beyond 64 bits, unpaired surrogates. The encoding
+    is kept for the backend within the manager's write call (`storage_core.encoded`)."""
     if not _plain_json(value):
         _explain_json(field, value)
     try:
@@ -73,6 +75,7 @@ def check_json(field: str, value: Any, *, max_bytes: int) -> bytes:
     # so the common case costs nothing. (It refuses ints beyond 64 bits itself.)
     if b"null" in encoded:
         _check_floats(field, value)
+    _encoded.remember(value, encoded)
     return encoded
 
 

@@ -20,7 +20,8 @@ from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
-from storage_core.codec import dumps_str, loads
+from storage_core.codec import loads
+from storage_core.encoded import dumps_str
 
 
 class UTCDateTime(TypeDecorator[datetime]):

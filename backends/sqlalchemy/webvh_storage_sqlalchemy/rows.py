@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
-from storage_core.codec import dumps_str, loads
+from storage_core.codec import loads
+from storage_core.encoded import dumps_str
 from storage_core.kinds import FieldType, KindSpec
 
 #: A value converter, or None where the driver's value is already the record's.
@@ -39,6 +40,8 @@ def load_json(value: Any) -> Any:
 
 
 def dump_json(value: Any) -> str | None:
+    """The driver's JSON text: validation's encoding when the manager validated this very
+    document in this call, else a fresh one."""
     return None if value is None else dumps_str(value)
 
 
@@ -70,7 +73,8 @@ def record_builder(
 def params_builder(
     spec: KindSpec[Any], fields: Sequence[str], timestamp: Converter
 ) -> RecordToParams:
-    """Record -> positional parameters of `fields`: JSON fields as orjson text, timestamps
+    """Record -> positional parameters of `fields`: JSON fields as orjson text (encoded
+    once per write: `dump_json`), timestamps
     through `timestamp`, everything else as it is."""
     read_all = attrgetter(*fields)  # every field in one C call
     converted = _param_plan(spec, fields, timestamp)

@@ -20,8 +20,9 @@ from sqlalchemy.engine import Dialect as SQLAlchemyDialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from storage_core.codec import dumps_str, loads
+from storage_core.codec import loads
 from storage_core.config import Settings
+from storage_core.encoded import dumps_str
 from storage_core.errors import ValidationError
 from storage_core.kinds import FieldType, KindSpec
 from storage_core.validation import Filters
