@@ -3,6 +3,7 @@ mistake answered by one line on stderr, no traceback, documented exit status."""
 
 from __future__ import annotations
 
+import io
 import os
 import pty
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from storage_core import open_storage
+from storage_core.cli import main
 
 SCRIPT = Path(sys.executable).with_name("storage-core")
 
@@ -182,3 +184,46 @@ def test_errors_mask_the_password_of_an_unreachable_server(tmp_path: Path) -> No
     run = run_cli("info", "--url", url, cwd=tmp_path, STORAGE_CONNECT_TIMEOUT="2")
     assert_one_line_error(run)
     assert "hunter2" not in run.stderr + run.stdout
+
+
+# --- in-process: the paths a subprocess cannot reach -------------------------------------
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_closed_at_the_recreate_prompt_declines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-D at "Type 'yes'": declined (exit 1), nothing deleted."""
+    url = f"sqlite:///{tmp_path}/app.db"
+    monkeypatch.setenv("DATABASE_URL", url)
+    assert main(["init-db"]) == 0
+    with open_storage("sqlalchemy", url) as storage:
+        storage.create_task("t1", "sync", "started")
+    monkeypatch.setattr(sys, "stdin", _Terminal(""))
+    assert main(["init-db", "--recreate"]) == 1
+    assert "not confirmed" in capsys.readouterr().err
+    with open_storage("sqlalchemy", url) as storage:
+        assert storage.get_task("t1") is not None
+
+
+def test_a_command_of_a_blocked_plugin_names_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STORAGE_DISABLE_PLUGINS", "webvh-storage-migrate")
+    assert main(["migrate-askar", "--to", f"sqlite:///{tmp_path}/x.db"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install" in err[0] and "migrate-askar" in err[0], err
+
+
+def test_a_broken_environment_still_masks_the_postgres_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Settings cannot be read at all (a bad framework variable): the error line still
+    masks POSTGRES_PASSWORD, wherever it would appear."""
+    monkeypatch.setenv("STORAGE_MAX_PAYLOAD_BYTES", "lots-s3cr3t-pw")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "s3cr3t-pw")
+    assert main(["info"]) == 2
+    err = capsys.readouterr().err
+    assert "STORAGE_MAX_PAYLOAD_BYTES" in err and "s3cr3t-pw" not in err, err
