@@ -40,6 +40,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import NullType
 
+from storage_core.codec import loads
 from storage_core.config import Settings
 from storage_core.errors import StorageError, ValidationError
 from storage_core.interface import Capability
@@ -95,7 +96,8 @@ class SQLiteConnection:
 
 def _from_sqlite(name: str, ftype: FieldType | None) -> Converter | None:
     if is_json(ftype):
-        return load_json
+        # only a "JSON value" column may hold NULL; the others decode straight in C
+        return load_json if ftype is FieldType.JSON else loads
     if ftype is FieldType.BOOL:
         return bool
     if name in TIMESTAMP_FIELDS:
