@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from storage_core.errors import BackendUnavailableError
-from storage_core.interface import AsyncStorageBackend, StorageBackend
+from storage_core.interface import AsyncStorageBackend, Capability, StorageBackend
 from storage_core.kinds import KindSpec, R
 from storage_core.loop import BackgroundLoop, LoopClosedError, run_sync
 from storage_core.validation import Filters
@@ -30,6 +30,8 @@ from storage_core.validation import Filters
 T = TypeVar("T")
 #: Threads of a sync store's async face when its settings name no pool size.
 DEFAULT_WORKERS = 10
+#: Abilities of the sync face only: the async face has no SQL sessions or archive yet.
+SYNC_FACE_ONLY = frozenset({Capability.SQL_SESSIONS, Capability.ARCHIVE})
 
 
 def as_async(backend: StorageBackend | AsyncStorageBackend, workers: int) -> AsyncStorageBackend:
@@ -61,7 +63,7 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
     def __init__(self, backend: StorageBackend, workers: int = DEFAULT_WORKERS) -> None:
         self.sync = backend
         self.name = backend.name
-        self.capabilities = backend.capabilities  # type: ignore[misc]  # per store
+        self.capabilities = backend.capabilities - SYNC_FACE_ONLY  # type: ignore[misc]  # per store
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, workers), thread_name_prefix=f"storage-{backend.name}"
         )

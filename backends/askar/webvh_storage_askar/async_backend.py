@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aries_askar import AskarError, Store  # type: ignore[import-untyped]
 
+from storage_core.adapters import SYNC_FACE_ONLY
 from storage_core.errors import BackendUnavailableError, StorageError
 from storage_core.interface import AsyncStorageBackend
 from storage_core.kinds import KindSpec
@@ -39,6 +40,7 @@ class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
 
     def __init__(self, config: AskarConfig, owner: AskarBackend | None = None) -> None:
         super().__init__(config)
+        self.capabilities = self.capabilities - SYNC_FACE_ONLY  # type: ignore[misc]  # per store
         self.name = "askar" if owner is None else owner.name
         self._owner = owner
         self._bound: asyncio.AbstractEventLoop | None = None
