@@ -156,6 +156,10 @@ class AsyncStorageManager(ManagerCore):
         except Exception as exc:
             raise self._failure(exc, "provisioning") from None
 
+    async def init_db(self, recreate: bool = False) -> None:
+        """`provision()`, under the sync manager's other name for it."""
+        await self.provision(recreate=recreate)
+
     async def aclose(self) -> None:
         await self.backend.aclose()
 

@@ -34,7 +34,7 @@ async def test_process_wide_instance_is_one_until_reset(sqlite_env: Path) -> Non
     first = AsyncStorageManager()
     assert AsyncStorageManager() is first
     assert open_async_storage() is not first
-    await first.provision()
+    await first.init_db()
     await first.create_task("t", "type", "new")
     await AsyncStorageManager.reset()
     second = AsyncStorageManager()
