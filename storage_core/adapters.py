@@ -16,6 +16,7 @@ import asyncio
 import builtins
 import functools
 import itertools
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -53,10 +54,6 @@ def as_sync(backend: StorageBackend | AsyncStorageBackend) -> StorageBackend:
     return LoopThreadBackend(backend)
 
 
-def _take(iterator: Iterator[T], count: int) -> builtins.list[T]:
-    return builtins.list(itertools.islice(iterator, count))
-
-
 class ThreadedAsyncBackend(AsyncStorageBackend):
     """A sync backend's calls on a bounded thread pool (one executor per store)."""
 
@@ -67,15 +64,13 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, workers), thread_name_prefix=f"storage-{backend.name}"
         )
+        self._closed = False
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise BackendUnavailableError(f"the {self.name!r} store is closed")
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, functools.partial(func, *args))
-        except RuntimeError as exc:  # "cannot schedule new futures after shutdown"
-            if "shutdown" in str(exc):
-                raise BackendUnavailableError("the store is closed") from None
-            raise
+        return await loop.run_in_executor(self._executor, functools.partial(func, *args))
 
     # --- lifecycle -------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
@@ -83,10 +78,13 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
         await self._run(lambda: run_sync(self.sync.provision(recreate=recreate)))
 
     async def aclose(self) -> None:
-        if self._executor._shutdown:  # already closed: idempotent
+        if self._closed:  # idempotent
             return
-        await self._run(self.sync.close)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            await self._run(self.sync.close)
+        finally:
+            self._closed = True
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def health_check(self) -> bool:
         try:
@@ -142,19 +140,30 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
         self, spec: KindSpec[R], filters: Filters, batch_size: int
     ) -> AsyncIterator[R]:
         """A batch per thread hand-off; leaving early closes the sync iterator on a pool
-        thread (closing may block: it returns a cursor and its connection)."""
+        thread (closing may block: it returns a cursor and its connection). A lock keeps
+        the close from meeting a batch still being read (its awaiting task cancelled)."""
         iterator = await self._run(self.sync.stream, spec, filters, batch_size)
+        lock = threading.Lock()
+
+        def take() -> builtins.list[R]:
+            with lock:
+                return builtins.list(itertools.islice(iterator, batch_size))
+
+        def close() -> None:
+            with lock:
+                closer = getattr(iterator, "close", None)
+                if closer is not None:
+                    closer()
+
         try:
             while True:
-                batch = await self._run(_take, iterator, batch_size)
+                batch = await self._run(take)
                 for record in batch:
                     yield record
                 if len(batch) < batch_size:
                     return
         finally:
-            close = getattr(iterator, "close", None)
-            if close is not None:
-                await self._run(close)
+            await self._run(close)
 
     async def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int:
         return await self._run(self.sync.bulk_upsert, spec, records)

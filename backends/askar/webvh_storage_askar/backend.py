@@ -60,7 +60,8 @@ class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
 
     def native_async(self) -> AsyncStorageBackend:
         """The async face: the same operations awaited in the caller's event loop, on
-        a store of its own opened there (aries-askar stores belong to one loop)."""
+        a store of its own opened there (aries-askar stores belong to one loop). Both
+        open the same file or database; an in-memory store is one per face."""
         from webvh_storage_askar.async_backend import AsyncAskarBackend
 
         return AsyncAskarBackend(self.config, owner=self)
