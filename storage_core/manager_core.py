@@ -44,7 +44,8 @@ from storage_core.validation import (
     validate_record,
 )
 
-log = logging.getLogger(__name__)
+#: The managers' logger keeps its name: operators filter on "storage_core.manager".
+log = logging.getLogger("storage_core.manager")
 DEFAULT_STREAM_BATCH = 500
 
 
