@@ -1,5 +1,6 @@
 """webvh-storage: one storage interface for did:webvh servers, many backends."""
 
+from storage_core.async_manager import AsyncStorageManager, open_async_storage
 from storage_core.config import Settings
 from storage_core.errors import (
     BackendUnavailableError,
@@ -10,7 +11,13 @@ from storage_core.errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
+from storage_core.interface import (
+    ArchivedEntry,
+    ArchiveStore,
+    AsyncStorageBackend,
+    Capability,
+    StorageBackend,
+)
 from storage_core.kinds import KINDS, KindSpec
 from storage_core.manager import StorageManager, open_storage
 from storage_core.records import (
@@ -29,6 +36,8 @@ __all__ = [
     "KINDS",
     "ArchiveStore",
     "ArchivedEntry",
+    "AsyncStorageBackend",
+    "AsyncStorageManager",
     "BackendUnavailableError",
     "Capability",
     "ConflictError",
@@ -50,5 +59,6 @@ __all__ = [
     "ValidationError",
     "WhoisPresentation",
     "WitnessFile",
+    "open_async_storage",
     "open_storage",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -120,6 +120,13 @@ class StorageBackend(ABC):
         is; a bulk load that relaxed durability (e.g. SQLite synchronous=NORMAL) calls it
         before reporting success, and it raises if it cannot complete."""
 
+    def native_async(self) -> AsyncStorageBackend | None:
+        """This store's own async face, for a backend whose driver is async (Askar);
+        None (the default) lets the framework adapt the sync face on a thread pool
+        (`storage_core.adapters`). The face returned owns this backend: its `aclose()`
+        closes this object too."""
+        return None
+
     # --- single records --------------------------------------------------------------
     @abstractmethod
     def create(self, spec: KindSpec[R], record: R) -> R:
@@ -196,3 +203,88 @@ class ArchiveStore(ABC):
 
     @abstractmethod
     def archive_count(self, category: str | None = None) -> int: ...
+
+
+class AsyncStorageBackend(ABC):
+    """The async face of one store: `StorageBackend`'s contract, method for method, as
+    coroutines (`stream` is an async iterator), for callers on an event loop (FastAPI
+    handlers). Same input, records, errors and ordering as the sync face.
+
+    A backend implements either face; `storage_core.adapters` makes the other (a sync
+    backend runs on a bounded thread pool, an async one on a loop thread).
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    name: str = "?"
+
+    # --- lifecycle -------------------------------------------------------------------
+    @abstractmethod
+    async def provision(self, recreate: bool = False) -> None:
+        """Create the schema/store if missing; with recreate, drop all data first."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Release connections, threads and files. Idempotent. Afterwards health_check()
+        is False and every other call raises BackendUnavailableError."""
+
+    @abstractmethod
+    async def health_check(self) -> bool:
+        """True when the store answers a trivial query right now."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for `storage-core info` (URL masked, ...); no I/O."""
+        return {"backend": self.name}
+
+    @property
+    def secrets(self) -> Sequence[str]:
+        """Values that must never be printed (see `StorageBackend.secrets`)."""
+        return ()
+
+    async def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
+        """The conformance suite's hook (see `StorageBackend.refuse_writes_for_testing`)."""
+        return False
+
+    async def flush(self) -> None:  # noqa: B027  (optional: a no-op unless overridden)
+        """Make every acknowledged write durable now (see `StorageBackend.flush`)."""
+
+    # --- single records --------------------------------------------------------------
+    @abstractmethod
+    async def create(self, spec: KindSpec[R], record: R) -> R: ...
+
+    @abstractmethod
+    async def get(self, spec: KindSpec[R], key: str) -> R | None: ...
+
+    @abstractmethod
+    async def update(
+        self,
+        spec: KindSpec[R],
+        key: str,
+        changes: dict[str, Any],
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> R | None: ...
+
+    @abstractmethod
+    async def upsert(
+        self, spec: KindSpec[R], record: R, expected_version: int | None = None
+    ) -> R: ...
+
+    @abstractmethod
+    async def delete(self, spec: KindSpec[Any], key: str) -> bool: ...
+
+    # --- many records ----------------------------------------------------------------
+    @abstractmethod
+    async def list(
+        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+    ) -> builtins.list[R]: ...
+
+    @abstractmethod
+    async def count(self, spec: KindSpec[Any], filters: Filters) -> int: ...
+
+    @abstractmethod
+    def stream(self, spec: KindSpec[R], filters: Filters, batch_size: int) -> AsyncIterator[R]:
+        """Matching records in order, memory bounded by batch_size. Closing the iterator
+        early (`aclose()`) must release whatever it holds (cursor, pool connection)."""
+
+    @abstractmethod
+    async def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int: ...

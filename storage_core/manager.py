@@ -8,19 +8,15 @@ same records and errors whichever backend runs underneath.
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import functools
-import logging
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
-from storage_core.codec import utcnow
-from storage_core.config import Settings, mask_text, mask_url
+from storage_core.config import Settings
 from storage_core.encoded import within_scope
-from storage_core.errors import StorageError, UnsupportedOperationError, ValidationError
+from storage_core.errors import StorageError, UnsupportedOperationError
 from storage_core.interface import (
     ArchivedEntry,
     ArchiveStore,
@@ -34,7 +30,6 @@ from storage_core.kinds import (
     POLICY,
     REGISTRY,
     RESOURCE,
-    SPEC_BY_RECORD,
     TASK,
     TEST_LOG_ENTRY,
     TEST_RESOURCE,
@@ -42,10 +37,24 @@ from storage_core.kinds import (
     WITNESS_FILE,
     KindSpec,
     R,
-    spec_for,
 )
 from storage_core.loop import run_sync
-from storage_core.plugins import get_registry
+from storage_core.manager_core import (
+    DEFAULT_STREAM_BATCH,
+    Call,
+    ManagerCore,
+    build_backend,
+    loadtest_log_entry_record,
+    loadtest_resource_record,
+    log_entry_record,
+    policy_record,
+    registry_record,
+    resource_record,
+    settings_for,
+    task_record,
+    whois_record,
+    witness_file_record,
+)
 from storage_core.records import (
     AnyRecord,
     LogEntry,
@@ -58,24 +67,14 @@ from storage_core.records import (
     WhoisPresentation,
     WitnessFile,
 )
-from storage_core.validation import (
-    check_version,
-    normalize_filters,
-    validate_batch_size,
-    validate_changes,
-    validate_key,
-    validate_paging,
-    validate_record,
-)
+from storage_core.validation import validate_batch_size
 
 if TYPE_CHECKING:  # only for type checkers: storage_core never imports SQLAlchemy itself
     from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 M = TypeVar("M", bound=Callable[..., Any])  # a StorageManager method
-DEFAULT_STREAM_BATCH = 500
 
 
 def _guarded(method: M) -> M:
@@ -93,7 +92,7 @@ def _guarded(method: M) -> M:
     return cast(M, wrapper)
 
 
-class StorageManager:
+class StorageManager(ManagerCore):
     """`StorageManager()` is the process-wide instance built from the environment;
     `storage_core.open_storage(...)` (or `StorageManager(settings)`) builds an
     independent one."""
@@ -122,18 +121,17 @@ class StorageManager:
 
     def _open(self, settings: Settings, backend: StorageBackend | None) -> None:
         if backend is None:
-            registry = get_registry(settings.plugins_allow, settings.plugins_block)
-            settings = registry.resolve(settings)  # the backend's declared options, parsed
-            backend = registry.build(settings.backend, settings)
-        self.settings = settings
+            settings, backend = build_backend(settings)
         self.backend: StorageBackend = backend
-        self._max_payload = settings.max_payload_bytes
-        #: What every error this manager raises is masked with (see `_failure`).
-        self._secrets: tuple[str, ...] = tuple(
-            dict.fromkeys(s for s in (*settings.secrets, *backend.secrets) if s)
-        )
-        if log.isEnabledFor(logging.INFO):  # describe() may ask the database
-            log.info("opened storage backend=%s url=%s", self.backend_name, self.masked_url)
+        self._adopt(settings, backend)
+        self._log_opened()
+
+    def _face(self) -> StorageBackend:
+        return self.backend
+
+    def _do(self, call: Call) -> Any:
+        """Run a validated call (manager_core) on the backend."""
+        return getattr(self.backend, call.method)(*call.args) if call.asks else call.answer
 
     @classmethod
     def configure(cls, source: Settings | StorageManager) -> StorageManager:
@@ -157,24 +155,6 @@ class StorageManager:
             cls._instance = None
 
     # --- lifecycle -------------------------------------------------------------------
-    @property
-    def backend_name(self) -> str:
-        return self.backend.name
-
-    @property
-    def capabilities(self) -> frozenset[str]:
-        return frozenset(self.backend.capabilities)
-
-    @property
-    def masked_url(self) -> str | None:
-        return mask_url(self.backend.describe().get("url"))
-
-    def _failure(self, exc: Exception, action: str = "backend") -> StorageError:
-        """The StorageError that replaces `exc`, something a backend leaked that is not
-        one: its text with every secret of the settings and the backend masked."""
-        text = mask_text(f"{type(exc).__name__}: {exc}", self._secrets)
-        return StorageError(f"{action} {self.backend_name!r} failed: {text}")
-
     async def provision(self, recreate: bool = False) -> None:
         try:
             await self.backend.provision(recreate=recreate)
@@ -203,9 +183,7 @@ class StorageManager:
 
     def info(self) -> dict[str, Any]:
         """Backend, masked URL, schema revision and rows per kind (for `storage-core info`)."""
-        facts = dict(self.backend.describe())
-        facts["url"] = mask_url(facts.get("url"))
-        facts["backend"] = self.backend_name
+        facts = self._describe()
         facts["rows"] = {name: self.count_records(name) for name in KINDS}
         return facts
 
@@ -283,12 +261,7 @@ class StorageManager:
     @_guarded
     @within_scope
     def create_record(self, record: R) -> R:
-        spec = _spec_of_record(record)
-        now = utcnow()
-        record = validate_record(
-            spec, _fresh(spec, record, now), max_payload=self._max_payload, now=now
-        )
-        return self.backend.create(spec, record)
+        return cast(R, self._do(self._create_call(record)))
 
     @overload
     def get_record(self, kind: KindSpec[R], key: str) -> R | None: ...
@@ -296,8 +269,7 @@ class StorageManager:
     def get_record(self, kind: str, key: str) -> AnyRecord | None: ...
     @_guarded
     def get_record(self, kind: str | KindSpec[Any], key: str) -> Any:
-        spec = spec_for(kind)
-        return self.backend.get(spec, validate_key(spec, key))
+        return self._do(self._get_call(kind, key))
 
     @overload
     def list_records(
@@ -323,20 +295,13 @@ class StorageManager:
         limit: int | None = None,
         offset: int = 0,
     ) -> builtins.list[Any]:
-        spec = spec_for(kind)
-        normalized = normalize_filters(spec, filters)
-        limit, offset = validate_paging(limit, offset)
-        if limit == 0 or _matches_nothing(normalized):
-            return []
-        return self.backend.list(spec, normalized, limit, offset)
+        return cast(builtins.list[Any], self._do(self._list_call(kind, filters, limit, offset)))
 
     @_guarded
     def count_records(
         self, kind: str | KindSpec[Any], filters: Mapping[str, Any] | None = None
     ) -> int:
-        spec = spec_for(kind)
-        normalized = normalize_filters(spec, filters)
-        return 0 if _matches_nothing(normalized) else self.backend.count(spec, normalized)
+        return cast(int, self._do(self._count_call(kind, filters)))
 
     @overload
     def update_record(
@@ -355,30 +320,17 @@ class StorageManager:
         expected_version: int | None = None,
         **fields: Any,
     ) -> Any:
-        spec = spec_for(kind)
-        validate_key(spec, key)
-        if expected_version is not None:
-            check_version("expected_version", expected_version)
-        changes = validate_changes(spec, fields, max_payload=self._max_payload)
-        return self.backend.update(spec, key, changes, utcnow(), expected_version)
+        return self._do(self._update_call(kind, key, expected_version, fields))
 
     @_guarded
     @within_scope
     def upsert_record(self, record: R, expected_version: int | None = None) -> R:
         """Create or replace by key (the `create_or_update_*` semantics)."""
-        spec = _spec_of_record(record)
-        if expected_version is not None:
-            check_version("expected_version", expected_version, minimum=0)
-        now = utcnow()
-        record = validate_record(
-            spec, _fresh(spec, record, now), max_payload=self._max_payload, now=now
-        )
-        return self.backend.upsert(spec, record, expected_version)
+        return cast(R, self._do(self._upsert_call(record, expected_version)))
 
     @_guarded
     def delete_record(self, kind: str | KindSpec[Any], key: str) -> bool:
-        spec = spec_for(kind)
-        return bool(self.backend.delete(spec, validate_key(spec, key)))
+        return bool(self._do(self._delete_call(kind, key)))
 
     @overload
     def stream_records(
@@ -402,12 +354,8 @@ class StorageManager:
     ) -> Generator[Any, None, None]:
         """Iterate matching records in order with bounded memory. Close the iterator (or
         use `contextlib.closing`) when stopping early; it is also closed when dropped."""
-        spec = spec_for(kind)
-        normalized = normalize_filters(spec, filters)
-        batch_size = validate_batch_size(batch_size)
-        if _matches_nothing(normalized):
-            return self._guard_iter(iter(()))
-        return self._guard_iter(self.backend.stream(spec, normalized, batch_size))
+        call = self._stream_call(kind, filters, batch_size)
+        return self._guard_iter(self._do(call) if call.asks else iter(()))
 
     def _guard_iter(self, inner: Iterator[T]) -> Generator[T, None, None]:
         try:
@@ -430,13 +378,7 @@ class StorageManager:
     def bulk_upsert(self, kind: str | KindSpec[Any], records: Iterable[Any]) -> int:
         """Write many records in one transaction, as given (an import primitive): all are
         validated first, so a bad one leaves the store unchanged."""
-        spec = spec_for(kind)
-        now = utcnow()
-        checked = [
-            validate_record(spec, rec, max_payload=self._max_payload, now=now) for rec in records
-        ]
-        _reject_repeated_keys(spec, checked)
-        return self.backend.bulk_upsert(spec, checked) if checked else 0
+        return cast(int, self._do(self._bulk_call(kind, records)))
 
     # --- the original manager's named API ------------------------------------------------
     # log entries
@@ -451,15 +393,7 @@ class StorageManager:
         deactivated: bool = False,
     ) -> LogEntry:
         return self.create_record(
-            LogEntry(
-                scid=scid,
-                did=did,
-                domain=domain,
-                namespace=namespace,
-                identifier=identifier,
-                logs=logs,
-                deactivated=deactivated,
-            )
+            log_entry_record(scid, did, domain, namespace, identifier, logs, deactivated)
         )
 
     def get_log_entry(self, scid: str) -> LogEntry | None:
@@ -494,15 +428,8 @@ class StorageManager:
         proof: Any = None,
     ) -> Resource:
         return self.create_record(
-            Resource(
-                resource_id=resource_id,
-                scid=scid,
-                did=did,
-                resource_type=resource_type,
-                resource_name=resource_name,
-                content=content,
-                metadata=metadata,
-                proof=proof,
+            resource_record(
+                resource_id, scid, did, resource_type, resource_name, content, metadata, proof
             )
         )
 
@@ -534,15 +461,7 @@ class StorageManager:
         progress: dict[str, Any] | None = None,
         message: str | None = None,
     ) -> Task:
-        return self.create_record(
-            Task(
-                task_id=task_id,
-                task_type=task_type,
-                status=status,
-                progress={} if progress is None else progress,
-                message=message,
-            )
-        )
+        return self.create_record(task_record(task_id, task_type, status, progress, message))
 
     def get_task(self, task_id: str) -> Task | None:
         return self.get_record(TASK, task_id)
@@ -567,12 +486,7 @@ class StorageManager:
     def create_or_update_policy(
         self, policy_id: str, data: Mapping[str, Any], expected_version: int | None = None
     ) -> Policy:
-        if not isinstance(data, Mapping):
-            raise ValidationError("data", f"must be a dict, got {type(data).__name__}")
-        known = {f: data[f] for f in POLICY.field_types if f in data and f != "policy_data"}
-        known.pop("policy_id", None)
-        record = Policy(policy_id=policy_id, policy_data=dict(data), **known)
-        return self.upsert_record(record, expected_version)
+        return self.upsert_record(policy_record(policy_id, data), expected_version)
 
     def get_policy(self, policy_id: str) -> Policy | None:
         return self.get_record(POLICY, policy_id)
@@ -585,12 +499,7 @@ class StorageManager:
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
     ) -> Registry:
-        record = Registry(
-            registry_id=registry_id,
-            registry_type=registry_type,
-            registry_data=registry_data,
-            meta={} if meta is None else meta,
-        )
+        record = registry_record(registry_id, registry_type, registry_data, meta)
         return self.upsert_record(record, expected_version)
 
     def get_registry(self, registry_id: str) -> Registry | None:
@@ -602,8 +511,7 @@ class StorageManager:
         witness_proofs: builtins.list[Any],
         expected_version: int | None = None,
     ) -> WitnessFile:
-        record = WitnessFile(scid=scid, witness_proofs=witness_proofs)
-        return self.upsert_record(record, expected_version)
+        return self.upsert_record(witness_file_record(scid, witness_proofs), expected_version)
 
     def get_witness_file(self, scid: str) -> WitnessFile | None:
         return self.get_record(WITNESS_FILE, scid)
@@ -611,8 +519,7 @@ class StorageManager:
     def create_or_update_whois(
         self, scid: str, presentation: dict[str, Any], expected_version: int | None = None
     ) -> WhoisPresentation:
-        record = WhoisPresentation(scid=scid, presentation=presentation)
-        return self.upsert_record(record, expected_version)
+        return self.upsert_record(whois_record(scid, presentation), expected_version)
 
     def get_whois(self, scid: str) -> WhoisPresentation | None:
         return self.get_record(WHOIS, scid)
@@ -621,9 +528,7 @@ class StorageManager:
     def create_test_log_entry(
         self, scid: str, logs: builtins.list[Any], tags: dict[str, str] | None = None
     ) -> TestLogEntry:
-        return self.create_record(
-            TestLogEntry(scid=scid, logs=logs, tags={} if tags is None else tags)
-        )
+        return self.create_record(loadtest_log_entry_record(scid, logs, tags))
 
     def get_test_log_entry(self, scid: str) -> TestLogEntry | None:
         return self.get_record(TEST_LOG_ENTRY, scid)
@@ -634,63 +539,13 @@ class StorageManager:
     def create_test_resource(
         self, resource_id: str, scid: str, content: Any, tags: dict[str, str] | None = None
     ) -> TestResource:
-        return self.create_record(
-            TestResource(
-                resource_id=resource_id,
-                scid=scid,
-                content=content,
-                tags={} if tags is None else tags,
-            )
-        )
+        return self.create_record(loadtest_resource_record(resource_id, scid, content, tags))
 
     def get_test_resource(self, resource_id: str) -> TestResource | None:
         return self.get_record(TEST_RESOURCE, resource_id)
 
     def delete_test_resource(self, resource_id: str) -> bool:
         return self.delete_record(TEST_RESOURCE, resource_id)
-
-
-def _spec_of_record(record: R) -> KindSpec[R]:
-    spec = SPEC_BY_RECORD.get(type(record))
-    if spec is None:
-        names = ", ".join(s.record.__name__ for s in KINDS.values())
-        raise ValidationError("record", f"must be one of {names}, got {type(record).__name__}")
-    return spec
-
-
-def _fresh(spec: KindSpec[R], record: R, now: datetime) -> R:
-    """A record as a single write stores it: version 1 and, for kinds with timestamps,
-    created/updated now (callers never set those; the backend keeps created_at on replace)."""
-    fresh: R
-    if spec.timestamps:
-        stamped: Any = record  # a kind with timestamps: its record has created_at/updated_at
-        fresh = dataclasses.replace(stamped, created_at=now, updated_at=now, record_version=1)
-    else:
-        fresh = (
-            record if record.record_version == 1 else dataclasses.replace(record, record_version=1)
-        )
-    return fresh
-
-
-def _matches_nothing(filters: Mapping[str, tuple[Any, ...]]) -> bool:
-    return any(len(values) == 0 for values in filters.values())
-
-
-def _reject_repeated_keys(spec: KindSpec[R], records: builtins.list[R]) -> None:
-    seen: set[str] = set()
-    for rec in records:
-        key = spec.key_of(rec)
-        if key in seen:
-            raise ValidationError(spec.key, f"{key!r} appears twice in one bulk upsert")
-        seen.add(key)
-
-
-_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(Settings)) - {
-    "backend",
-    "url",
-    "options",
-    "env",
-}
 
 
 def open_storage(
@@ -700,7 +555,4 @@ def open_storage(
     processes that use several stores. Unset arguments come from the environment.
     Settings fields (max_payload_bytes, connect_timeout, pool_size, ...) passed here set
     those fields; every other keyword is a backend option."""
-    overrides = {name: options.pop(name) for name in list(options) if name in _SETTINGS_FIELDS}
-    return StorageManager(
-        Settings.from_env(backend=backend, url=url, options=options or None, **overrides)
-    )
+    return StorageManager(settings_for(backend, url, options))

@@ -7,20 +7,24 @@ A backend's own test suite enables it with::
 then either defines a `storage_backend_config` fixture or passes
 `--storage-backend NAME [--storage-url URL]` (with neither, the built-in SQL backend on a
 SQLite file per test), and imports the base test classes from `storage_core.testing.suite`.
-Fixtures: `storage_manager` (a fresh provisioned store per test), `dual_storage` (SQL and
+Fixtures: `storage_manager` (a fresh provisioned store per test), `async_storage_manager`
+(the same store's async face, `AsyncStorageManager`), `dual_storage` (SQL and
 Askar side by side), `storage_vectors_dir` (the did:webvh test vectors).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
+from storage_core.adapters import LoopThreadBackend, as_async
+from storage_core.async_manager import AsyncStorageManager, open_async_storage, workers_for
 from storage_core.manager import StorageManager, open_storage
 from storage_core.testing.capabilities import MARKER, skip_unless_capability
 
@@ -45,10 +49,21 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def open_configured(config: dict[str, Any]) -> StorageManager:
+    """The configured store. With `"face": "async"` every call goes through the
+    backend's async face (its native one, or the thread-pool adapter) driven from a loop
+    thread, so the whole sync suite judges the async face too."""
+    manager = open_storage(config["backend"], config.get("url"), **config.get("options", {}))
+    if config.get("face") != "async":
+        return manager
+    face = as_async(manager.backend, workers_for(manager.settings))
+    return StorageManager(manager.settings, backend=LoopThreadBackend(face))
+
+
 @contextmanager
 def provisioned_storage(config: dict[str, Any]) -> Iterator[StorageManager]:
     """Open the configured backend, provision it empty, and close it afterwards."""
-    manager = open_storage(config["backend"], config.get("url"), **config.get("options", {}))
+    manager = open_configured(config)
     try:
         manager.init_db(recreate=True)
         yield manager
@@ -76,6 +91,22 @@ def storage_backend_config(request: pytest.FixtureRequest, tmp_path: Path) -> di
 def storage_manager(storage_backend_config: dict[str, Any]) -> Iterator[StorageManager]:
     with provisioned_storage(storage_backend_config) as manager:
         yield manager
+
+
+@pytest_asyncio.fixture
+async def async_storage_manager(
+    storage_backend_config: dict[str, Any],
+) -> AsyncIterator[AsyncStorageManager]:
+    """The configured backend's async face, provisioned empty, closed afterwards."""
+    config = storage_backend_config
+    if config.get("face") == "async":
+        pytest.skip("the async suite runs once per backend, on its variant without '+async'")
+    manager = open_async_storage(config["backend"], config.get("url"), **config.get("options", {}))
+    try:
+        await manager.provision(recreate=True)
+        yield manager
+    finally:
+        await manager.aclose()
 
 
 @pytest.fixture

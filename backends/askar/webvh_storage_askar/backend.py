@@ -1,117 +1,53 @@
-"""`AskarBackend`: the nine kinds of record in an aries-askar store.
+"""`AskarBackend`: the nine kinds of record in an aries-askar store, sync face.
 
-The only module that imports aries_askar at import time, so a missing package fails
+The backend modules (this one, operations, async_backend) are the only ones that import
+aries_askar, and only when the registry builds the backend, so a missing package fails
 here (the plugin registry turns that into MissingDependencyError) and nowhere else.
 
-Askar is async; this backend's API is sync and thread-safe. Every call runs as one
-coroutine on a private loop thread (`loop.BackgroundLoop`); entries come back to the
-calling thread and are decoded there, so the loop thread only waits on Askar.
-Order: Askar row ids grow with each insert and `replace` keeps them, so
-`order_by="id"` is creation order exactly as the SQL backend's ordering contract needs.
+Askar is async; this face's API is sync and thread-safe. Every call runs one operation of
+`operations.AskarOperations` as a coroutine on a private loop thread
+(`loop.BackgroundLoop`); entries come back to the calling thread and are decoded there,
+so the loop thread only waits on Askar. `native_async()` gives the async face, which
+runs the same operations in the caller's own event loop, with no loop thread.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
-import logging
-import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from operator import itemgetter
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aries_askar import AskarError, Store  # type: ignore[import-untyped]
 
-from storage_core import codec
-from storage_core.codec import format_timestamp
 from storage_core.config import Settings
-from storage_core.errors import (
-    BackendUnavailableError,
-    ConflictError,
-    StorageError,
-    StorageIOError,
-)
-from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
+from storage_core.errors import BackendUnavailableError, StorageError
+from storage_core.interface import ArchivedEntry, ArchiveStore, AsyncStorageBackend, StorageBackend
 from storage_core.kinds import KindSpec
 from storage_core.loop import BackgroundLoop, LoopClosedError
 from storage_core.validation import Filters
 from webvh_storage_askar import layout
 from webvh_storage_askar.config import AskarConfig
-from webvh_storage_askar.errors import Code, is_code, is_lost, is_stale_connection, translate
-from webvh_storage_askar.lifecycle import open_store
-from webvh_storage_askar.scans import free_scan
-from webvh_storage_askar.sessions import IdleSessions
-from webvh_storage_askar.streams import OpenScans, StreamCursor
-
-log = logging.getLogger(__name__)
+from webvh_storage_askar.operations import AskarOperations, Op, Reruns, StoreSlot, Work
+from webvh_storage_askar.streams import StreamCursor
 
 T = TypeVar("T")
 V = TypeVar("V")
-#: Transactions on one SQLite file can collide (BUSY); such a write is retried.
-BUSY_RETRIES = 20
-BUSY_BACKOFF = 0.005
-#: Re-runs of an operation that failed without effect: its error was lost by the Askar
-#: wrapper (errors.is_lost) or it met a dead pooled connection (errors.is_stale_connection;
-#: a pool can hold several, each fails at once).
-RERUNS = 5
-FAST_FAILURE_SECONDS = 0.5
-HEALTH_CATEGORY = "webvh:log_entry"
 #: archive_stream orders this many keys per batch of values with one scan.
 ARCHIVE_KEY_WINDOW = 64
 
 
-class _StoreSlot:
-    """The open store and its live scans. Shared with the finalizer, which must not
-    reference the backend itself."""
-
-    def __init__(self) -> None:
-        self.store: Store | None = None
-        self.scans: set[Any] = set()
-        self.scans_lock = threading.Lock()
-        self.open_lock: asyncio.Lock | None = None
-        self.streams = OpenScans()
-        self.readers = IdleSessions(may_keep=lambda: not self.scans and not self.streams.any_open())
-
-    def track(self, scan: Any) -> None:
-        with self.scans_lock:
-            self.scans.add(scan)
-
-    def release(self, scan: Any) -> None:
-        """Free a scan now: its pool connection goes back to the pool."""
-        with self.scans_lock:
-            self.scans.discard(scan)
-        free_scan(scan)
-
-    async def close_store(self) -> None:
-        with self.scans_lock:
-            scans, self.scans = list(self.scans), set()
-        for scan in scans:
-            free_scan(scan)
-        self.streams.close_all()
-        await self.readers.close()
-        store, self.store = self.store, None
-        if store is not None:
-            await store.close()
-
-
-def _shutdown(loop: BackgroundLoop, slot: _StoreSlot) -> None:
+def _shutdown(loop: BackgroundLoop, slot: StoreSlot) -> None:
     loop.close(before_stop=slot.close_store)
 
 
-class AskarBackend(StorageBackend, ArchiveStore):
-    capabilities: ClassVar[frozenset[str]] = frozenset({Capability.PERSISTENT, Capability.ARCHIVE})
-
+class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
     def __init__(self, settings: Settings) -> None:
-        self.config = AskarConfig.from_settings(settings)
-        self._profile = self.config.profile
-        if self.config.in_memory:  # each instance has its own store, lost on close
-            self.capabilities = type(self).capabilities - {Capability.PERSISTENT}  # type: ignore[misc]
-        self._slot = _StoreSlot()
-        self._refused: set[tuple[str, str]] = set()  # the suite's test hook
+        super().__init__(AskarConfig.from_settings(settings))
         self._loop = BackgroundLoop(name="askar-backend")
         self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._slot)
 
@@ -122,6 +58,14 @@ class AskarBackend(StorageBackend, ArchiveStore):
         path = AskarConfig.from_settings(settings).sqlite_path
         return None if path is None or path.exists() else str(path)
 
+    def native_async(self) -> AsyncStorageBackend:
+        """The async face: the same operations awaited in the caller's event loop, on
+        a store of its own opened there (aries-askar stores belong to one loop). Both
+        open the same file or database; an in-memory store is one per face."""
+        from webvh_storage_askar.async_backend import AsyncAskarBackend
+
+        return AsyncAskarBackend(self.config, owner=self)
+
     # --- lifecycle -------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
         try:
@@ -131,54 +75,18 @@ class AskarBackend(StorageBackend, ArchiveStore):
         except LoopClosedError:
             raise BackendUnavailableError("the Askar backend is closed") from None
 
-    async def _reopen(self, recreate: bool) -> None:
-        async with self._open_lock():
-            if not recreate and self._slot.store is not None:
-                return  # already open: keep it (an in-memory store would lose its data)
-            await self._slot.close_store()
-            self._slot.store = await open_store(Store, self.config, recreate=recreate)
-            self._refused.clear()
-
-    async def _open_if_needed(self) -> Store:
-        async with self._open_lock():
-            if self._slot.store is None:
-                self._slot.store = await open_store(Store, self.config)
-            return self._slot.store
-
-    def _open_lock(self) -> asyncio.Lock:
-        # Created lazily on the loop thread, where it is always used.
-        if self._slot.open_lock is None:
-            self._slot.open_lock = asyncio.Lock()
-        return self._slot.open_lock
-
     def close(self) -> None:
         self._finalizer()
 
     def health_check(self) -> bool:
         try:
-            self._call("health check", lambda s: self._count(s, HEALTH_CATEGORY, None))
+            self._run(self._health_op())
         except StorageError:
             return False
         return True
 
     def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
-        """The suite's hook (see StorageBackend): a bulk write of this record now fails
-        inside the Askar transaction, which must then leave nothing written."""
-        self._refused.add((spec.category, key))
-        return True
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "backend": "askar",
-            "url": self.config.masked_uri,
-            "key_method": self.config.key_method,
-            "profile": self.config.profile,
-        }
-
-    @property
-    def secrets(self) -> Sequence[str]:
-        """The pass key and the URI's password (see AskarConfig.secrets)."""
-        return self.config.secrets
+        return self._refuse(spec, key)
 
     def __repr__(self) -> str:
         config = self.config
@@ -196,42 +104,33 @@ class AskarBackend(StorageBackend, ArchiveStore):
         except AskarError as exc:
             raise self._error(exc, "opening") from None
 
+    def _run(self, op: Op[T, V]) -> V:
+        """Run an operation: its work on the loop, its finish in the calling thread."""
+        done = self._call(op.action, op.work, op.spec, op.key, rerun_if_lost=op.rerun_if_lost)
+        return op.finish(done)
+
     def _call(
         self,
         action: str,
-        work: Callable[[Store], Coroutine[Any, Any, T]],
+        work: Work[T],
         spec: KindSpec[Any] | None = None,
         key: str | None = None,
         *,
         rerun_if_lost: bool = True,
     ) -> T:
-        """Run `work(store)` on the loop; AskarErrors become StorageErrors. A failure that
-        had no effect (lost error, dead pooled connection) is re-run - every operation here
-        is all-or-nothing - except scan steps, which cannot be repeated."""
+        """Run `work(store)` on the loop; AskarErrors become StorageErrors, and a failure
+        without effect is re-run (see operations.Reruns)."""
         store = self._store()
-        attempts = 1 + (RERUNS if rerun_if_lost else 0)
-        slow_reruns = 0
-        for attempt in range(attempts):
+        reruns = Reruns(rerun_if_lost)
+        for attempt in range(reruns.attempts):
             started = time.monotonic()
             try:
                 return self._loop.run(work(store))
             except AskarError as exc:
-                # A dead pooled connection fails at once and is re-run freely. A slow
-                # failure means an outage: re-running it would multiply the caller's wait
-                # by the connect timeout, so only a lost error (which says nothing) gets
-                # one more slow try to find out what happened.
-                failed_fast = time.monotonic() - started < FAST_FAILURE_SECONDS
-                retry = is_lost(exc) or (failed_fast and is_stale_connection(exc))
-                if retry and not failed_fast:
-                    slow_reruns += 1
-                    retry = slow_reruns <= 1
-                if retry and attempt < attempts - 1:
-                    log.warning(  # the code only: the message may name the store
-                        "askar %s: connection lost (%s); running it again", action, exc.code
-                    )
+                if reruns.again(exc, started, attempt, action):
                     continue
                 error = self._error(exc, action, spec, key)
-                if isinstance(error, StorageIOError):
+                if not self._keeps_store_after(error):
                     self._discard_store()
                 raise error from None
             except LoopClosedError:
@@ -239,68 +138,20 @@ class AskarBackend(StorageBackend, ArchiveStore):
         raise AssertionError("unreachable")
 
     def _discard_store(self) -> None:
-        """Drop the store after the disk refused a write (full, read-only, I/O error).
-
-        A COMMIT that failed that way can leave a pooled SQLite connection inside its
-        transaction; later writes would join it, report success, and vanish on close
-        (seen with aries-askar 0.5.0). Closing the store rolls that back; the next call
-        opens fresh connections. An in-memory store is kept: closing it loses its data.
-        """
-        if self.config.in_memory or self._loop.closed:
+        """Close the store (see operations.AskarOperations._keeps_store_after)."""
+        if self._loop.closed:
             return
         try:
             self._loop.run(self._slot.close_store())
         except (AskarError, LoopClosedError):
             self._slot.store = None
 
-    def _error(
-        self,
-        exc: AskarError,
-        action: str,
-        spec: KindSpec[Any] | None = None,
-        key: str | None = None,
-    ) -> StorageError:
-        return translate(
-            exc,
-            self.secrets,
-            action=action if spec is None else f"{action} {spec.name}",
-            store=self.config.masked_uri,
-            kind=spec.name if spec else None,
-            key=key,
-        )
-
-    async def _write_retrying(self, work: Callable[[], Awaitable[T]]) -> T:
-        """Run a transaction, again if SQLite reports the database busy."""
-        for attempt in range(BUSY_RETRIES):
-            try:
-                return await work()
-            except AskarError as exc:
-                if not is_code(exc, Code.BUSY) or attempt == BUSY_RETRIES - 1:
-                    raise
-                log.warning("askar write: database busy; retrying (attempt %d)", attempt + 2)
-            await asyncio.sleep(BUSY_BACKOFF * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    # --- single records --------------------------------------------------------------
+    # --- records -----------------------------------------------------------------------
     def create(self, spec: KindSpec[Any], record: Any) -> Any:
-        key = spec.key_of(record)
-        value, tags = layout.encode(spec, record)
-
-        async def insert(store: Store) -> None:
-            async with store.session(self._profile) as session:
-                await session.insert(spec.category, key, value, tags)
-
-        self._call("create", insert, spec, key)
-        return layout.decode(spec, value)
+        return self._run(self._create_op(spec, record))
 
     def get(self, spec: KindSpec[Any], key: str) -> Any | None:
-        async def fetch(store: Store) -> Any:
-            return await self._slot.readers.run(
-                store, self._profile, lambda session: session.fetch(spec.category, key)
-            )
-
-        entry = self._call("get", fetch, spec)
-        return None if entry is None else layout.decode(spec, entry.raw_value)
+        return self._run(self._get_op(spec, key))
 
     def update(
         self,
@@ -310,111 +161,21 @@ class AskarBackend(StorageBackend, ArchiveStore):
         now: datetime,
         expected_version: int | None = None,
     ) -> Any | None:
-        async def read_modify_write(store: Store) -> bytes | None:
-            async with store.transaction(self._profile) as txn:
-                entry = await txn.fetch(spec.category, key, for_update=True)
-                if entry is None:
-                    return None
-                data = layout.decode_dict(entry.raw_value)
-                _check_version(spec, key, expected_version, data["record_version"])
-                data.update(changes)
-                if spec.timestamps:
-                    data["updated_at"] = format_timestamp(now)
-                data["record_version"] += 1
-                value, tags = layout.encode_dict(spec, data)
-                await txn.replace(spec.category, key, value, tags)
-                await txn.commit()
-                return value
-
-        stored = self._call(
-            "update", lambda s: self._write_retrying(lambda: read_modify_write(s)), spec, key
-        )
-        return None if stored is None else layout.decode(spec, stored)
+        return self._run(self._update_op(spec, key, changes, now, expected_version))
 
     def upsert(self, spec: KindSpec[Any], record: Any, expected_version: int | None = None) -> Any:
-        key = spec.key_of(record)
-        fresh = codec.record_to_dict(spec, record)
-
-        async def create_or_replace(store: Store) -> bytes:
-            async with store.transaction(self._profile) as txn:
-                entry = await txn.fetch(spec.category, key, for_update=True)
-                if entry is None:
-                    if expected_version not in (None, 0):
-                        raise ConflictError(spec.name, key, expected_version, None)
-                    data = fresh
-                    value, tags = layout.encode_dict(spec, data)
-                    await txn.insert(spec.category, key, value, tags)
-                else:
-                    current = layout.decode_dict(entry.raw_value)
-                    _check_version(spec, key, expected_version, current["record_version"])
-                    data = {**fresh, "record_version": current["record_version"] + 1}
-                    if spec.timestamps:
-                        data["created_at"] = current["created_at"]
-                    value, tags = layout.encode_dict(spec, data)
-                    await txn.replace(spec.category, key, value, tags)
-                await txn.commit()
-                return value
-
-        async def with_retry(store: Store) -> bytes:
-            try:
-                return await self._write_retrying(lambda: create_or_replace(store))
-            except AskarError as exc:
-                # Another writer created the key between our fetch and insert.
-                if not is_code(exc, Code.DUPLICATE):
-                    raise
-                if expected_version == 0:
-                    raise ConflictError(spec.name, key, 0, None) from None
-                return await self._write_retrying(lambda: create_or_replace(store))
-
-        return layout.decode(spec, self._call("upsert", with_retry, spec))
+        return self._run(self._upsert_op(spec, record, expected_version))
 
     def delete(self, spec: KindSpec[Any], key: str) -> bool:
-        async def remove(store: Store) -> bool:
-            async with store.session(self._profile) as session:
-                try:
-                    await session.remove(spec.category, key)
-                except AskarError as exc:
-                    if is_code(exc, Code.NOT_FOUND):
-                        return False
-                    raise
-                return True
+        return self._run(self._delete_op(spec, key))
 
-        return self._call("delete", remove, spec)
-
-    # --- many records ----------------------------------------------------------------
     def list(
         self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
     ) -> builtins.list[Any]:
-        if limit == 0:
-            return []
-        wql = layout.tag_filter(filters)
-        entries = self._call(
-            "list", lambda s: self._read_page(s, spec.category, wql, offset, limit), spec
-        )
-        return [layout.decode(spec, entry.raw_value) for entry in entries]
-
-    async def _read_page(
-        self, store: Store, category: str, wql: layout.Wql | None, offset: int, limit: int | None
-    ) -> builtins.list[Any]:
-        """Entries offset.. offset+limit in insertion order; no connection kept after."""
-        if offset == 0:  # one round trip; fetch_all has no offset
-            async with store.session(self._profile) as session:
-                return builtins.list(await session.fetch_all(category, wql, limit, order_by="id"))
-        scan = store.scan(category, wql, offset, limit, profile=self._profile, order_by="id")
-        try:
-            return builtins.list(await scan.fetch_all())
-        finally:
-            free_scan(scan)
+        return self._run(self._list_op(spec, filters, limit, offset))
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
-        wql = layout.tag_filter(filters)
-        return self._call("count", lambda s: self._count(s, spec.category, wql), spec)
-
-    async def _count(self, store: Store, category: str, wql: layout.Wql | None) -> int:
-        count: int = await self._slot.readers.run(
-            store, self._profile, lambda session: session.count(category, wql)
-        )
-        return count
+        return self._run(self._count_op(spec, filters))
 
     def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
         return self._stream(spec, layout.tag_filter(filters), batch_size)
@@ -422,25 +183,12 @@ class AskarBackend(StorageBackend, ArchiveStore):
     def _stream(
         self, spec: KindSpec[Any], wql: layout.Wql | None, batch_size: int
     ) -> Iterator[Any]:
-        """Pages of `batch_size` entries from the stream's scan (streams.py): at most
-        MAX_OPEN_SCANS scans stay open between pages, so streams dropped anywhere, even in
-        reference cycles the garbage collector reaches late, cannot use up the pool. A page
-        that fails on a dead pooled connection is read again from where the stream stood."""
+        """Pages of the stream's scan (operations.AskarOperations._page_op)."""
         cursor = StreamCursor(spec.category, wql)
         streams = self._slot.streams
         try:
             while True:
-                page = self._call(
-                    "stream",
-                    partial(
-                        streams.next_page,
-                        profile=self._profile,
-                        cursor=cursor,
-                        size=batch_size,
-                        kind=spec.name,
-                    ),
-                    spec,
-                )
+                page = self._run(self._page_op(spec, cursor, batch_size))
                 for entry in page:
                     yield layout.decode(spec, entry.raw_value)
                 if len(page) < batch_size:
@@ -449,33 +197,7 @@ class AskarBackend(StorageBackend, ArchiveStore):
             self._loop.call_soon(lambda: streams.discard(cursor))
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
-        items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]
-        if not items:
-            return 0
-
-        self._call(
-            "bulk upsert",
-            lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items)),
-            spec,
-        )
-        return len(items)
-
-    async def _write_all(
-        self, store: Store, category: str, items: Sequence[tuple[str, bytes, dict[str, str]]]
-    ) -> None:
-        """Insert or replace every (name, value, tags) in one transaction."""
-        async with store.transaction(self._profile) as txn:
-            for name, value, tags in items:
-                if (category, name) in self._refused:  # the suite's test hook
-                    raise StorageIOError(f"the store refused to write {category} {name!r}")
-                try:
-                    await txn.insert(category, name, value, tags)
-                except AskarError as exc:
-                    if not is_code(exc, Code.DUPLICATE):
-                        raise
-                    # replace keeps the row id, so an existing key keeps its place
-                    await txn.replace(category, name, value, tags)
-            await txn.commit()
+        return self._run(self._bulk_op(spec, records))
 
     # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
@@ -574,11 +296,6 @@ class AskarBackend(StorageBackend, ArchiveStore):
         return self._call(
             "counting the archive", lambda s: self._count(s, layout.ARCHIVE_CATEGORY, wql)
         )
-
-
-def _check_version(spec: KindSpec[Any], key: str, expected: int | None, actual: int) -> None:
-    if expected is not None and expected != actual:
-        raise ConflictError(spec.name, key, expected, actual)
 
 
 class _Smallest(Generic[V]):

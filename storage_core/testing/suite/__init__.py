@@ -15,6 +15,13 @@ from storage_core.testing.suite.archive import (
     TestArchiveAbsent,
     TestArchivedEntryDigest,
 )
+from storage_core.testing.suite.async_api import (
+    TestAsyncConcurrency,
+    TestAsyncCrud,
+    TestAsyncErrors,
+    TestAsyncQueries,
+    TestAsyncStream,
+)
 from storage_core.testing.suite.bulk import TestBulkUpsert, TestStream
 from storage_core.testing.suite.capabilities import TestCapabilities
 from storage_core.testing.suite.concurrency import TestConcurrency
@@ -36,6 +43,11 @@ __all__ = [
     "TestArchive",
     "TestArchiveAbsent",
     "TestArchivedEntryDigest",
+    "TestAsyncConcurrency",
+    "TestAsyncCrud",
+    "TestAsyncErrors",
+    "TestAsyncQueries",
+    "TestAsyncStream",
     "TestAtomicity",
     "TestBulkUpsert",
     "TestCapabilities",

@@ -1,0 +1,178 @@
+"""`AsyncAskarBackend`: the Askar backend's native async face.
+
+aries-askar is async, so this face simply awaits the operations of
+`operations.AskarOperations` in the caller's event loop: no loop thread, no hand-off.
+aries-askar objects belong to the loop that opened them, so this face opens a store of
+its own, lazily in the loop of its first call, and refuses calls from any other loop
+(they would hang or fail inside the driver) with a clear error instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aries_askar import AskarError, Store  # type: ignore[import-untyped]
+
+from storage_core.adapters import SYNC_FACE_ONLY
+from storage_core.errors import BackendUnavailableError, StorageError
+from storage_core.interface import AsyncStorageBackend
+from storage_core.kinds import KindSpec
+from storage_core.validation import Filters
+from webvh_storage_askar import layout
+from webvh_storage_askar.config import AskarConfig
+from webvh_storage_askar.operations import AskarOperations, Op, Reruns
+from webvh_storage_askar.streams import StreamCursor
+
+if TYPE_CHECKING:
+    from webvh_storage_askar.backend import AskarBackend
+
+T = TypeVar("T")
+V = TypeVar("V")
+
+
+class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
+    """Built by `AskarBackend.native_async()`; closing it closes that sync face too."""
+
+    def __init__(self, config: AskarConfig, owner: AskarBackend | None = None) -> None:
+        super().__init__(config)
+        self.capabilities = self.capabilities - SYNC_FACE_ONLY  # type: ignore[misc]  # per store
+        self.name = "askar" if owner is None else owner.name
+        self._owner = owner
+        self._bound: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        config = self.config
+        return f"AsyncAskarBackend(url={config.masked_uri!r}, key_method={config.key_method!r})"
+
+    # --- the store, in the caller's loop ------------------------------------------------
+    def _check_loop(self) -> None:
+        if self._closed:
+            raise BackendUnavailableError("the Askar backend is closed")
+        loop = asyncio.get_running_loop()
+        if self._bound is None:
+            self._bound = loop
+        elif loop is not self._bound:
+            raise BackendUnavailableError(
+                "this async Askar store was opened in another event loop; open one store "
+                "per event loop (e.g. in the application's lifespan)"
+            )
+
+    async def _store(self) -> Store:
+        self._check_loop()
+        store = self._slot.store
+        if store is not None:
+            return store
+        try:
+            return await self._open_if_needed()
+        except AskarError as exc:
+            raise self._error(exc, "opening") from None
+
+    async def _run(self, op: Op[T, V]) -> V:
+        """Await an operation in this loop; AskarErrors become StorageErrors, and a
+        failure without effect is re-run (see operations.Reruns)."""
+        store = await self._store()
+        reruns = Reruns(op.rerun_if_lost)
+        for attempt in range(reruns.attempts):
+            started = time.monotonic()
+            try:
+                return op.finish(await op.work(store))
+            except AskarError as exc:
+                if reruns.again(exc, started, attempt, op.action):
+                    continue
+                error = self._error(exc, op.action, op.spec, op.key)
+                if not self._keeps_store_after(error):
+                    await self._discard_store()
+                raise error from None
+        raise AssertionError("unreachable")
+
+    async def _discard_store(self) -> None:
+        try:
+            await self._slot.close_store()
+        except AskarError:
+            self._slot.store = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def provision(self, recreate: bool = False) -> None:
+        self._check_loop()
+        try:
+            await self._reopen(recreate)
+        except AskarError as exc:
+            raise self._error(exc, "provisioning") from None
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._slot.close_store()
+        finally:
+            if self._owner is not None:  # its idle loop thread: join it off this loop
+                await asyncio.to_thread(self._owner.close)
+
+    async def health_check(self) -> bool:
+        try:
+            await self._run(self._health_op())
+        except StorageError:
+            return False
+        return True
+
+    async def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
+        return self._refuse(spec, key)
+
+    # --- records -----------------------------------------------------------------------
+    async def create(self, spec: KindSpec[Any], record: Any) -> Any:
+        return await self._run(self._create_op(spec, record))
+
+    async def get(self, spec: KindSpec[Any], key: str) -> Any | None:
+        return await self._run(self._get_op(spec, key))
+
+    async def update(
+        self,
+        spec: KindSpec[Any],
+        key: str,
+        changes: dict[str, Any],
+        now: datetime,
+        expected_version: int | None = None,
+    ) -> Any | None:
+        return await self._run(self._update_op(spec, key, changes, now, expected_version))
+
+    async def upsert(
+        self, spec: KindSpec[Any], record: Any, expected_version: int | None = None
+    ) -> Any:
+        return await self._run(self._upsert_op(spec, record, expected_version))
+
+    async def delete(self, spec: KindSpec[Any], key: str) -> bool:
+        return await self._run(self._delete_op(spec, key))
+
+    async def list(
+        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+    ) -> builtins.list[Any]:
+        return await self._run(self._list_op(spec, filters, limit, offset))
+
+    async def count(self, spec: KindSpec[Any], filters: Filters) -> int:
+        return await self._run(self._count_op(spec, filters))
+
+    async def stream(
+        self, spec: KindSpec[Any], filters: Filters, batch_size: int
+    ) -> AsyncIterator[Any]:
+        """Pages of the stream's scan (operations.AskarOperations._page_op); leaving
+        early frees the scan and its pool connection at once."""
+        cursor = StreamCursor(spec.category, layout.tag_filter(filters))
+        try:
+            while True:
+                page = await self._run(self._page_op(spec, cursor, batch_size))
+                for entry in page:
+                    yield layout.decode(spec, entry.raw_value)
+                if len(page) < batch_size:
+                    return
+        finally:
+            self._slot.streams.discard(cursor)
+
+    async def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
+        return await self._run(self._bulk_op(spec, records))
