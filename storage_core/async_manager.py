@@ -200,7 +200,7 @@ class AsyncStorageManager(ManagerCore):
     async def get_record(self, kind: str, key: str) -> AnyRecord | None: ...
     @_guarded
     async def get_record(self, kind: str | KindSpec[Any], key: str) -> Any:
-        return await self._do(self._get_call(kind, key))
+        return await self.backend.get(*self._get_args(kind, key))
 
     @overload
     async def list_records(

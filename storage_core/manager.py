@@ -269,7 +269,7 @@ class StorageManager(ManagerCore):
     def get_record(self, kind: str, key: str) -> AnyRecord | None: ...
     @_guarded
     def get_record(self, kind: str | KindSpec[Any], key: str) -> Any:
-        return self._do(self._get_call(kind, key))
+        return self.backend.get(*self._get_args(kind, key))
 
     @overload
     def list_records(
