@@ -10,7 +10,9 @@ variant: none may fail, and the store ends at head.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +112,8 @@ def _fresh_stores(variant: str, tmp_path: Path, pg_server: PgServer | None) -> l
         if n % 2:
             name = pg_server.create_database("webvh_race_askar")
         else:
-            name = f"webvh_race_askar_missing_{n}_{tmp_path.name[-8:]}".lower()
+            # unique per run: a run killed before its clean-up leaves its databases behind
+            name = f"webvh_race_askar_missing_{os.getpid()}_{uuid.uuid4().hex[:8]}"
             pg_server.created.append(name)
         urls.append(pg_server.askar_uri(name))
     return urls
