@@ -9,9 +9,11 @@ async API (another issue).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
@@ -108,3 +110,37 @@ def test_a_caller_that_finds_the_budget_spent_gets_backend_unavailable(
         assert sum(1 for _ in store.stream_records("log_entry", batch_size=2)) == 11
     finally:
         store.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("pool_size", "max_overflow"), [(2, 1), (3, 0)])
+async def test_async_tasks_never_hold_more_than_pool_size_plus_max_overflow(
+    pg_server: PgServer,
+    database: str,
+    pool_size: int,
+    max_overflow: int,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """The async face: 64 tasks of gets, writes and streams at once, far more than the
+    pool, on one event loop; they queue for it and all succeed."""
+    from storage_core import open_async_storage
+
+    monkeypatch.setenv("STORAGE_POOL_SIZE", str(pool_size))
+    monkeypatch.setenv("STORAGE_MAX_OVERFLOW", str(max_overflow))
+    tasks = 64
+
+    async def work(storage: Any, worker: int) -> None:
+        for n in range(5):
+            scid = f"a{worker}-{n}"
+            await storage.create_record(_entry(scid))
+            assert (await storage.get_log_entry(scid)).scid == scid
+            async for _ in storage.stream_records("log_entry", batch_size=7):
+                pass
+
+    async with open_async_storage("sqlalchemy", pg_server.sqlalchemy_url(database)) as storage:
+        await storage.provision()
+        with ConnectionSampler(pg_server, database) as sampler:
+            await asyncio.gather(*(work(storage, w) for w in range(tasks)))
+        assert await storage.count_log_entries() == tasks * 5
+    budget = pool_size + max_overflow
+    assert 1 <= max(sampler.samples) <= budget, f"{max(sampler.samples)} > {budget}"
