@@ -164,10 +164,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def get(self, spec: KindSpec[Any], key: str) -> Any | None:
         st = self._statements[spec.name]
         try:
-            if self._reads.replicas:
-                row = self._reads.read(lambda c: c.fetch_one(st.get_sql, (key,)))
-            else:  # no routing to pay for on the hottest call
-                row = self._connections.fetch_one(st.get_sql, (key,))
+            row = self._reads.fetch_one(st.get_sql, (key,))
         except Exception as exc:
             raise self._error(exc, f"reading {spec.name}") from None
         return None if row is None else st.from_row(row)
@@ -265,7 +262,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         st = self._statements[spec.name]
         sql, params = st.list_sql(filters, limit, offset)
         try:
-            found = self._reads.read(lambda c: c.fetch_all(sql, params))
+            found = self._reads.fetch_all(sql, params)
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
         from_row = st.from_row
@@ -274,7 +271,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         sql, params = self._statements[spec.name].count_sql(filters)
         try:
-            row = self._reads.read(lambda c: c.fetch_one(sql, params))
+            row = self._reads.fetch_one(sql, params)
         except Exception as exc:
             raise self._error(exc, f"counting {spec.name}") from None
         return int(row[0]) if row is not None else 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from typing import Any, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 from sqlalchemy import Connection
 from sqlalchemy.pool import QueuePool
@@ -28,6 +28,7 @@ from storage_core.errors import BackendUnavailableError
 from webvh_storage_sqlalchemy.dialects import Dialect, DriverConnection
 
 T = TypeVar("T")
+P = ParamSpec("P")
 log = logging.getLogger(__name__)
 
 
@@ -183,23 +184,13 @@ class Connections:
 
     def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
         """One row of a driver-level read, run once more if the connection was lost."""
-        try:
-            return self._fetch_one(sql, params)
-        except Exception as exc:
-            if not _lost(exc):
-                raise
-            _log_rerun(exc)
-        return self._fetch_one(sql, params)
+        return _rerun_once_if_lost(self._fetch_one, sql, params)
 
     def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
         """Every row of a driver-level read, run once more if the connection was lost."""
-        try:
-            with _Lease(self) as conn:
-                return conn.fetch_all(sql, params)
-        except Exception as exc:
-            if not _lost(exc):
-                raise
-            _log_rerun(exc)
+        return _rerun_once_if_lost(self._fetch_all, sql, params)
+
+    def _fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
         with _Lease(self) as conn:
             return conn.fetch_all(sql, params)
 
@@ -226,13 +217,9 @@ class Connections:
     def sql_read(self, work: Callable[[Connection], T]) -> T:
         """`work` on a Connection without a transaction, run once more if the connection
         was lost (SQLAlchemy has invalidated it then)."""
-        try:
-            with self.lock, self.autocommit_connection() as conn:
-                return work(conn)
-        except Exception as exc:
-            if not _lost(exc):
-                raise
-            _log_rerun(exc)
+        return _rerun_once_if_lost(self._sql_read, work)
+
+    def _sql_read(self, work: Callable[[Connection], T]) -> T:
         with self.lock, self.autocommit_connection() as conn:
             return work(conn)
 
@@ -376,3 +363,15 @@ def _lost(exc: Exception) -> bool:
     """The connection was lost and thrown away (ConnectionLost, or SQLAlchemy's
     DBAPIError that invalidated it): a read may run once more."""
     return bool(getattr(exc, "connection_invalidated", False))
+
+
+def _rerun_once_if_lost(read: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`read(*args)`, run once more when the first run lost its connection: the one
+    rerun rule of every read (a write is never run twice)."""
+    try:
+        return read(*args, **kwargs)
+    except Exception as exc:
+        if not _lost(exc):
+            raise
+        _log_rerun(exc)
+    return read(*args, **kwargs)

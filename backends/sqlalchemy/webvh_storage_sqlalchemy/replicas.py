@@ -200,6 +200,19 @@ class ReadRouter:
             self._replica_failed(replica, exc)
         return work(self.primary)
 
+    def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
+        """One row of a read, routed like read(); without replicas straight to the
+        primary, with no closure made per call (a get by key is where that shows)."""
+        if not self.replicas:
+            return self.primary.fetch_one(sql, params)
+        return self.read(lambda c: c.fetch_one(sql, params))
+
+    def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        """Every row of a read, routed like fetch_one()."""
+        if not self.replicas:
+            return self.primary.fetch_all(sql, params)
+        return self.read(lambda c: c.fetch_all(sql, params))
+
     def stream(self, work: Callable[[Connections], Iterator[T]]) -> Iterator[T]:
         """Like read(), for a stream: falls back only before its first record."""
         replica = self.choose()
