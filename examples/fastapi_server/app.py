@@ -101,7 +101,7 @@ def identity(entries: list[Any]) -> tuple[str, str, str]:
         raise ValidationError("did.jsonl", "the first entry has no parameters.scid")
     did = (first.get("state") or {}).get("id")
     parts = did.split(":") if isinstance(did, str) else []
-    if len(parts) < 4 or parts[:3] != ["did", "webvh", scid]:
+    if not isinstance(did, str) or len(parts) < 4 or parts[:3] != ["did", "webvh", scid]:
         raise ValidationError("did.jsonl", f"state.id is not a did:webvh DID of SCID {scid}")
     return scid, did, unquote(parts[3])
 
@@ -276,10 +276,12 @@ async def create_resource(
     metadata = document.get("metadata")
     if not isinstance(metadata, dict):
         raise ValidationError("metadata", "an attested resource needs a metadata object")
-    fields = {name: metadata.get(name) for name in ("resourceId", "resourceType", "resourceName")}
-    for name, value in fields.items():
+    fields: dict[str, str] = {}
+    for name in ("resourceId", "resourceType", "resourceName"):
+        value = metadata.get(name)
         if not isinstance(value, str) or not value:
             raise ValidationError(f"metadata.{name}", "missing")
+        fields[name] = value
     resource = await storage.create_record(
         Resource(
             resource_id=fields["resourceId"],
