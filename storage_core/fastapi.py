@@ -46,7 +46,7 @@ from storage_core.install_hints import missing_module_hint
 try:
     from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a child process
+except ModuleNotFoundError as exc:
     raise ImportError(missing_module_hint("fastapi"), name="fastapi") from exc
 
 __all__ = [
