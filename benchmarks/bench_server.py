@@ -213,7 +213,13 @@ async def serve(mode: str, port: int) -> None:
     ticker.time_callbacks()
     tick = asyncio.create_task(ticker.run())
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, backlog=4096
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+        timeout_keep_alive=600,  # the client's connections idle between batches
     )
     try:
         await uvicorn.Server(config).serve()
@@ -336,9 +342,13 @@ class Connection:
             self.writer = None
 
 
-async def stall_seconds(connection: Connection) -> dict[str, float]:
+async def stall_seconds(port: int) -> dict[str, float]:
     """Read and reset the server's ticker: {"stall": s, "callback": s}."""
-    _, body = await connection.request("GET", "/_bench/stall")
+    connection = Connection(port)
+    try:
+        _, body = await connection.request("GET", "/_bench/stall")
+    finally:
+        await connection.close()
     return dict(orjson.loads(body))
 
 
@@ -353,14 +363,11 @@ async def server_process(store: Store, mode: str) -> AsyncIterator[int]:
         for _ in range(600):
             if child.poll() is not None:
                 raise SystemExit(f"server ({mode}) exited with {child.returncode}")
-            probe = Connection(port)
             try:
-                await stall_seconds(probe)
+                await stall_seconds(port)
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-            finally:
-                await probe.close()
         else:
             raise SystemExit(f"server ({mode}) did not start")
         yield port
@@ -402,7 +409,6 @@ async def measure(
     walls: list[float] = []
     errors = 0
     connections = [Connection(port) for _ in range(args.concurrency)]
-    control = Connection(port)
 
     async def one(
         connection: Connection, method: str, path: str, body: bytes | None
@@ -414,7 +420,7 @@ async def measure(
     try:
         for round_ in range(args.rounds + 1):
             if round_ == 1:
-                await stall_seconds(control)  # forget the warm-up batch's stalls
+                await stall_seconds(port)  # forget the warm-up batch's stalls
             batch = requests.batch(op, args.concurrency)
             start = time.perf_counter()
             results = await asyncio.gather(
@@ -426,9 +432,9 @@ async def measure(
             walls.append(wall)
             latencies.extend(latency for latency, _ in results)
             errors += sum(1 for _, ok in results if not ok)
-        loop = await stall_seconds(control)
+        loop = await stall_seconds(port)
     finally:
-        for connection in [*connections, control]:
+        for connection in connections:
             await connection.close()
     latencies.sort()
     return Row(
