@@ -194,9 +194,11 @@ def bare_app(example: Any) -> FastAPI:
     return app
 
 
-async def serve(mode: str, port: int) -> None:
+async def serve(mode: str, port: int, switch_interval: float | None) -> None:
     import uvicorn
 
+    if switch_interval is not None:
+        sys.setswitchinterval(switch_interval)
     example = load_example()
     if mode == "no-storage":
         app = bare_app(example)
@@ -353,12 +355,15 @@ async def stall_seconds(port: int) -> dict[str, float]:
 
 
 @contextlib.asynccontextmanager
-async def server_process(store: Store, mode: str) -> AsyncIterator[int]:
+async def server_process(
+    store: Store, mode: str, switch_interval: float | None
+) -> AsyncIterator[int]:
     port = free_port()
     env = {**os.environ, **store.env}
-    child = subprocess.Popen(
-        [sys.executable, __file__, "serve", "--mode", mode, "--port", str(port)], env=env
-    )
+    command = [sys.executable, __file__, "serve", "--mode", mode, "--port", str(port)]
+    if switch_interval is not None:
+        command += ["--switch-interval", str(switch_interval)]
+    child = subprocess.Popen(command, env=env)
     try:
         for _ in range(600):
             if child.poll() is not None:
@@ -483,7 +488,7 @@ async def run(args: argparse.Namespace) -> str:
                 requests = Requests(args.dids)
                 for op in args.op or OPS:
                     for mode in args.mode or MODES:
-                        async with server_process(store, mode) as port:
+                        async with server_process(store, mode, args.switch_interval) as port:
                             row = await measure(port, backend, op, mode, requests, args)
                         rows.append(row)
                         print(table([row], args).splitlines()[-1], file=sys.stderr)
@@ -496,6 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     child = sub.add_parser("serve", help="(internal) run one server")
     child.add_argument("--mode", choices=MODES, required=True)
     child.add_argument("--port", type=int, required=True)
+    child.add_argument("--switch-interval", type=float)
     parser.add_argument("--backend", action="append", choices=BACKENDS)
     parser.add_argument("--op", action="append", choices=OPS)
     parser.add_argument("--mode", action="append", choices=MODES)
@@ -504,9 +510,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dids", type=int, default=1000)
     parser.add_argument("--pg-url", default=DEFAULT_PG)
     parser.add_argument("--out", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        help="the servers' sys.setswitchinterval (default 0.005 s): how long a thread may "
+        "hold the GIL while the loop thread waits for it",
+    )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        asyncio.run(serve(args.mode, args.port))
+        asyncio.run(serve(args.mode, args.port, args.switch_interval))
         return 0
     result = asyncio.run(run(args))
     print(result)
