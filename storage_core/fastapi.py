@@ -13,7 +13,8 @@ errors into HTTP answers that say what went wrong without leaking how.
 Error mapping (`install_error_handlers`); every body is an RFC 9457 problem document
 (`application/problem+json`: `type`, `title`, `status`, `detail`):
 
-- `ValidationError`: 422, with `field` naming the bad input.
+- `ValidationError`, and FastAPI's own `RequestValidationError` (a path, query or body
+  parameter of the wrong type): 422, with `field` naming the bad input.
 - `DuplicateRecordError`: 409.
 - `ConflictError`: 412 when the request carried a precondition (an `If-Match` header or
   an `expected_version` query parameter), since the client's own condition failed; else
@@ -45,6 +46,7 @@ from storage_core.install_hints import missing_module_hint
 
 try:
     from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 except ModuleNotFoundError as exc:
     raise ImportError(missing_module_hint("fastapi"), name="fastapi") from exc
@@ -165,6 +167,16 @@ def problem_for(exc: Exception, request: Request, retry_after: int) -> JSONRespo
     Only messages the library builds from the caller's own input reach the body."""
     if isinstance(exc, ValidationError):
         return problem(422, "Invalid input", str(exc), field=exc.field)
+    if isinstance(exc, RequestValidationError):
+        # FastAPI's own checks of the declared parameters: the first one that failed,
+        # named as the client wrote it (`expected_version`, `body`), without its value.
+        first = exc.errors()[0] if exc.errors() else {}
+        where = [str(part) for part in first.get("loc", ())]
+        if first.get("type") == "json_invalid" or len(where) < 2:
+            field = where[0] if where else "request"  # the body as a whole
+        else:
+            field = ".".join(where[1:])  # past "query" / "path" / "body"
+        return problem(422, "Invalid input", f"{field}: {first.get('msg', 'invalid')}", field=field)
     if isinstance(exc, DuplicateRecordError):
         return problem(409, "Already exists", str(exc))
     if isinstance(exc, ConflictError):
@@ -194,4 +206,5 @@ def install_error_handlers(app: FastAPI, *, retry_after: int = DEFAULT_RETRY_AFT
         return problem_for(exc, request, retry_after)
 
     app.add_exception_handler(StorageError, handle)
+    app.add_exception_handler(RequestValidationError, handle)
     app.add_exception_handler(Exception, handle)

@@ -12,11 +12,11 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Body, FastAPI
 
 from storage_core import (
     AsyncStorageManager,
@@ -36,6 +36,7 @@ from storage_core.fastapi import (
 from tests.conftest import ROOT
 
 SECRET = "s3cr3t-pa55"
+JSON = {"content-type": "application/json"}
 
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
@@ -346,3 +347,25 @@ async def test_readme_fastapi_example_runs(tmp_path: Path, monkeypatch: pytest.M
             assert problem(await client.get("/tasks/a%00b"), 422)["field"] == "task_id"
     finally:
         await AsyncStorageManager.reset()
+
+
+async def test_fastapis_own_parameter_checks_are_problems_naming_the_field() -> None:
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.put("/items/{item_id}")
+    async def put(item_id: int, proofs: Annotated[list[int], Body()], limit: int = 1) -> None: ...
+
+    async with client_for(app) as client:
+        for kwargs, field in (
+            ({"url": "/items/x", "json": []}, "item_id"),
+            ({"url": "/items/1", "json": [], "params": {"limit": "many"}}, "limit"),
+            ({"url": "/items/1", "json": {"a": 1}}, "body"),
+            ({"url": "/items/1", "json": [1, "two"]}, "1"),
+            ({"url": "/items/1", "content": b"[1,", "headers": JSON}, "body"),
+            ({"url": "/items/1"}, "body"),
+        ):
+            response = await client.put(**kwargs)
+            body = problem(response, 422)
+            assert body["field"] == field, (kwargs, body)
+            assert body["detail"].startswith(f"{field}: ")

@@ -26,6 +26,7 @@ from tests.conftest import ROOT, VARIANTS, require_vectors, variant_config
 APP_PATH = ROOT / "examples" / "fastapi_server" / "app.py"
 SERVER_VARIANTS = [*VARIANTS, "memory"]
 ETAG_1 = '"1"'
+JSON = {"content-type": "application/json"}
 
 
 def load_example() -> ModuleType:
@@ -324,6 +325,16 @@ async def test_bad_input_is_422_naming_the_field_and_writes_nothing(
         "/people/hank/did.jsonl", content=json.dumps(first), headers={"If-Match": "abc"}
     )
     assert assert_problem(response, 422)["field"] == "If-Match"
+    response = await server.client.patch(
+        "/people/hank/did.jsonl", content=json.dumps(first), params={"expected_version": "x"}
+    )
+    assert assert_problem(response, 422)["field"] == "expected_version"
+    response = await server.client.put("/people/hank/did-witness.json", json={"not": "a list"})
+    assert assert_problem(response, 422)["field"] == "body"
+    response = await server.client.put("/people/hank/whois.vp", content=b"{", headers=JSON)
+    assert assert_problem(response, 422)["field"] == "body"
+    assert_problem(await server.client.get("/people/hank/did-witness.json"), 404)
+    assert_problem(await server.client.get("/people/hank/whois.vp"), 404)
     other = lines(vectors / "py-sample-diddoc" / "did.jsonl")[0]  # another DID's log
     response = await server.client.put("/people/hank/did.jsonl", content=json.dumps(other))
     assert assert_problem(response, 422)["field"] == "did.jsonl"
