@@ -34,6 +34,7 @@ from storage_core.fastapi import (
     storage_lifespan,
 )
 from tests.conftest import ROOT
+from tests.test_typing import mypy
 
 SECRET = "s3cr3t-pa55"
 JSON = {"content-type": "application/json"}
@@ -369,3 +370,11 @@ async def test_fastapis_own_parameter_checks_are_problems_naming_the_field() -> 
             body = problem(response, 422)
             assert body["field"] == field, (kwargs, body)
             assert body["detail"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize("marker", ["async def publish(", "storage_lifespan()"])
+def test_readme_examples_type_check_strictly(tmp_path: Path, marker: str) -> None:
+    """A server's own mypy --strict accepts the README's code (the `Storage` alias and
+    the lifespan's types included)."""
+    status, output = mypy(tmp_path, readme_block(marker))
+    assert status == 0, output
