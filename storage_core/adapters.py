@@ -26,6 +26,7 @@ from storage_core.errors import BackendUnavailableError
 from storage_core.interface import AsyncStorageBackend, Capability, StorageBackend
 from storage_core.kinds import KindSpec, R
 from storage_core.loop import BackgroundLoop, LoopClosedError, run_sync
+from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 
 T = TypeVar("T")
@@ -129,20 +130,29 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
         return await self._run(self.sync.delete, spec, key)
 
     async def list(
-        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[R]:
-        return await self._run(self.sync.list, spec, filters, limit, offset)
+        return await self._run(self.sync.list, spec, filters, limit, offset, *_given(order_by))
 
     async def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return await self._run(self.sync.count, spec, filters)
 
     async def stream(
-        self, spec: KindSpec[R], filters: Filters, batch_size: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
     ) -> AsyncIterator[R]:
         """A batch per thread hand-off; leaving early closes the sync iterator on a pool
         thread (closing may block: it returns a cursor and its connection). A lock keeps
         the close from meeting a batch still being read (its awaiting task cancelled)."""
-        iterator = await self._run(self.sync.stream, spec, filters, batch_size)
+        iterator = await self._run(self.sync.stream, spec, filters, batch_size, *_given(order_by))
         lock = threading.Lock()
 
         def take() -> builtins.list[R]:
@@ -236,16 +246,27 @@ class LoopThreadBackend(StorageBackend):
         return self._run(self.native.delete(spec, key))
 
     def list(
-        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[R]:
-        return self._run(self.native.list(spec, filters, limit, offset))
+        return self._run(self.native.list(spec, filters, limit, offset, *_given(order_by)))
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return self._run(self.native.count(spec, filters))
 
-    def stream(self, spec: KindSpec[R], filters: Filters, batch_size: int) -> Iterator[R]:
+    def stream(
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> Iterator[R]:
         """A batch per loop hand-off; closing early closes the async iterator on its loop."""
-        inner = self.native.stream(spec, filters, batch_size)
+        inner = self.native.stream(spec, filters, batch_size, *_given(order_by))
 
         async def batch() -> builtins.list[R]:
             return [record async for record in _first(inner, batch_size)]
@@ -263,6 +284,12 @@ class LoopThreadBackend(StorageBackend):
 
     def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int:
         return self._run(self.native.bulk_upsert(spec, records))
+
+
+def _given(order_by: OrderBy | None) -> tuple[OrderBy, ...]:
+    """`order_by` as the extra argument to pass on, or none at all for the default
+    order, so a backend written before `order_by` existed serves it unchanged."""
+    return () if order_by is None else (order_by,)
 
 
 async def _first(iterator: AsyncIterator[T], count: int) -> AsyncIterator[T]:

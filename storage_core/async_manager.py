@@ -51,6 +51,7 @@ from storage_core.manager_core import (
     whois_record,
     witness_file_record,
 )
+from storage_core.ordering import OrderByArg
 from storage_core.records import (
     AnyRecord,
     LogEntry,
@@ -209,6 +210,7 @@ class AsyncStorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[R]: ...
     @overload
     async def list_records(
@@ -217,6 +219,7 @@ class AsyncStorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[AnyRecord]: ...
     @_guarded
     async def list_records(
@@ -225,9 +228,11 @@ class AsyncStorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Any]:
         return cast(
-            builtins.list[Any], await self._do(self._list_call(kind, filters, limit, offset))
+            builtins.list[Any],
+            await self._do(self._list_call(kind, filters, limit, offset, order_by)),
         )
 
     @_guarded
@@ -269,6 +274,7 @@ class AsyncStorageManager(ManagerCore):
         kind: KindSpec[R],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> AsyncGenerator[R, None]: ...
     @overload
     def stream_records(
@@ -276,17 +282,19 @@ class AsyncStorageManager(ManagerCore):
         kind: str,
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> AsyncGenerator[AnyRecord, None]: ...
     def stream_records(
         self,
         kind: str | KindSpec[Any],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> AsyncGenerator[Any, None]:
         """Iterate matching records in order with bounded memory (`async for`). Bad
         arguments raise here, at the call. When stopping early, `await it.aclose()` (or
         use `contextlib.aclosing`): that releases the cursor and its connection."""
-        call = self._stream_call(kind, filters, batch_size)
+        call = self._stream_call(kind, filters, batch_size, order_by)
         return self._guard_iter(self.backend.stream(*call.args) if call.asks else None)
 
     async def _guard_iter(self, inner: AsyncIterator[T] | None) -> AsyncGenerator[T, None]:
@@ -334,9 +342,13 @@ class AsyncStorageManager(ManagerCore):
         return await self.get_record(LOG_ENTRY, scid)
 
     async def get_log_entries(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[LogEntry]:
-        return await self.list_records(LOG_ENTRY, filters, limit, offset)
+        return await self.list_records(LOG_ENTRY, filters, limit, offset, order_by)
 
     async def count_log_entries(self, filters: Mapping[str, Any] | None = None) -> int:
         return await self.count_records(LOG_ENTRY, filters)
@@ -371,9 +383,13 @@ class AsyncStorageManager(ManagerCore):
         return await self.get_record(RESOURCE, resource_id)
 
     async def get_resources(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Resource]:
-        return await self.list_records(RESOURCE, filters, limit, offset)
+        return await self.list_records(RESOURCE, filters, limit, offset, order_by)
 
     async def count_resources(self, filters: Mapping[str, Any] | None = None) -> int:
         return await self.count_records(RESOURCE, filters)
@@ -401,9 +417,13 @@ class AsyncStorageManager(ManagerCore):
         return await self.get_record(TASK, task_id)
 
     async def get_tasks(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Task]:
-        return await self.list_records(TASK, filters, limit, offset)
+        return await self.list_records(TASK, filters, limit, offset, order_by)
 
     async def count_tasks(self, filters: Mapping[str, Any] | None = None) -> int:
         return await self.count_records(TASK, filters)

@@ -55,6 +55,7 @@ from storage_core.manager_core import (
     whois_record,
     witness_file_record,
 )
+from storage_core.ordering import OrderByArg
 from storage_core.records import (
     AnyRecord,
     LogEntry,
@@ -278,6 +279,7 @@ class StorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[R]: ...
     @overload
     def list_records(
@@ -286,6 +288,7 @@ class StorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[AnyRecord]: ...
     @_guarded
     def list_records(
@@ -294,8 +297,11 @@ class StorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Any]:
-        return cast(builtins.list[Any], self._do(self._list_call(kind, filters, limit, offset)))
+        return cast(
+            builtins.list[Any], self._do(self._list_call(kind, filters, limit, offset, order_by))
+        )
 
     @_guarded
     def count_records(
@@ -338,6 +344,7 @@ class StorageManager(ManagerCore):
         kind: KindSpec[R],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> Generator[R, None, None]: ...
     @overload
     def stream_records(
@@ -345,16 +352,18 @@ class StorageManager(ManagerCore):
         kind: str,
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> Generator[AnyRecord, None, None]: ...
     def stream_records(
         self,
         kind: str | KindSpec[Any],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> Generator[Any, None, None]:
         """Iterate matching records in order with bounded memory. Close the iterator (or
         use `contextlib.closing`) when stopping early; it is also closed when dropped."""
-        call = self._stream_call(kind, filters, batch_size)
+        call = self._stream_call(kind, filters, batch_size, order_by)
         return self._guard_iter(self._do(call) if call.asks else iter(()))
 
     def _guard_iter(self, inner: Iterator[T]) -> Generator[T, None, None]:
@@ -400,9 +409,13 @@ class StorageManager(ManagerCore):
         return self.get_record(LOG_ENTRY, scid)
 
     def get_log_entries(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[LogEntry]:
-        return self.list_records(LOG_ENTRY, filters, limit, offset)
+        return self.list_records(LOG_ENTRY, filters, limit, offset, order_by)
 
     def count_log_entries(self, filters: Mapping[str, Any] | None = None) -> int:
         return self.count_records(LOG_ENTRY, filters)
@@ -437,9 +450,13 @@ class StorageManager(ManagerCore):
         return self.get_record(RESOURCE, resource_id)
 
     def get_resources(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Resource]:
-        return self.list_records(RESOURCE, filters, limit, offset)
+        return self.list_records(RESOURCE, filters, limit, offset, order_by)
 
     def count_resources(self, filters: Mapping[str, Any] | None = None) -> int:
         return self.count_records(RESOURCE, filters)
@@ -467,9 +484,13 @@ class StorageManager(ManagerCore):
         return self.get_record(TASK, task_id)
 
     def get_tasks(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Task]:
-        return self.list_records(TASK, filters, limit, offset)
+        return self.list_records(TASK, filters, limit, offset, order_by)
 
     def count_tasks(self, filters: Mapping[str, Any] | None = None) -> int:
         return self.count_records(TASK, filters)

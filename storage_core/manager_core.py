@@ -22,6 +22,7 @@ from storage_core.config import Settings, mask_text, mask_url
 from storage_core.errors import StorageError, ValidationError
 from storage_core.interface import AsyncStorageBackend, StorageBackend
 from storage_core.kinds import KINDS, POLICY, SPEC_BY_RECORD, KindSpec, R, spec_for
+from storage_core.ordering import parse_order_by
 from storage_core.plugins import get_registry
 from storage_core.records import (
     LogEntry,
@@ -136,13 +137,17 @@ class ManagerCore:
         filters: Mapping[str, Any] | None,
         limit: int | None,
         offset: int,
+        order_by: Any = None,
     ) -> Call:
         spec = spec_for(kind)
         normalized = normalize_filters(spec, filters)
         limit, offset = validate_paging(limit, offset)
+        order = parse_order_by(spec, order_by)
         if limit == 0 or matches_nothing(normalized):
             return answered([])
-        return Call("list", (spec, normalized, limit, offset))
+        if order is None:  # the default order: the backend's call exactly as before
+            return Call("list", (spec, normalized, limit, offset))
+        return Call("list", (spec, normalized, limit, offset, order))
 
     def _count_call(self, kind: str | KindSpec[Any], filters: Mapping[str, Any] | None) -> Call:
         spec = spec_for(kind)
@@ -178,15 +183,22 @@ class ManagerCore:
         return Call("delete", (spec, validate_key(spec, key)))
 
     def _stream_call(
-        self, kind: str | KindSpec[Any], filters: Mapping[str, Any] | None, batch_size: int
+        self,
+        kind: str | KindSpec[Any],
+        filters: Mapping[str, Any] | None,
+        batch_size: int,
+        order_by: Any = None,
     ) -> Call:
         """A `stream` call, or the answer None: nothing can match."""
         spec = spec_for(kind)
         normalized = normalize_filters(spec, filters)
         batch_size = validate_batch_size(batch_size)
+        order = parse_order_by(spec, order_by)
         if matches_nothing(normalized):
             return answered(None)
-        return Call("stream", (spec, normalized, batch_size))
+        if order is None:
+            return Call("stream", (spec, normalized, batch_size))
+        return Call("stream", (spec, normalized, batch_size, order))
 
     def _bulk_call(self, kind: str | KindSpec[Any], records: Iterable[Any]) -> Call:
         """All records validated first, so a bad one leaves the store unchanged."""

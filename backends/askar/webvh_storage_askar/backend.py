@@ -29,6 +29,7 @@ from storage_core.errors import BackendUnavailableError, StorageError
 from storage_core.interface import ArchivedEntry, ArchiveStore, AsyncStorageBackend, StorageBackend
 from storage_core.kinds import KindSpec
 from storage_core.loop import BackgroundLoop, LoopClosedError
+from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 from webvh_storage_askar import layout
 from webvh_storage_askar.config import AskarConfig
@@ -170,14 +171,31 @@ class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
         return self._run(self._delete_op(spec, key))
 
     def list(
-        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[Any]:
+        if order_by is not None:
+            found = self._run(self._sorted_op(spec, filters, order_by))
+            return found[offset : None if limit is None else offset + limit]
         return self._run(self._list_op(spec, filters, limit, offset))
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return self._run(self._count_op(spec, filters))
 
-    def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
+    def stream(
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> Iterator[Any]:
+        if order_by is not None:  # sorted in memory (operations: max_sorted records)
+            found: builtins.list[Any] = self._run(self._sorted_op(spec, filters, order_by))
+            return iter(found)
         return self._stream(spec, layout.tag_filter(filters), batch_size)
 
     def _stream(

@@ -10,6 +10,11 @@ them. `Reruns` is the one policy both faces follow when a call fails without eff
 
 Order: Askar row ids grow with each insert and `replace` keeps them, so
 `order_by="id"` is creation order exactly as the SQL backend's ordering contract needs.
+Askar scans cannot sort by a tag, so a list or stream with a caller's `order_by` reads
+every matching entry (in row-id order), sorts them in memory with
+`storage_core.ordering.sort_records` (the reference order) and serves the page: at most
+`max_sorted` matching entries (MAX_SORTED_IN_MEMORY); beyond that the call is refused
+with UnsupportedOperationError (narrow it with a filter), never answered partly.
 """
 
 from __future__ import annotations
@@ -29,9 +34,15 @@ from aries_askar import AskarError, Store  # type: ignore[import-untyped]
 
 from storage_core import codec
 from storage_core.codec import format_timestamp
-from storage_core.errors import ConflictError, StorageError, StorageIOError
+from storage_core.errors import (
+    ConflictError,
+    StorageError,
+    StorageIOError,
+    UnsupportedOperationError,
+)
 from storage_core.interface import Capability
 from storage_core.kinds import KindSpec
+from storage_core.ordering import OrderBy, sort_records
 from storage_core.validation import Filters
 from webvh_storage_askar import layout
 from webvh_storage_askar.config import AskarConfig
@@ -54,6 +65,8 @@ BUSY_BACKOFF = 0.005
 RERUNS = 5
 FAST_FAILURE_SECONDS = 0.5
 HEALTH_CATEGORY = "webvh:log_entry"
+#: Most matching entries a list or stream with `order_by` sorts in memory (see above).
+MAX_SORTED_IN_MEMORY = 10_000
 Work = Callable[[Store], Coroutine[Any, Any, T]]
 
 
@@ -137,6 +150,8 @@ class AskarOperations:
     """One face's store state and every operation on it."""
 
     capabilities: ClassVar[frozenset[str]] = frozenset({Capability.PERSISTENT, Capability.ARCHIVE})
+    #: Most matching entries an `order_by` call sorts in memory (per store: tests lower it).
+    max_sorted: int = MAX_SORTED_IN_MEMORY
 
     def __init__(self, config: AskarConfig) -> None:
         self.config = config
@@ -345,6 +360,28 @@ class AskarOperations:
             lambda entries: [layout.decode(spec, entry.raw_value) for entry in entries],
             spec,
         )
+
+    def _sorted_op(
+        self, spec: KindSpec[Any], filters: Filters, order_by: OrderBy
+    ) -> Op[builtins.list[Any], builtins.list[Any]]:
+        """Every matching record in `order_by` (see the module docstring): read in one
+        round trip, decoded and sorted in the calling thread."""
+        wql = layout.tag_filter(filters)
+        most = self.max_sorted
+
+        async def read_all(store: Store) -> builtins.list[Any]:
+            entries = await self._read_page(store, spec.category, wql, 0, most + 1)
+            if len(entries) > most:
+                raise UnsupportedOperationError(
+                    f"askar sorts at most {most} matching {spec.name} records for order_by "
+                    "(its scans cannot sort by a tag); add a filter, or drop order_by"
+                )
+            return entries
+
+        def finish(entries: builtins.list[Any]) -> builtins.list[Any]:
+            return sort_records([layout.decode(spec, e.raw_value) for e in entries], order_by)
+
+        return Op("list", read_all, finish, spec)
 
     async def _read_page(
         self, store: Store, category: str, wql: layout.Wql | None, offset: int, limit: int | None

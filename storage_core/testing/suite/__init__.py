@@ -35,6 +35,7 @@ from storage_core.testing.suite.indexes import TestAtomicity, TestIndexedFieldCh
 from storage_core.testing.suite.json import TestJsonRoundTrip
 from storage_core.testing.suite.lifecycle import TestLifecycle
 from storage_core.testing.suite.named import TestNamedApi
+from storage_core.testing.suite.ordering import TestAsyncOrderBy, TestOrderBy
 from storage_core.testing.suite.queries import TestOrdering, TestQueries
 from storage_core.testing.suite.stateful import TestStateful
 from storage_core.testing.suite.timestamps import TestRecordVersion, TestTimestamps
@@ -46,6 +47,7 @@ __all__ = [
     "TestAsyncConcurrency",
     "TestAsyncCrud",
     "TestAsyncErrors",
+    "TestAsyncOrderBy",
     "TestAsyncQueries",
     "TestAsyncStream",
     "TestAtomicity",
@@ -59,6 +61,7 @@ __all__ = [
     "TestMissingAndDuplicate",
     "TestNamedApi",
     "TestOptimisticConcurrency",
+    "TestOrderBy",
     "TestOrdering",
     "TestQueries",
     "TestRecordVersion",
