@@ -15,6 +15,7 @@ import builtins
 import functools
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar, TypeVar, cast, overload
 
 from storage_core.adapters import DEFAULT_WORKERS, as_async
@@ -76,10 +77,13 @@ def _guarded(method: A) -> A:
     async def wrapper(self: AsyncStorageManager, *args: Any, **kwargs: Any) -> Any:
         try:
             return await method(self, *args, **kwargs)
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
 
     return cast(A, wrapper)
 
@@ -180,6 +184,52 @@ class AsyncStorageManager(ManagerCore):
         facts = self._describe()
         facts["rows"] = {name: await self.count_records(name) for name in KINDS}
         return facts
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """`async with storage.transaction():` the calls of this task on this manager
+        inside the block are one atomic unit (see `StorageManager.transaction`: the same
+        rules). Tasks started inside the block share it, one call at a time."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        state = self._begin_transaction()
+        if state is None:  # nested: part of the outer block
+            yield
+            return
+        try:
+            block = self.backend.transaction()
+            await block.__aenter__()
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, "starting a transaction on") from None
+        token = self._in_transaction.set(state)
+        try:
+            yield
+        except BaseException as exc:
+            self._in_transaction.reset(token)
+            await self._leave(block, exc)
+            raise
+        self._in_transaction.reset(token)
+        doomed = self._doomed(state)
+        await self._leave(block, doomed)
+        if doomed is not None:
+            raise doomed
+
+    async def _leave(
+        self, block: AbstractAsyncContextManager[None], exc: BaseException | None
+    ) -> None:
+        """Commit (exc None) or roll back a backend's transaction block."""
+        try:
+            if exc is None:
+                await block.__aexit__(None, None, None)
+            else:
+                await block.__aexit__(type(exc), exc, exc.__traceback__)
+        except StorageError:
+            raise
+        except Exception as exc2:
+            raise self._failure(exc2, "ending a transaction on") from None
 
     async def __aenter__(self) -> AsyncStorageManager:
         return self
@@ -303,10 +353,13 @@ class AsyncStorageManager(ManagerCore):
         try:
             async for item in inner:
                 yield item
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
         finally:
             aclose = getattr(inner, "aclose", None)
             if aclose is not None:

@@ -207,10 +207,10 @@ class StorageBackend(ABC):
         when it raises; reads inside see its writes, other callers do not until the
         commit. A transaction() inside one joins it (one commit, at the outer end).
 
-        Context variables set on entering must be restored by setting them back (not
-        with `ContextVar.reset`): the adapters enter and leave the block in copies of
-        the caller's context. Backends without `Capability.TRANSACTIONS` keep this
-        default, which refuses."""
+        Keep the open block in a context variable (per thread and task): the adapters
+        (storage_core.adapters) enter and leave it in one context and carry what
+        entering set to the calls inside. Backends without `Capability.TRANSACTIONS`
+        keep this default, which refuses."""
         raise UnsupportedOperationError(
             f"backend {self.name!r} has no transactions (capability {Capability.TRANSACTIONS!r})"
         )

@@ -11,7 +11,7 @@ import builtins
 import functools
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from storage_core.config import Settings
@@ -85,10 +85,13 @@ def _guarded(method: M) -> M:
     def wrapper(self: StorageManager, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
 
     return cast(M, wrapper)
 
@@ -193,6 +196,54 @@ class StorageManager(ManagerCore):
         the primary database, never to a read replica (backends without replicas: no-op)."""
         backend_primary = getattr(self.backend, "primary", None)
         return backend_primary() if callable(backend_primary) else nullcontext()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """`with storage.transaction():` every call of this thread on this manager inside
+        the block is one atomic unit: committed when the block ends, rolled back when it
+        raises (nothing of it is ever seen by anyone else); reads inside see its writes.
+        A call failing inside the block (other than ValidationError or ConflictError)
+        dooms it: leaving the block then rolls back and raises StorageError even if the
+        error was caught. A transaction() inside one joins it. Backends without
+        `Capability.TRANSACTIONS` refuse with UnsupportedOperationError."""
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        state = self._begin_transaction()
+        if state is None:  # nested: part of the outer block
+            yield
+            return
+        try:
+            block = self.backend.transaction()
+            block.__enter__()
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, "starting a transaction on") from None
+        token = self._in_transaction.set(state)
+        try:
+            yield
+        except BaseException as exc:
+            self._in_transaction.reset(token)
+            self._leave(block, exc)
+            raise
+        self._in_transaction.reset(token)
+        doomed = self._doomed(state)
+        self._leave(block, doomed)
+        if doomed is not None:
+            raise doomed
+
+    def _leave(self, block: AbstractContextManager[None], exc: BaseException | None) -> None:
+        """Commit (exc None) or roll back a backend's transaction block."""
+        try:
+            if exc is None:
+                block.__exit__(None, None, None)
+            else:
+                block.__exit__(type(exc), exc, exc.__traceback__)
+        except StorageError:
+            raise
+        except Exception as exc2:
+            raise self._failure(exc2, "ending a transaction on") from None
 
     def __enter__(self) -> StorageManager:
         return self
@@ -369,10 +420,13 @@ class StorageManager(ManagerCore):
     def _guard_iter(self, inner: Iterator[T]) -> Generator[T, None, None]:
         try:
             yield from inner
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
         finally:
             close = getattr(inner, "close", None)
             if close is not None:

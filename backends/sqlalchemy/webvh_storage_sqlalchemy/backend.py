@@ -13,7 +13,7 @@ serialised by a lock).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -46,6 +46,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             Capability.SERVER_SIDE_CURSORS,
             Capability.PERSISTENT,
             Capability.ARCHIVE,
+            Capability.TRANSACTIONS,
         }
     )
     engine: Engine
@@ -143,6 +144,31 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def secrets(self) -> Sequence[str]:
         """The read replicas' URL passwords (the primary's are the settings')."""
         return self._reads.secrets
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One database transaction for every call of this thread or task inside the
+        block (connections.Connections.bound_transaction); its reads go to the primary,
+        which holds its writes."""
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._reads.primary_only():
+            block = self._connections.bound_transaction()
+            try:
+                block.__enter__()
+            except Exception as exc:
+                raise self._error(exc, "starting a transaction") from None
+            try:
+                yield
+            except BaseException as exc:
+                block.__exit__(type(exc), exc, exc.__traceback__)  # rolls back
+                raise
+            try:
+                block.__exit__(None, None, None)
+            except Exception as exc:
+                raise self._error(exc, "committing a transaction") from None
+        self._reads.wrote()
 
     def primary(self) -> AbstractContextManager[None]:
         """Reads inside the block go to the primary, never to a read replica."""

@@ -39,6 +39,11 @@ from storage_core.testing.suite.ordering import TestAsyncOrderBy, TestOrderBy
 from storage_core.testing.suite.queries import TestOrdering, TestQueries
 from storage_core.testing.suite.stateful import TestStateful
 from storage_core.testing.suite.timestamps import TestRecordVersion, TestTimestamps
+from storage_core.testing.suite.transactions import (
+    TestAsyncTransactions,
+    TestNoTransactions,
+    TestTransactions,
+)
 
 __all__ = [
     "TestArchive",
@@ -50,6 +55,7 @@ __all__ = [
     "TestAsyncOrderBy",
     "TestAsyncQueries",
     "TestAsyncStream",
+    "TestAsyncTransactions",
     "TestAtomicity",
     "TestBulkUpsert",
     "TestCapabilities",
@@ -60,6 +66,7 @@ __all__ = [
     "TestLifecycle",
     "TestMissingAndDuplicate",
     "TestNamedApi",
+    "TestNoTransactions",
     "TestOptimisticConcurrency",
     "TestOrderBy",
     "TestOrdering",
@@ -68,5 +75,6 @@ __all__ = [
     "TestStateful",
     "TestStream",
     "TestTimestamps",
+    "TestTransactions",
     "TestValidationErrors",
 ]
