@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -194,3 +195,25 @@ class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
 
     async def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         return await self._run(self._bulk_op(spec, records))
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """One Askar transaction for this task's calls inside the block (see
+        operations: the block's session serves them)."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        if self._block.get() is not None:  # joins the open block
+            yield
+            return
+        block = await self._run(self._begin_op())
+        self._block.set(block)
+        try:
+            yield
+        except BaseException:
+            self._block.set(None)
+            with suppress(StorageError):  # the caller's error is the one that matters
+                await self._run(self._end_op(block, commit=False))
+            raise
+        self._block.set(None)
+        await self._run(self._end_op(block, commit=True))

@@ -17,6 +17,7 @@ import builtins
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from functools import partial
 from operator import itemgetter
@@ -216,6 +217,28 @@ class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         return self._run(self._bulk_op(spec, records))
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One Askar transaction for this thread's calls inside the block (see
+        operations: the block's session serves them)."""
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._block.get() is not None:  # joins the open block
+            yield
+            return
+        block = self._run(self._begin_op())
+        self._block.set(block)
+        try:
+            yield
+        except BaseException:
+            self._block.set(None)
+            with suppress(StorageError):  # the caller's error is the one that matters
+                self._run(self._end_op(block, commit=False))
+            raise
+        self._block.set(None)
+        self._run(self._end_op(block, commit=True))
 
     # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:

@@ -18,6 +18,7 @@ import pytest
 
 from storage_core.async_manager import AsyncStorageManager
 from storage_core.errors import (
+    BackendUnavailableError,
     ConflictError,
     DuplicateRecordError,
     StorageError,
@@ -50,6 +51,15 @@ def _in_thread(work: Callable[[], Any]) -> Any:
     thread.join(60)  # not a timing assertion: only so a hang fails instead of stalling
     assert out, "the other thread did not finish"
     return out[0]
+
+
+def _unseen(result: Any) -> bool:
+    """A call from outside a block found the store busy instead of answering: what
+    Askar on SQLite does (its connections share a cache with table locks, and the
+    in-memory store has one connection), where others wait for the block's commit and
+    get BackendUnavailableError when it outlasts their timeout. Either way the block's
+    writes are not seen; every other backend answers, without them."""
+    return isinstance(result, BackendUnavailableError)
 
 
 def _snapshot(sm: StorageManager) -> dict[str, Any]:
@@ -109,9 +119,11 @@ class TestTransactions:
         with sm.transaction():
             sm.create_record(sample_record("log_entry", "a"))
             sm.update_task("t", status="done")
-            assert _in_thread(lambda: sm.get_log_entry("a")) is None
-            assert _in_thread(lambda: sm.count_log_entries()) == 0
-            assert _in_thread(lambda: sm.get_task("t").status) == "pending"  # type: ignore[union-attr]
+            outside = _in_thread(
+                lambda: (sm.get_log_entry("a"), sm.count_log_entries(), sm.get_task("t"))
+            )
+            assert _unseen(outside) or outside[:2] == (None, 0), outside
+            assert _unseen(outside) or outside[2].status == "pending", outside
         assert _in_thread(lambda: sm.get_log_entry("a")) is not None
         assert _in_thread(lambda: sm.get_task("t").status) == "done"  # type: ignore[union-attr]
 
@@ -218,5 +230,9 @@ class TestAsyncTransactions:
         async with sm.transaction():
             await sm.create_record(sample_record("log_entry", "a"))
             written.set()
-            assert await reader is None
+            try:
+                seen = await reader
+            except BackendUnavailableError as exc:  # Askar on SQLite: see _unseen
+                seen = exc
+            assert seen is None or _unseen(seen)
         assert await sm.get_log_entry("a") is not None
