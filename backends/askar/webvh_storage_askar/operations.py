@@ -283,9 +283,7 @@ class AskarOperations:
             async with store.session(self._profile) as session:
                 await session.insert(spec.category, key, value, tags)
 
-        return Op(
-            "create", insert, lambda _: layout.decode(spec, value), spec, key, block is None
-        )
+        return Op("create", insert, lambda _: layout.decode(spec, value), spec, key, block is None)
 
     def _get_op(self, spec: KindSpec[Any], key: str) -> Op[Any, Any]:
         block = self._block.get()
