@@ -8,17 +8,31 @@
   coroutines run on a `storage_core.loop.BackgroundLoop`, the one sync-over-async bridge.
 
 `as_async` / `as_sync` pick the adapter (or none: a backend's native face wins).
+
+Transactions cross the adapters with the caller's context variables: a backend keeps
+its open block in a context variable of the caller (thread or task), so the adapter
+enters and leaves the other face's block in one `contextvars.Context`, copies what
+entering set there into the caller's context for the block's duration, and runs the
+calls inside the block with the caller's context (a thread pool does not carry it by
+itself; a loop thread does: `run_coroutine_threadsafe` copies it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import functools
 import itertools
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,6 +40,7 @@ from storage_core.errors import BackendUnavailableError
 from storage_core.interface import AsyncStorageBackend, Capability, StorageBackend
 from storage_core.kinds import KindSpec, R
 from storage_core.loop import BackgroundLoop, LoopClosedError, run_sync
+from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 
 T = TypeVar("T")
@@ -65,12 +80,46 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
             max_workers=max(1, workers), thread_name_prefix=f"storage-{backend.name}"
         )
         self._closed = False
+        #: Set while the calling task is inside transaction(): its calls then carry the
+        #: task's context (which holds the sync face's open block) to the pool thread.
+        self._in_block: contextvars.ContextVar[bool] = contextvars.ContextVar(
+            "webvh_storage_threaded_transaction", default=False
+        )
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise BackendUnavailableError(f"the {self.name!r} store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(func, *args))
+        call = functools.partial(func, *args)
+        if self._in_block.get():
+            call = functools.partial(contextvars.copy_context().run, call)
+        return await loop.run_in_executor(self._executor, call)
+
+    async def _run_in(self, context: contextvars.Context, func: Callable[..., T], *args: Any) -> T:
+        return await self._run(context.run, func, *args)
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """The sync face's transaction(), entered and left on pool threads in one
+        context; the calls of this task inside it carry that context along."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        block = self.sync.transaction()
+        context = contextvars.copy_context()
+        await self._run_in(context, block.__enter__)
+        adopted = adopt(context)
+        marker = self._in_block.set(True)
+        try:
+            yield
+        except BaseException as exc:
+            self._in_block.reset(marker)
+            restore(adopted)
+            await self._run_in(context, block.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        self._in_block.reset(marker)
+        restore(adopted)
+        await self._run_in(context, block.__exit__, None, None, None)
 
     # --- lifecycle -------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
@@ -129,20 +178,29 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
         return await self._run(self.sync.delete, spec, key)
 
     async def list(
-        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[R]:
-        return await self._run(self.sync.list, spec, filters, limit, offset)
+        return await self._run(self.sync.list, spec, filters, limit, offset, *_given(order_by))
 
     async def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return await self._run(self.sync.count, spec, filters)
 
     async def stream(
-        self, spec: KindSpec[R], filters: Filters, batch_size: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
     ) -> AsyncIterator[R]:
         """A batch per thread hand-off; leaving early closes the sync iterator on a pool
         thread (closing may block: it returns a cursor and its connection). A lock keeps
         the close from meeting a batch still being read (its awaiting task cancelled)."""
-        iterator = await self._run(self.sync.stream, spec, filters, batch_size)
+        iterator = await self._run(self.sync.stream, spec, filters, batch_size, *_given(order_by))
         lock = threading.Lock()
 
         def take() -> builtins.list[R]:
@@ -210,6 +268,27 @@ class LoopThreadBackend(StorageBackend):
     def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
         return self._run(self.native.refuse_writes_for_testing(spec, key))
 
+    def transaction(self) -> AbstractContextManager[None]:
+        """The async face's transaction(), entered and left on the loop in one context;
+        the caller's later calls carry it to the loop (run_coroutine_threadsafe copies
+        the calling thread's context)."""
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        block = self.native.transaction()
+        context = contextvars.copy_context()
+        self._run(_in_context(context, block.__aenter__()))
+        adopted = adopt(context)
+        try:
+            yield
+        except BaseException as exc:
+            restore(adopted)
+            self._run(_in_context(context, block.__aexit__(type(exc), exc, exc.__traceback__)))
+            raise
+        restore(adopted)
+        self._run(_in_context(context, block.__aexit__(None, None, None)))
+
     def flush(self) -> None:
         self._run(self.native.flush())
 
@@ -236,16 +315,27 @@ class LoopThreadBackend(StorageBackend):
         return self._run(self.native.delete(spec, key))
 
     def list(
-        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[R]:
-        return self._run(self.native.list(spec, filters, limit, offset))
+        return self._run(self.native.list(spec, filters, limit, offset, *_given(order_by)))
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return self._run(self.native.count(spec, filters))
 
-    def stream(self, spec: KindSpec[R], filters: Filters, batch_size: int) -> Iterator[R]:
+    def stream(
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> Iterator[R]:
         """A batch per loop hand-off; closing early closes the async iterator on its loop."""
-        inner = self.native.stream(spec, filters, batch_size)
+        inner = self.native.stream(spec, filters, batch_size, *_given(order_by))
 
         async def batch() -> builtins.list[R]:
             return [record async for record in _first(inner, batch_size)]
@@ -263,6 +353,36 @@ class LoopThreadBackend(StorageBackend):
 
     def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int:
         return self._run(self.native.bulk_upsert(spec, records))
+
+
+_Adopted = builtins.list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]]
+_MISSING = object()
+
+
+def adopt(source: contextvars.Context) -> _Adopted:
+    """Set in the current context every variable `source` holds with another value
+    (what entering a block set there); `restore` undoes it."""
+    adopted: _Adopted = []
+    for var, value in source.items():
+        if var.get(_MISSING) is not value:
+            adopted.append((var, var.set(value)))
+    return adopted
+
+
+def restore(adopted: _Adopted) -> None:
+    for var, token in reversed(adopted):
+        var.reset(token)
+
+
+async def _in_context(context: contextvars.Context, coro: Coroutine[Any, Any, T]) -> T:
+    """Await `coro` as a task running in `context` itself (not a copy of it)."""
+    return await asyncio.get_running_loop().create_task(coro, context=context)
+
+
+def _given(order_by: OrderBy | None) -> tuple[OrderBy, ...]:
+    """`order_by` as the extra argument to pass on, or none at all for the default
+    order, so a backend written before `order_by` existed serves it unchanged."""
+    return () if order_by is None else (order_by,)
 
 
 async def _first(iterator: AsyncIterator[T], count: int) -> AsyncIterator[T]:

@@ -15,6 +15,7 @@ import builtins
 import functools
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar, TypeVar, cast, overload
 
 from storage_core.adapters import DEFAULT_WORKERS, as_async
@@ -51,6 +52,7 @@ from storage_core.manager_core import (
     whois_record,
     witness_file_record,
 )
+from storage_core.ordering import OrderByArg
 from storage_core.records import (
     AnyRecord,
     LogEntry,
@@ -75,10 +77,13 @@ def _guarded(method: A) -> A:
     async def wrapper(self: AsyncStorageManager, *args: Any, **kwargs: Any) -> Any:
         try:
             return await method(self, *args, **kwargs)
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
 
     return cast(A, wrapper)
 
@@ -180,6 +185,52 @@ class AsyncStorageManager(ManagerCore):
         facts["rows"] = {name: await self.count_records(name) for name in KINDS}
         return facts
 
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """`async with storage.transaction():` the calls of this task on this manager
+        inside the block are one atomic unit (see `StorageManager.transaction`: the same
+        rules). Tasks started inside the block share it, one call at a time."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        state = self._begin_transaction()
+        if state is None:  # nested: part of the outer block
+            yield
+            return
+        try:
+            block = self.backend.transaction()
+            await block.__aenter__()
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, "starting a transaction on") from None
+        token = self._in_transaction.set(state)
+        try:
+            yield
+        except BaseException as exc:
+            self._in_transaction.reset(token)
+            await self._leave(block, exc)
+            raise
+        self._in_transaction.reset(token)
+        doomed = self._doomed(state)
+        await self._leave(block, doomed)
+        if doomed is not None:
+            raise doomed
+
+    async def _leave(
+        self, block: AbstractAsyncContextManager[None], exc: BaseException | None
+    ) -> None:
+        """Commit (exc None) or roll back a backend's transaction block."""
+        try:
+            if exc is None:
+                await block.__aexit__(None, None, None)
+            else:
+                await block.__aexit__(type(exc), exc, exc.__traceback__)
+        except StorageError:
+            raise
+        except Exception as exc2:
+            raise self._failure(exc2, "ending a transaction on") from None
+
     async def __aenter__(self) -> AsyncStorageManager:
         return self
 
@@ -209,6 +260,7 @@ class AsyncStorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[R]: ...
     @overload
     async def list_records(
@@ -217,6 +269,7 @@ class AsyncStorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[AnyRecord]: ...
     @_guarded
     async def list_records(
@@ -225,9 +278,11 @@ class AsyncStorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Any]:
         return cast(
-            builtins.list[Any], await self._do(self._list_call(kind, filters, limit, offset))
+            builtins.list[Any],
+            await self._do(self._list_call(kind, filters, limit, offset, order_by)),
         )
 
     @_guarded
@@ -269,6 +324,7 @@ class AsyncStorageManager(ManagerCore):
         kind: KindSpec[R],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> AsyncGenerator[R, None]: ...
     @overload
     def stream_records(
@@ -276,17 +332,19 @@ class AsyncStorageManager(ManagerCore):
         kind: str,
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> AsyncGenerator[AnyRecord, None]: ...
     def stream_records(
         self,
         kind: str | KindSpec[Any],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> AsyncGenerator[Any, None]:
         """Iterate matching records in order with bounded memory (`async for`). Bad
         arguments raise here, at the call. When stopping early, `await it.aclose()` (or
         use `contextlib.aclosing`): that releases the cursor and its connection."""
-        call = self._stream_call(kind, filters, batch_size)
+        call = self._stream_call(kind, filters, batch_size, order_by)
         return self._guard_iter(self.backend.stream(*call.args) if call.asks else None)
 
     async def _guard_iter(self, inner: AsyncIterator[T] | None) -> AsyncGenerator[T, None]:
@@ -295,10 +353,13 @@ class AsyncStorageManager(ManagerCore):
         try:
             async for item in inner:
                 yield item
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
         finally:
             aclose = getattr(inner, "aclose", None)
             if aclose is not None:
@@ -334,9 +395,13 @@ class AsyncStorageManager(ManagerCore):
         return await self.get_record(LOG_ENTRY, scid)
 
     async def get_log_entries(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[LogEntry]:
-        return await self.list_records(LOG_ENTRY, filters, limit, offset)
+        return await self.list_records(LOG_ENTRY, filters, limit, offset, order_by)
 
     async def count_log_entries(self, filters: Mapping[str, Any] | None = None) -> int:
         return await self.count_records(LOG_ENTRY, filters)
@@ -371,9 +436,13 @@ class AsyncStorageManager(ManagerCore):
         return await self.get_record(RESOURCE, resource_id)
 
     async def get_resources(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Resource]:
-        return await self.list_records(RESOURCE, filters, limit, offset)
+        return await self.list_records(RESOURCE, filters, limit, offset, order_by)
 
     async def count_resources(self, filters: Mapping[str, Any] | None = None) -> int:
         return await self.count_records(RESOURCE, filters)
@@ -401,9 +470,13 @@ class AsyncStorageManager(ManagerCore):
         return await self.get_record(TASK, task_id)
 
     async def get_tasks(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Task]:
-        return await self.list_records(TASK, filters, limit, offset)
+        return await self.list_records(TASK, filters, limit, offset, order_by)
 
     async def count_tasks(self, filters: Mapping[str, Any] | None = None) -> int:
         return await self.count_records(TASK, filters)

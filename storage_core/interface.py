@@ -6,7 +6,9 @@ They must return `storage_core.records` instances and raise only `StorageError`s
 
 Ordering: list and stream return records in insertion order (the order in which each
 key was first created); an update keeps a record's place; delete then create moves it to
-the end. Every backend must honour this so pages agree between backends.
+the end. Every backend must honour this so pages agree between backends. With an
+`order_by` (`storage_core.ordering`), records come in that order, insertion order
+breaking ties, exactly as `ordering.sort_records` sorts them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import builtins
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import orjson
 
+from storage_core.errors import UnsupportedOperationError
 from storage_core.kinds import KindSpec, R
+from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 
 if TYPE_CHECKING:  # only for type checkers: storage_core never imports SQLAlchemy itself
@@ -40,6 +45,9 @@ class Capability:
     #: stay written). Declaring it is honest; the suite then reports the atomicity test
     #: as an expected failure naming this flag, instead of requiring the test hook.
     NO_ROLLBACK = "no_rollback"
+    #: `transaction()` works: the writes of a block commit together or not at all, and
+    #: reads in the block see them. A backend without it refuses `transaction()`.
+    TRANSACTIONS = "transactions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,22 +170,50 @@ class StorageBackend(ABC):
     # --- many records ----------------------------------------------------------------
     @abstractmethod
     def list(
-        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[R]:
-        """Records matching every filter (each a tuple of allowed values), in order."""
+        """Records matching every filter (each a tuple of allowed values), in order:
+        insertion order, or `order_by` with insertion order breaking ties. The manager
+        passes `order_by` only when the caller gave one."""
 
     @abstractmethod
     def count(self, spec: KindSpec[Any], filters: Filters) -> int: ...
 
     @abstractmethod
-    def stream(self, spec: KindSpec[R], filters: Filters, batch_size: int) -> Iterator[R]:
-        """Yield matching records in order with memory bounded by batch_size. Closing
-        the iterator early must release whatever it holds (cursor, pool connection)."""
+    def stream(
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> Iterator[R]:
+        """Yield matching records in order (as `list`) with memory bounded by batch_size.
+        Closing the iterator early must release whatever it holds (cursor, connection)."""
 
     @abstractmethod
     def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int:
         """Write all records in one transaction, as given (fields, timestamps and
         record_version): an import/restore primitive. Returns len(records)."""
+
+    # --- transactions (Capability.TRANSACTIONS) -----------------------------------------
+    def transaction(self) -> AbstractContextManager[None]:
+        """A block whose calls on this backend, from the thread (or task) that entered
+        it, run in one database transaction: committed when the block ends, rolled back
+        when it raises; reads inside see its writes, other callers do not until the
+        commit. A transaction() inside one joins it (one commit, at the outer end).
+
+        Keep the open block in a context variable (per thread and task): the adapters
+        (storage_core.adapters) enter and leave it in one context and carry what
+        entering set to the calls inside. Backends without `Capability.TRANSACTIONS`
+        keep this default, which refuses."""
+        raise UnsupportedOperationError(
+            f"backend {self.name!r} has no transactions (capability {Capability.TRANSACTIONS!r})"
+        )
 
 
 class ArchiveStore(ABC):
@@ -275,16 +311,33 @@ class AsyncStorageBackend(ABC):
     # --- many records ----------------------------------------------------------------
     @abstractmethod
     async def list(
-        self, spec: KindSpec[R], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[R]: ...
 
     @abstractmethod
     async def count(self, spec: KindSpec[Any], filters: Filters) -> int: ...
 
     @abstractmethod
-    def stream(self, spec: KindSpec[R], filters: Filters, batch_size: int) -> AsyncIterator[R]:
+    def stream(
+        self,
+        spec: KindSpec[R],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> AsyncIterator[R]:
         """Matching records in order, memory bounded by batch_size. Closing the iterator
         early (`aclose()`) must release whatever it holds (cursor, pool connection)."""
 
     @abstractmethod
     async def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int: ...
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """`async with`: `StorageBackend.transaction`'s contract for the calling task."""
+        raise UnsupportedOperationError(
+            f"backend {self.name!r} has no transactions (capability {Capability.TRANSACTIONS!r})"
+        )

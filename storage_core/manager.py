@@ -11,7 +11,7 @@ import builtins
 import functools
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from storage_core.config import Settings
@@ -55,6 +55,7 @@ from storage_core.manager_core import (
     whois_record,
     witness_file_record,
 )
+from storage_core.ordering import OrderByArg
 from storage_core.records import (
     AnyRecord,
     LogEntry,
@@ -84,10 +85,13 @@ def _guarded(method: M) -> M:
     def wrapper(self: StorageManager, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
 
     return cast(M, wrapper)
 
@@ -193,6 +197,54 @@ class StorageManager(ManagerCore):
         backend_primary = getattr(self.backend, "primary", None)
         return backend_primary() if callable(backend_primary) else nullcontext()
 
+    def transaction(self) -> AbstractContextManager[None]:
+        """`with storage.transaction():` every call of this thread on this manager inside
+        the block is one atomic unit: committed when the block ends, rolled back when it
+        raises (nothing of it is ever seen by anyone else); reads inside see its writes.
+        A call failing inside the block (other than ValidationError or ConflictError)
+        dooms it: leaving the block then rolls back and raises StorageError even if the
+        error was caught. A transaction() inside one joins it. Backends without
+        `Capability.TRANSACTIONS` refuse with UnsupportedOperationError."""
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        state = self._begin_transaction()
+        if state is None:  # nested: part of the outer block
+            yield
+            return
+        try:
+            block = self.backend.transaction()
+            block.__enter__()
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc, "starting a transaction on") from None
+        token = self._in_transaction.set(state)
+        try:
+            yield
+        except BaseException as exc:
+            self._in_transaction.reset(token)
+            self._leave(block, exc)
+            raise
+        self._in_transaction.reset(token)
+        doomed = self._doomed(state)
+        self._leave(block, doomed)
+        if doomed is not None:
+            raise doomed
+
+    def _leave(self, block: AbstractContextManager[None], exc: BaseException | None) -> None:
+        """Commit (exc None) or roll back a backend's transaction block."""
+        try:
+            if exc is None:
+                block.__exit__(None, None, None)
+            else:
+                block.__exit__(type(exc), exc, exc.__traceback__)
+        except StorageError:
+            raise
+        except Exception as exc2:
+            raise self._failure(exc2, "ending a transaction on") from None
+
     def __enter__(self) -> StorageManager:
         return self
 
@@ -278,6 +330,7 @@ class StorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[R]: ...
     @overload
     def list_records(
@@ -286,6 +339,7 @@ class StorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[AnyRecord]: ...
     @_guarded
     def list_records(
@@ -294,8 +348,11 @@ class StorageManager(ManagerCore):
         filters: Mapping[str, Any] | None = None,
         limit: int | None = None,
         offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Any]:
-        return cast(builtins.list[Any], self._do(self._list_call(kind, filters, limit, offset)))
+        return cast(
+            builtins.list[Any], self._do(self._list_call(kind, filters, limit, offset, order_by))
+        )
 
     @_guarded
     def count_records(
@@ -338,6 +395,7 @@ class StorageManager(ManagerCore):
         kind: KindSpec[R],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> Generator[R, None, None]: ...
     @overload
     def stream_records(
@@ -345,25 +403,30 @@ class StorageManager(ManagerCore):
         kind: str,
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> Generator[AnyRecord, None, None]: ...
     def stream_records(
         self,
         kind: str | KindSpec[Any],
         filters: Mapping[str, Any] | None = None,
         batch_size: int = DEFAULT_STREAM_BATCH,
+        order_by: OrderByArg = None,
     ) -> Generator[Any, None, None]:
         """Iterate matching records in order with bounded memory. Close the iterator (or
         use `contextlib.closing`) when stopping early; it is also closed when dropped."""
-        call = self._stream_call(kind, filters, batch_size)
+        call = self._stream_call(kind, filters, batch_size, order_by)
         return self._guard_iter(self._do(call) if call.asks else iter(()))
 
     def _guard_iter(self, inner: Iterator[T]) -> Generator[T, None, None]:
         try:
             yield from inner
-        except StorageError:
+        except StorageError as exc:
+            self._note_failure(exc)
             raise
         except Exception as exc:
-            raise self._failure(exc) from None
+            error = self._failure(exc)
+            self._note_failure(error)
+            raise error from None
         finally:
             close = getattr(inner, "close", None)
             if close is not None:
@@ -400,9 +463,13 @@ class StorageManager(ManagerCore):
         return self.get_record(LOG_ENTRY, scid)
 
     def get_log_entries(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[LogEntry]:
-        return self.list_records(LOG_ENTRY, filters, limit, offset)
+        return self.list_records(LOG_ENTRY, filters, limit, offset, order_by)
 
     def count_log_entries(self, filters: Mapping[str, Any] | None = None) -> int:
         return self.count_records(LOG_ENTRY, filters)
@@ -437,9 +504,13 @@ class StorageManager(ManagerCore):
         return self.get_record(RESOURCE, resource_id)
 
     def get_resources(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Resource]:
-        return self.list_records(RESOURCE, filters, limit, offset)
+        return self.list_records(RESOURCE, filters, limit, offset, order_by)
 
     def count_resources(self, filters: Mapping[str, Any] | None = None) -> int:
         return self.count_records(RESOURCE, filters)
@@ -467,9 +538,13 @@ class StorageManager(ManagerCore):
         return self.get_record(TASK, task_id)
 
     def get_tasks(
-        self, filters: Mapping[str, Any] | None = None, limit: int | None = None, offset: int = 0
+        self,
+        filters: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: OrderByArg = None,
     ) -> builtins.list[Task]:
-        return self.list_records(TASK, filters, limit, offset)
+        return self.list_records(TASK, filters, limit, offset, order_by)
 
     def count_tasks(self, filters: Mapping[str, Any] | None = None) -> int:
         return self.count_records(TASK, filters)

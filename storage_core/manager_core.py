@@ -10,6 +10,7 @@ nothing). The sync manager runs it on a `StorageBackend`, the async one awaits i
 from __future__ import annotations
 
 import builtins
+import contextvars
 import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
@@ -19,9 +20,15 @@ from typing import Any
 
 from storage_core.codec import utcnow
 from storage_core.config import Settings, mask_text, mask_url
-from storage_core.errors import StorageError, ValidationError
-from storage_core.interface import AsyncStorageBackend, StorageBackend
+from storage_core.errors import (
+    ConflictError,
+    StorageError,
+    UnsupportedOperationError,
+    ValidationError,
+)
+from storage_core.interface import AsyncStorageBackend, Capability, StorageBackend
 from storage_core.kinds import KINDS, POLICY, SPEC_BY_RECORD, KindSpec, R, spec_for
+from storage_core.ordering import parse_order_by
 from storage_core.plugins import get_registry
 from storage_core.records import (
     LogEntry,
@@ -64,6 +71,23 @@ def answered(value: Any) -> Call:
     return Call("", asks=False, answer=value)
 
 
+class TransactionState:
+    """One `transaction()` block of a manager: the first failure of a call inside it,
+    which dooms it to roll back even if the caller caught the error."""
+
+    __slots__ = ("failure",)
+
+    def __init__(self) -> None:
+        self.failure: BaseException | None = None
+
+
+#: Errors that leave a transaction usable: refused before any statement ran
+#: (ValidationError), or found by a statement that succeeded (ConflictError). Any other
+#: failure may have left the database transaction half done or aborted (PostgreSQL
+#: refuses every later statement of a transaction whose statement failed).
+HARMLESS_IN_TRANSACTION = (ValidationError, ConflictError)
+
+
 def build_backend(settings: Settings) -> tuple[Settings, StorageBackend]:
     """The backend the settings select, built by the plugin registry, and the settings
     resolved against its declared options."""
@@ -84,6 +108,10 @@ class ManagerCore:
         self._max_payload = settings.max_payload_bytes
         #: What every error this manager raises is masked with (see `_failure`).
         self._secrets = tuple(dict.fromkeys(s for s in (*settings.secrets, *backend.secrets) if s))
+        #: The caller's open transaction() block of this manager (per thread / task).
+        self._in_transaction: contextvars.ContextVar[TransactionState | None] = (
+            contextvars.ContextVar("webvh_storage_manager_transaction", default=None)
+        )
 
     def _face(self) -> StorageBackend | AsyncStorageBackend:
         raise NotImplementedError  # pragma: no cover  (each manager returns its backend)
@@ -116,6 +144,36 @@ class ManagerCore:
         text = mask_text(f"{type(exc).__name__}: {exc}", self._secrets)
         return StorageError(f"{action} {self.backend_name!r} failed: {text}")
 
+    # --- transactions -----------------------------------------------------------------
+    def _begin_transaction(self) -> TransactionState | None:
+        """The state of a new block, or None inside a block of this manager already: a
+        nested transaction() joins the outer one (one commit, at the outer end; a
+        failure anywhere rolls back all of it). Refused without the capability."""
+        if self._in_transaction.get() is not None:
+            return None
+        if Capability.TRANSACTIONS not in self.capabilities:
+            raise UnsupportedOperationError(
+                f"backend {self.backend_name!r} cannot make several calls atomic (no "
+                f"{Capability.TRANSACTIONS!r} capability); use one call (bulk_upsert "
+                "is atomic) or a backend that has it"
+            )
+        return TransactionState()
+
+    def _note_failure(self, exc: BaseException) -> None:
+        """A call failed: inside a block, that dooms the block (see HARMLESS_IN_TRANSACTION)."""
+        state = self._in_transaction.get()
+        harmless = isinstance(exc, HARMLESS_IN_TRANSACTION)
+        if state is not None and state.failure is None and not harmless:
+            state.failure = exc
+
+    def _doomed(self, state: TransactionState) -> StorageError | None:
+        """The error that ends a block whose body finished though a call in it failed."""
+        failure = state.failure
+        if failure is None:
+            return None
+        text = mask_text(f"{type(failure).__name__}: {failure}", self._secrets)
+        return StorageError(f"transaction rolled back: a call inside it failed ({text})")
+
     # --- the generic API as validated calls -------------------------------------------
     def _create_call(self, record: Any) -> Call:
         spec = spec_of_record(record)
@@ -136,13 +194,17 @@ class ManagerCore:
         filters: Mapping[str, Any] | None,
         limit: int | None,
         offset: int,
+        order_by: Any = None,
     ) -> Call:
         spec = spec_for(kind)
         normalized = normalize_filters(spec, filters)
         limit, offset = validate_paging(limit, offset)
+        order = parse_order_by(spec, order_by)
         if limit == 0 or matches_nothing(normalized):
             return answered([])
-        return Call("list", (spec, normalized, limit, offset))
+        if order is None:  # the default order: the backend's call exactly as before
+            return Call("list", (spec, normalized, limit, offset))
+        return Call("list", (spec, normalized, limit, offset, order))
 
     def _count_call(self, kind: str | KindSpec[Any], filters: Mapping[str, Any] | None) -> Call:
         spec = spec_for(kind)
@@ -178,15 +240,22 @@ class ManagerCore:
         return Call("delete", (spec, validate_key(spec, key)))
 
     def _stream_call(
-        self, kind: str | KindSpec[Any], filters: Mapping[str, Any] | None, batch_size: int
+        self,
+        kind: str | KindSpec[Any],
+        filters: Mapping[str, Any] | None,
+        batch_size: int,
+        order_by: Any = None,
     ) -> Call:
         """A `stream` call, or the answer None: nothing can match."""
         spec = spec_for(kind)
         normalized = normalize_filters(spec, filters)
         batch_size = validate_batch_size(batch_size)
+        order = parse_order_by(spec, order_by)
         if matches_nothing(normalized):
             return answered(None)
-        return Call("stream", (spec, normalized, batch_size))
+        if order is None:
+            return Call("stream", (spec, normalized, batch_size))
+        return Call("stream", (spec, normalized, batch_size, order))
 
     def _bulk_call(self, kind: str | KindSpec[Any], records: Iterable[Any]) -> Call:
         """All records validated first, so a bad one leaves the store unchanged."""

@@ -13,6 +13,7 @@ import asyncio
 import builtins
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,6 +23,7 @@ from storage_core.adapters import SYNC_FACE_ONLY
 from storage_core.errors import BackendUnavailableError, StorageError
 from storage_core.interface import AsyncStorageBackend
 from storage_core.kinds import KindSpec
+from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 from webvh_storage_askar import layout
 from webvh_storage_askar.config import AskarConfig
@@ -151,18 +153,35 @@ class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
         return await self._run(self._delete_op(spec, key))
 
     async def list(
-        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[Any]:
+        if order_by is not None:
+            found = await self._run(self._sorted_op(spec, filters, order_by))
+            return found[offset : None if limit is None else offset + limit]
         return await self._run(self._list_op(spec, filters, limit, offset))
 
     async def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return await self._run(self._count_op(spec, filters))
 
     async def stream(
-        self, spec: KindSpec[Any], filters: Filters, batch_size: int
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
     ) -> AsyncIterator[Any]:
         """Pages of the stream's scan (operations.AskarOperations._page_op); leaving
-        early frees the scan and its pool connection at once."""
+        early frees the scan and its pool connection at once. With `order_by`, every
+        match sorted in memory (operations: at most max_sorted records)."""
+        if order_by is not None:
+            for record in await self._run(self._sorted_op(spec, filters, order_by)):
+                yield record
+            return
         cursor = StreamCursor(spec.category, layout.tag_filter(filters))
         try:
             while True:
@@ -176,3 +195,25 @@ class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
 
     async def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         return await self._run(self._bulk_op(spec, records))
+
+    def transaction(self) -> AbstractAsyncContextManager[None]:
+        """One Askar transaction for this task's calls inside the block (see
+        operations: the block's session serves them)."""
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        if self._block.get() is not None:  # joins the open block
+            yield
+            return
+        block = await self._run(self._begin_op())
+        self._block.set(block)
+        try:
+            yield
+        except BaseException:
+            self._block.set(None)
+            with suppress(StorageError):  # the caller's error is the one that matters
+                await self._run(self._end_op(block, commit=False))
+            raise
+        self._block.set(None)
+        await self._run(self._end_op(block, commit=True))

@@ -17,6 +17,7 @@ import builtins
 import time
 import weakref
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from functools import partial
 from operator import itemgetter
@@ -29,6 +30,7 @@ from storage_core.errors import BackendUnavailableError, StorageError
 from storage_core.interface import ArchivedEntry, ArchiveStore, AsyncStorageBackend, StorageBackend
 from storage_core.kinds import KindSpec
 from storage_core.loop import BackgroundLoop, LoopClosedError
+from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 from webvh_storage_askar import layout
 from webvh_storage_askar.config import AskarConfig
@@ -170,14 +172,31 @@ class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
         return self._run(self._delete_op(spec, key))
 
     def list(
-        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[Any]:
+        if order_by is not None:
+            found = self._run(self._sorted_op(spec, filters, order_by))
+            return found[offset : None if limit is None else offset + limit]
         return self._run(self._list_op(spec, filters, limit, offset))
 
     def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return self._run(self._count_op(spec, filters))
 
-    def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
+    def stream(
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> Iterator[Any]:
+        if order_by is not None:  # sorted in memory (operations: max_sorted records)
+            found: builtins.list[Any] = self._run(self._sorted_op(spec, filters, order_by))
+            return iter(found)
         return self._stream(spec, layout.tag_filter(filters), batch_size)
 
     def _stream(
@@ -198,6 +217,28 @@ class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         return self._run(self._bulk_op(spec, records))
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One Askar transaction for this thread's calls inside the block (see
+        operations: the block's session serves them)."""
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._block.get() is not None:  # joins the open block
+            yield
+            return
+        block = self._run(self._begin_op())
+        self._block.set(block)
+        try:
+            yield
+        except BaseException:
+            self._block.set(None)
+            with suppress(StorageError):  # the caller's error is the one that matters
+                self._run(self._end_op(block, commit=False))
+            raise
+        self._block.set(None)
+        self._run(self._end_op(block, commit=True))
 
     # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:

@@ -10,12 +10,25 @@ them. `Reruns` is the one policy both faces follow when a call fails without eff
 
 Order: Askar row ids grow with each insert and `replace` keeps them, so
 `order_by="id"` is creation order exactly as the SQL backend's ordering contract needs.
+Askar scans cannot sort by a tag, so a list or stream with a caller's `order_by` reads
+every matching entry (in row-id order), sorts them in memory with
+`storage_core.ordering.sort_records` (the reference order) and serves the page: at most
+`max_sorted` matching entries (MAX_SORTED_IN_MEMORY); beyond that the call is refused
+with UnsupportedOperationError (narrow it with a filter), never answered partly.
+
+Transactions: inside `transaction()` (Capability.TRANSACTIONS) every operation of the
+caller (thread or task: a context variable carries the block) runs on the block's one
+Askar transaction session instead of a session or transaction of its own, and is never
+re-run (a lost connection loses the transaction). Askar sessions have no offset, so a
+list inside a block fetches offset + limit entries and a stream re-reads what it served
+for each page: fine for a block's few records, slow for big pages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import logging
 import threading
 import time
@@ -29,9 +42,15 @@ from aries_askar import AskarError, Store  # type: ignore[import-untyped]
 
 from storage_core import codec
 from storage_core.codec import format_timestamp
-from storage_core.errors import ConflictError, StorageError, StorageIOError
+from storage_core.errors import (
+    ConflictError,
+    StorageError,
+    StorageIOError,
+    UnsupportedOperationError,
+)
 from storage_core.interface import Capability
 from storage_core.kinds import KindSpec
+from storage_core.ordering import OrderBy, sort_records
 from storage_core.validation import Filters
 from webvh_storage_askar import layout
 from webvh_storage_askar.config import AskarConfig
@@ -54,6 +73,8 @@ BUSY_BACKOFF = 0.005
 RERUNS = 5
 FAST_FAILURE_SECONDS = 0.5
 HEALTH_CATEGORY = "webvh:log_entry"
+#: Most matching entries a list or stream with `order_by` sorts in memory (see above).
+MAX_SORTED_IN_MEMORY = 10_000
 Work = Callable[[Store], Coroutine[Any, Any, T]]
 
 
@@ -136,7 +157,11 @@ class Reruns:
 class AskarOperations:
     """One face's store state and every operation on it."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({Capability.PERSISTENT, Capability.ARCHIVE})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {Capability.PERSISTENT, Capability.ARCHIVE, Capability.TRANSACTIONS}
+    )
+    #: Most matching entries an `order_by` call sorts in memory (per store: tests lower it).
+    max_sorted: int = MAX_SORTED_IN_MEMORY
 
     def __init__(self, config: AskarConfig) -> None:
         self.config = config
@@ -145,6 +170,10 @@ class AskarOperations:
             self.capabilities = type(self).capabilities - {Capability.PERSISTENT}  # type: ignore[misc]
         self._slot = StoreSlot()
         self._refused: set[tuple[str, str]] = set()  # the suite's test hook
+        #: The caller's open transaction() block (per thread / async task), if any.
+        self._block: contextvars.ContextVar[AskarBlock | None] = contextvars.ContextVar(
+            "webvh_storage_askar_transaction", default=None
+        )
 
     # --- facts -----------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -224,6 +253,20 @@ class AskarOperations:
             await asyncio.sleep(BUSY_BACKOFF * (attempt + 1))
         raise AssertionError("unreachable")
 
+    # --- transaction blocks ---------------------------------------------------------------
+    def _begin_op(self) -> Op[Any, AskarBlock]:
+        async def begin(store: Store) -> Any:
+            return await store.transaction(self._profile)
+
+        return Op("starting a transaction", begin, AskarBlock)
+
+    def _end_op(self, block: AskarBlock, commit: bool) -> Op[None, None]:
+        async def end(store: Store) -> None:
+            await (block.session.commit() if commit else block.session.rollback())
+
+        action = "committing a transaction" if commit else "rolling back a transaction"
+        return Op(action, end, _same, rerun_if_lost=False)
+
     # --- the operations ----------------------------------------------------------------
     def _health_op(self) -> Op[int, int]:
         return Op("health check", lambda s: self._count(s, HEALTH_CATEGORY, None), _same)
@@ -231,15 +274,23 @@ class AskarOperations:
     def _create_op(self, spec: KindSpec[Any], record: Any) -> Op[None, Any]:
         key = spec.key_of(record)
         value, tags = layout.encode(spec, record)
+        block = self._block.get()
 
         async def insert(store: Store) -> None:
+            if block is not None:
+                await block.session.insert(spec.category, key, value, tags)
+                return
             async with store.session(self._profile) as session:
                 await session.insert(spec.category, key, value, tags)
 
-        return Op("create", insert, lambda _: layout.decode(spec, value), spec, key)
+        return Op("create", insert, lambda _: layout.decode(spec, value), spec, key, block is None)
 
     def _get_op(self, spec: KindSpec[Any], key: str) -> Op[Any, Any]:
+        block = self._block.get()
+
         async def fetch(store: Store) -> Any:
+            if block is not None:
+                return await block.session.fetch(spec.category, key)
             return await self._slot.readers.run(
                 store, self._profile, lambda session: session.fetch(spec.category, key)
             )
@@ -249,6 +300,7 @@ class AskarOperations:
             fetch,
             lambda entry: None if entry is None else layout.decode(spec, entry.raw_value),
             spec,
+            rerun_if_lost=block is None,
         )
 
     def _update_op(
@@ -259,28 +311,39 @@ class AskarOperations:
         now: datetime,
         expected_version: int | None,
     ) -> Op[bytes | None, Any]:
+        async def modify(txn: Any) -> bytes | None:
+            entry = await txn.fetch(spec.category, key, for_update=True)
+            if entry is None:
+                return None
+            data = layout.decode_dict(entry.raw_value)
+            check_version(spec, key, expected_version, data["record_version"])
+            data.update(changes)
+            if spec.timestamps:
+                data["updated_at"] = format_timestamp(now)
+            data["record_version"] += 1
+            value, tags = layout.encode_dict(spec, data)
+            await txn.replace(spec.category, key, value, tags)
+            return value
+
         async def read_modify_write(store: Store) -> bytes | None:
             async with store.transaction(self._profile) as txn:
-                entry = await txn.fetch(spec.category, key, for_update=True)
-                if entry is None:
-                    return None
-                data = layout.decode_dict(entry.raw_value)
-                check_version(spec, key, expected_version, data["record_version"])
-                data.update(changes)
-                if spec.timestamps:
-                    data["updated_at"] = format_timestamp(now)
-                data["record_version"] += 1
-                value, tags = layout.encode_dict(spec, data)
-                await txn.replace(spec.category, key, value, tags)
-                await txn.commit()
+                value = await modify(txn)
+                if value is not None:
+                    await txn.commit()
                 return value
 
+        block = self._block.get()
         return Op(
             "update",
-            lambda s: self._write_retrying(lambda: read_modify_write(s)),
+            (
+                (lambda s: self._write_retrying(lambda: read_modify_write(s)))
+                if block is None
+                else (lambda s: modify(block.session))
+            ),
             lambda stored: None if stored is None else layout.decode(spec, stored),
             spec,
             key,
+            block is None,
         )
 
     def _upsert_op(
@@ -289,23 +352,27 @@ class AskarOperations:
         key = spec.key_of(record)
         fresh = codec.record_to_dict(spec, record)
 
+        async def put(txn: Any) -> bytes:
+            entry = await txn.fetch(spec.category, key, for_update=True)
+            if entry is None:
+                if expected_version not in (None, 0):
+                    raise ConflictError(spec.name, key, expected_version, None)
+                data = fresh
+                value, tags = layout.encode_dict(spec, data)
+                await txn.insert(spec.category, key, value, tags)
+            else:
+                current = layout.decode_dict(entry.raw_value)
+                check_version(spec, key, expected_version, current["record_version"])
+                data = {**fresh, "record_version": current["record_version"] + 1}
+                if spec.timestamps:
+                    data["created_at"] = current["created_at"]
+                value, tags = layout.encode_dict(spec, data)
+                await txn.replace(spec.category, key, value, tags)
+            return value
+
         async def create_or_replace(store: Store) -> bytes:
             async with store.transaction(self._profile) as txn:
-                entry = await txn.fetch(spec.category, key, for_update=True)
-                if entry is None:
-                    if expected_version not in (None, 0):
-                        raise ConflictError(spec.name, key, expected_version, None)
-                    data = fresh
-                    value, tags = layout.encode_dict(spec, data)
-                    await txn.insert(spec.category, key, value, tags)
-                else:
-                    current = layout.decode_dict(entry.raw_value)
-                    check_version(spec, key, expected_version, current["record_version"])
-                    data = {**fresh, "record_version": current["record_version"] + 1}
-                    if spec.timestamps:
-                        data["created_at"] = current["created_at"]
-                    value, tags = layout.encode_dict(spec, data)
-                    await txn.replace(spec.category, key, value, tags)
+                value = await put(txn)
                 await txn.commit()
                 return value
 
@@ -320,38 +387,90 @@ class AskarOperations:
                     raise ConflictError(spec.name, key, 0, None) from None
                 return await self._write_retrying(lambda: create_or_replace(store))
 
+        block = self._block.get()
+        if block is not None:
+            return Op(
+                "upsert",
+                lambda s: put(block.session),
+                lambda stored: layout.decode(spec, stored),
+                spec,
+                rerun_if_lost=False,
+            )
         return Op("upsert", with_retry, lambda stored: layout.decode(spec, stored), spec)
 
     def _delete_op(self, spec: KindSpec[Any], key: str) -> Op[bool, bool]:
-        async def remove(store: Store) -> bool:
-            async with store.session(self._profile) as session:
-                try:
-                    await session.remove(spec.category, key)
-                except AskarError as exc:
-                    if is_code(exc, Code.NOT_FOUND):
-                        return False
-                    raise
-                return True
+        block = self._block.get()
 
-        return Op("delete", remove, _same, spec)
+        async def remove_from(session: Any) -> bool:
+            try:
+                await session.remove(spec.category, key)
+            except AskarError as exc:
+                if is_code(exc, Code.NOT_FOUND):
+                    return False
+                raise
+            return True
+
+        async def remove(store: Store) -> bool:
+            if block is not None:
+                return await remove_from(block.session)
+            async with store.session(self._profile) as session:
+                return await remove_from(session)
+
+        return Op("delete", remove, _same, spec, rerun_if_lost=block is None)
 
     def _list_op(
         self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
     ) -> Op[builtins.list[Any], builtins.list[Any]]:
         wql = layout.tag_filter(filters)
+        block = self._block.get()
         return Op(
             "list",
-            lambda s: self._read_page(s, spec.category, wql, offset, limit),
+            lambda s: self._read_page(s, spec.category, wql, offset, limit, block),
             lambda entries: [layout.decode(spec, entry.raw_value) for entry in entries],
             spec,
+            rerun_if_lost=block is None,
         )
 
+    def _sorted_op(
+        self, spec: KindSpec[Any], filters: Filters, order_by: OrderBy
+    ) -> Op[builtins.list[Any], builtins.list[Any]]:
+        """Every matching record in `order_by` (see the module docstring): read in one
+        round trip, decoded and sorted in the calling thread."""
+        wql = layout.tag_filter(filters)
+        most = self.max_sorted
+        block = self._block.get()
+
+        async def read_all(store: Store) -> builtins.list[Any]:
+            entries = await self._read_page(store, spec.category, wql, 0, most + 1, block)
+            if len(entries) > most:
+                raise UnsupportedOperationError(
+                    f"askar sorts at most {most} matching {spec.name} records for order_by "
+                    "(its scans cannot sort by a tag); add a filter, or drop order_by"
+                )
+            return entries
+
+        def finish(entries: builtins.list[Any]) -> builtins.list[Any]:
+            return sort_records([layout.decode(spec, e.raw_value) for e in entries], order_by)
+
+        return Op("list", read_all, finish, spec, rerun_if_lost=block is None)
+
     async def _read_page(
-        self, store: Store, category: str, wql: layout.Wql | None, offset: int, limit: int | None
+        self,
+        store: Store,
+        category: str,
+        wql: layout.Wql | None,
+        offset: int,
+        limit: int | None,
+        block: AskarBlock | None = None,
     ) -> builtins.list[Any]:
-        """Entries offset.. offset+limit in insertion order; no connection kept after."""
+        """Entries offset.. offset+limit in insertion order; no connection kept after.
+        Inside a block, from its session (which has no offset: the first ones skipped)."""
         if limit == 0:
             return []
+        if block is not None:
+            end = None if limit is None else offset + limit
+            found = await block.session.fetch_all(category, wql, end, order_by="id")
+            return builtins.list(found)[offset:]
         if offset == 0:  # one round trip; fetch_all has no offset
             async with store.session(self._profile) as session:
                 return builtins.list(await session.fetch_all(category, wql, limit, order_by="id"))
@@ -363,6 +482,15 @@ class AskarOperations:
 
     def _count_op(self, spec: KindSpec[Any], filters: Filters) -> Op[int, int]:
         wql = layout.tag_filter(filters)
+        block = self._block.get()
+        if block is not None:
+            return Op(
+                "count",
+                lambda s: block.session.count(spec.category, wql),
+                _same,
+                spec,
+                rerun_if_lost=False,
+            )
         return Op("count", lambda s: self._count(s, spec.category, wql), _same, spec)
 
     async def _count(self, store: Store, category: str, wql: layout.Wql | None) -> int:
@@ -378,6 +506,19 @@ class AskarOperations:
         between pages, so streams dropped anywhere, even in reference cycles the garbage
         collector reaches late, cannot use up the pool. A page that fails on a dead
         pooled connection is read again from where the stream stood."""
+        block = self._block.get()
+        if block is not None:
+
+            async def page_in_block(store: Store) -> builtins.list[Any]:
+                served = cursor.served
+                found = await block.session.fetch_all(
+                    cursor.category, cursor.wql, served + batch_size, order_by="id"
+                )
+                page = builtins.list(found)[served:]
+                cursor.served += len(page)
+                return page
+
+            return Op("stream", page_in_block, _same, spec, rerun_if_lost=False)
         work = partial(
             self._slot.streams.next_page,
             profile=self._profile,
@@ -389,6 +530,15 @@ class AskarOperations:
 
     def _bulk_op(self, spec: KindSpec[Any], records: Sequence[Any]) -> Op[None, int]:
         items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]
+        block = self._block.get()
+        if block is not None:
+            return Op(
+                "bulk upsert",
+                lambda s: self._put_all(block.session, spec.category, items),
+                lambda _: len(items),
+                spec,
+                rerun_if_lost=False,
+            )
         return Op(
             "bulk upsert",
             lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items)),
@@ -403,17 +553,32 @@ class AskarOperations:
         if not items:
             return
         async with store.transaction(self._profile) as txn:
-            for name, value, tags in items:
-                if (category, name) in self._refused:  # the suite's test hook
-                    raise StorageIOError(f"the store refused to write {category} {name!r}")
-                try:
-                    await txn.insert(category, name, value, tags)
-                except AskarError as exc:
-                    if not is_code(exc, Code.DUPLICATE):
-                        raise
-                    # replace keeps the row id, so an existing key keeps its place
-                    await txn.replace(category, name, value, tags)
+            await self._put_all(txn, category, items)
             await txn.commit()
+
+    async def _put_all(
+        self, txn: Any, category: str, items: Sequence[tuple[str, bytes, dict[str, str]]]
+    ) -> None:
+        """Insert or replace every (name, value, tags) in the transaction `txn`."""
+        for name, value, tags in items:
+            if (category, name) in self._refused:  # the suite's test hook
+                raise StorageIOError(f"the store refused to write {category} {name!r}")
+            try:
+                await txn.insert(category, name, value, tags)
+            except AskarError as exc:
+                if not is_code(exc, Code.DUPLICATE):
+                    raise
+                # replace keeps the row id, so an existing key keeps its place
+                await txn.replace(category, name, value, tags)
+
+
+class AskarBlock:
+    """One transaction() block: its open Askar transaction session."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
 
 
 def check_version(spec: KindSpec[Any], key: str, expected: int | None, actual: int) -> None:

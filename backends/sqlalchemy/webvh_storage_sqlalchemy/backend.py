@@ -13,7 +13,7 @@ serialised by a lock).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -25,6 +25,7 @@ from storage_core.config import DEFAULT_DATABASE_URL, Settings, mask_url
 from storage_core.errors import ConflictError, StorageError
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
+from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 from webvh_storage_sqlalchemy import migrations
 from webvh_storage_sqlalchemy.connections import Connections
@@ -45,6 +46,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             Capability.SERVER_SIDE_CURSORS,
             Capability.PERSISTENT,
             Capability.ARCHIVE,
+            Capability.TRANSACTIONS,
         }
     )
     engine: Engine
@@ -142,6 +144,31 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def secrets(self) -> Sequence[str]:
         """The read replicas' URL passwords (the primary's are the settings')."""
         return self._reads.secrets
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """One database transaction for every call of this thread or task inside the
+        block (connections.Connections.bound_transaction); its reads go to the primary,
+        which holds its writes."""
+        return self._transaction()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._reads.primary_only():
+            block = self._connections.bound_transaction()
+            try:
+                block.__enter__()
+            except Exception as exc:
+                raise self._error(exc, "starting a transaction") from None
+            try:
+                yield
+            except BaseException as exc:
+                block.__exit__(type(exc), exc, exc.__traceback__)  # rolls back
+                raise
+            try:
+                block.__exit__(None, None, None)
+            except Exception as exc:
+                raise self._error(exc, "committing a transaction") from None
+        self._reads.wrote()
 
     def primary(self) -> AbstractContextManager[None]:
         """Reads inside the block go to the primary, never to a read replica."""
@@ -257,9 +284,17 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
 
     # --- many records --------------------------------------------------------------------
     def list(
-        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> list[Any]:
         st = self._statements[spec.name]
+        if order_by is not None:
+            page = st.ordered(filters, order_by).limit(limit).offset(offset)
+            return [st.to_record(row) for row in self._ordered_rows(spec, page)]
         sql, params = st.list_sql(filters, limit, offset)
         try:
             found = self._reads.fetch_all(sql, params)
@@ -276,12 +311,48 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             raise self._error(exc, f"counting {spec.name}") from None
         return int(row[0]) if row is not None else 0
 
-    def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
+    def stream(
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> Iterator[Any]:
         st = self._statements[spec.name]
+        if order_by is not None:
+            yield from self._ordered_stream(spec, filters, batch_size, order_by)
+            return
         try:
             yield from self._reads.stream(lambda c: self.dialect.stream(c, st, filters, batch_size))
         except Exception as exc:
             raise self._error(exc, f"streaming {spec.name}") from None
+
+    def _ordered_rows(self, spec: KindSpec[Any], stmt: Any) -> Sequence[Any]:
+        """The rows of an ordered select, read like every other list (replicas, rerun)."""
+
+        def rows(conn: Connection) -> Sequence[Any]:
+            return conn.execute(stmt).all()
+
+        try:
+            return self._reads.read(lambda connections: connections.sql_read(rows))
+        except Exception as exc:
+            raise self._error(exc, f"listing {spec.name}") from None
+
+    def _ordered_stream(
+        self, spec: KindSpec[Any], filters: Filters, batch_size: int, order_by: OrderBy
+    ) -> Iterator[Any]:
+        """Keyset pages over (order fields..., seq): each page is one read starting
+        after the last row served, so no cursor or connection is held between pages
+        and records written meanwhile neither shift nor repeat the ones still to come."""
+        st = self._statements[spec.name]
+        after: tuple[Any, int] | None = None
+        while True:
+            page = self._ordered_rows(spec, st.ordered(filters, order_by, after).limit(batch_size))
+            records = [st.to_record(row) for row in page]
+            yield from records
+            if len(page) < batch_size:
+                return
+            after = (records[-1], page[-1][-1])
 
     def bulk_upsert(self, spec: KindSpec[Any], records: Sequence[Any]) -> int:
         st = self._statements[spec.name]

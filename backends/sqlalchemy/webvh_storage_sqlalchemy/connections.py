@@ -11,11 +11,18 @@ observers: while anyone listens for before/after_cursor_execute or to the pool
 (OpenTelemetry's SQLAlchemy instrumentation does both) or the engine logs SQL (echo), the
 same statements run through `Connection.exec_driver_sql`, so every statement reaches the
 listeners and the log. Checking costs about a microsecond.
+
+Inside `bound_transaction()` every use of a connection by the caller (thread, or async
+task) that entered it gets the block's one Connection, in its transaction, instead of
+a pooled one: a context variable per store carries it, so other threads and tasks are
+untouched and never see the block's writes before its commit.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, ParamSpec, TypeVar, cast
@@ -66,6 +73,28 @@ class ObservedConnection:
         self._conn.exec_driver_sql(sql, [tuple(row) for row in rows])
 
 
+class BoundConnection:
+    """The one Connection of a `bound_transaction()` block. Tasks started inside the
+    block inherit it with their context: a lock keeps them from using it at once."""
+
+    __slots__ = ("conn", "lock")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.RLock()
+
+    @contextmanager
+    def driver(self) -> Iterator[DriverConnection]:
+        """The block's Connection as a DriverConnection (through SQLAlchemy)."""
+        with self.lock:
+            yield ObservedConnection(self.conn)
+
+    @contextmanager
+    def sql(self) -> Iterator[Connection]:
+        with self.lock:
+            yield self.conn
+
+
 class Connections:
     """Every way the backend uses a connection, all from the engine's one pool."""
 
@@ -94,6 +123,34 @@ class Connections:
             self._max_idle = max(0, min(pool.size(), self._capacity - 1))
         else:  # :memory: (one shared connection): nothing to keep
             self._capacity = self._max_idle = 0
+        #: The caller's open `bound_transaction()`, if any (per thread / async task).
+        self._bound: contextvars.ContextVar[BoundConnection | None] = contextvars.ContextVar(
+            "webvh_storage_sql_transaction", default=None
+        )
+
+    # --- transactions across calls -----------------------------------------------------
+    @property
+    def bound(self) -> BoundConnection | None:
+        """The caller's open transaction block, or None."""
+        return self._bound.get()
+
+    @contextmanager
+    def bound_transaction(self) -> Iterator[None]:
+        """One write transaction for every call of the caller inside the block:
+        committed when it ends, rolled back when it raises. A block inside one joins it.
+        Not on :memory: (one connection every thread shares: the dialect lacks
+        Capability.TRANSACTIONS)."""
+        if self._bound.get() is not None:
+            yield
+            return
+        self.check_open()
+        self.release_idle()
+        with self.writes.connect() as conn, conn.begin():  # commit, or rollback on raise
+            self._bound.set(BoundConnection(conn))
+            try:
+                yield
+            finally:
+                self._bound.set(None)
 
     def close(self) -> None:
         """Close every pooled connection and refuse any further use: engine.dispose()
@@ -163,15 +220,22 @@ class Connections:
         )
 
     # --- driver connections (fast paths) -------------------------------------------------
-    def connection(self) -> _Lease:
+    def connection(self) -> AbstractContextManager[DriverConnection]:
         """A pooled connection for driver-level statements, each committed on its own;
         back to the pool afterwards, or thrown away if the server dropped it (then the
-        error is ConnectionLost)."""
-        return _Lease(self)
+        error is ConnectionLost). Inside a bound transaction: the block's connection."""
+        bound = self._bound.get()
+        return _Lease(self) if bound is None else bound.driver()
 
     @contextmanager
     def transaction(self) -> Iterator[DriverConnection]:
-        """connection() inside the dialect's BEGIN ... COMMIT (ROLLBACK on error)."""
+        """connection() inside the dialect's BEGIN ... COMMIT (ROLLBACK on error); the
+        block's connection, in its transaction, inside a bound transaction."""
+        bound = self._bound.get()
+        if bound is not None:
+            with bound.driver() as driver:
+                yield driver
+            return
         with self.connection() as conn:
             conn.execute(self.dialect.begin_sql, ())
             try:
@@ -183,11 +247,21 @@ class Connections:
             conn.execute("COMMIT", ())
 
     def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
-        """One row of a driver-level read, run once more if the connection was lost."""
+        """One row of a driver-level read, run once more if the connection was lost
+        (never inside a bound transaction: a lost one is lost with its transaction)."""
+        bound = self._bound.get()
+        if bound is not None:
+            with bound.driver() as conn:
+                return conn.fetch_one(sql, params)
         return _rerun_once_if_lost(self._fetch_one, sql, params)
 
     def fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
-        """Every row of a driver-level read, run once more if the connection was lost."""
+        """Every row of a driver-level read, run once more if the connection was lost
+        (never inside a bound transaction)."""
+        bound = self._bound.get()
+        if bound is not None:
+            with bound.driver() as conn:
+                return conn.fetch_all(sql, params)
         return _rerun_once_if_lost(self._fetch_all, sql, params)
 
     def _fetch_all(self, sql: str, params: Sequence[Any]) -> Sequence[Sequence[Any]]:
@@ -216,7 +290,12 @@ class Connections:
     # --- SQLAlchemy Connections ----------------------------------------------------------
     def sql_read(self, work: Callable[[Connection], T]) -> T:
         """`work` on a Connection without a transaction, run once more if the connection
-        was lost (SQLAlchemy has invalidated it then)."""
+        was lost (SQLAlchemy has invalidated it then); inside a bound transaction, on
+        the block's connection, once."""
+        bound = self._bound.get()
+        if bound is not None:
+            with bound.sql() as conn:
+                return work(conn)
         return _rerun_once_if_lost(self._sql_read, work)
 
     def _sql_read(self, work: Callable[[Connection], T]) -> T:
@@ -233,7 +312,13 @@ class Connections:
 
     @contextmanager
     def sql_transaction(self) -> Iterator[Connection]:
-        """A Connection in a write transaction, committed when the block ends."""
+        """A Connection in a write transaction, committed when the block ends (the
+        bound transaction's, committed with it, inside one)."""
+        bound = self._bound.get()
+        if bound is not None:
+            with bound.sql() as conn:
+                yield conn
+            return
         self.check_open()
         self.release_idle()
         with self.lock, self.writes.begin() as conn:

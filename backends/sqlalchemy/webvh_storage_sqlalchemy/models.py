@@ -48,11 +48,19 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+#: Keys, indexed strings and the archive's (category, name) sort in code-point order on
+#: every backend (order_by, archive streams): on PostgreSQL the database's own collation
+#: (e.g. en_US) would sort otherwise (Alembic 0006, 0007).
+_CODE_POINT_ORDERED = String(INDEXED_LENGTH).with_variant(
+    String(INDEXED_LENGTH, collation="C"), "postgresql"
+)
+
+
 def _column_for(spec: KindSpec[Any], name: str, ftype: FieldType) -> Column[Any]:
     if ftype is FieldType.KEY:
-        return Column(name, String(INDEXED_LENGTH), primary_key=True)
+        return Column(name, _CODE_POINT_ORDERED, primary_key=True)
     if ftype is FieldType.INDEXED_STR:
-        return Column(name, String(INDEXED_LENGTH), nullable=False)
+        return Column(name, _CODE_POINT_ORDERED, nullable=False)
     if ftype is FieldType.STR:
         return Column(name, Text, nullable=False)
     if ftype is FieldType.OPT_STR:
@@ -82,6 +90,8 @@ def _kind_table(spec: KindSpec[Any]) -> Table:
     ]
     # (field, seq): a filtered page reads its rows in list order straight from the index
     indexes = [Index(None, f, "seq") for f in spec.filterable if f != spec.key]
+    if spec.timestamps:  # order_by created_at / updated_at (Alembic 0007)
+        indexes += [Index(None, "created_at", "seq"), Index(None, "updated_at", "seq")]
     indexes.append(Index(None, "seq", unique=True))
     table = Table(spec.table, Base.metadata, *columns, *indexes)
     _attach_postgresql_sequence(table)
@@ -106,11 +116,6 @@ def _attach_postgresql_sequence(table: Table) -> None:
 
 KIND_TABLES: dict[str, Table] = {name: _kind_table(spec) for name, spec in KINDS.items()}
 
-#: The archive streams in (category, name) order, which must be code-point order on every
-#: backend: on PostgreSQL the database's own collation (e.g. en_US) would sort otherwise.
-_CODE_POINT_ORDERED = String(INDEXED_LENGTH).with_variant(
-    String(INDEXED_LENGTH, collation="C"), "postgresql"
-)
 
 archive_table = Table(
     ARCHIVE_TABLE,

@@ -10,15 +10,22 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Select,
+    String,
     Table,
+    and_,
     bindparam,
     delete,
+    false,
+    literal,
     literal_column,
+    or_,
     select,
     update,
 )
 
 from storage_core.kinds import KindSpec
+from storage_core.ordering import OrderBy
 from webvh_storage_sqlalchemy.dialects import Dialect
 from webvh_storage_sqlalchemy.rows import ValuesToParams
 
@@ -152,6 +159,56 @@ class KindStatements:
             else:
                 where.append(f"{column} IN ({', '.join([mark] * n)})")
         return f" WHERE {' AND '.join(where)}" if where else ""
+
+    # --- order_by (storage_core.ordering): SQLAlchemy Core, off the default fast path ---
+    def _order_column(self, name: str) -> ColumnElement[Any]:
+        """The column to sort on: strings by code point, which PostgreSQL needs told
+        (COLLATE "C"; its default collation may be a locale's); SQLite compares code
+        points already."""
+        column: ColumnElement[Any] = self.table.c[name]
+        collation = self._dialect.code_point_collation
+        if collation is not None and isinstance(self.table.c[name].type, String):
+            column = column.collate(collation)
+        return column
+
+    def ordered(
+        self,
+        filters: Mapping[str, tuple[Any, ...]],
+        order: OrderBy,
+        after: tuple[Any, int] | None = None,
+    ) -> Select[Any]:
+        """Matching rows (every field, then seq) in `order`, seq breaking ties (NULLs
+        last ascending, first descending on every database); with `after` (a record and
+        its seq), only the rows that come after it: the keyset page of a stream."""
+        clauses: list[ColumnElement[Any]] = []
+        for key in order:
+            column = self._order_column(key.field)
+            clauses.append(
+                column.desc().nulls_first() if key.descending else column.asc().nulls_last()
+            )
+        stmt = select(*self.columns, self.seq).where(*self.where(filters))
+        if after is not None:
+            stmt = stmt.where(self._after(order, *after))
+        return stmt.order_by(*clauses, self.seq)
+
+    def _after(self, order: OrderBy, record: Any, seq: int) -> ColumnElement[bool]:
+        """Rows after `record` in `order`: (k1 beyond v1) OR (k1 = v1 AND k2 beyond v2)
+        ... OR (every k equal AND seq > its seq)."""
+        ties: list[ColumnElement[bool]] = []
+        options: list[ColumnElement[bool]] = []
+        for key in order:
+            column = self._order_column(key.field)
+            raw = getattr(record, key.field)
+            # bound as the column's type: SQLAlchemy refuses `column > True` as such
+            value = None if raw is None else literal(raw, self.table.c[key.field].type)
+            if key.descending:  # NULLs first, then values falling
+                beyond = column.is_not(None) if value is None else column < value
+            else:  # values rising, then NULLs
+                beyond = false() if value is None else or_(column > value, column.is_(None))
+            options.append(and_(*ties, beyond))
+            ties.append(column.is_(None) if value is None else column == value)
+        options.append(and_(*ties, self.seq > seq))
+        return or_(*options)
 
     def update_sql(
         self, changes: Mapping[str, Any], now: datetime, key: str, expected_version: int | None

@@ -6,9 +6,11 @@ backend and a fast store for tests. Data lives only as long as the object.
 How it honours the contract:
 
 * Ordering - each kind is a `dict`, which keeps insertion order: replacing a value
-  keeps its place, deleting then re-inserting moves the key to the end.
+  keeps its place, deleting then re-inserting moves the key to the end. `order_by`
+  sorts the matches with `storage_core.ordering.sort_records`, the reference order.
 * Transactions - one re-entrant lock guards every read and write, so each call (a bulk
-  upsert included) is atomic and isolated.
+  upsert included) is atomic and isolated. Blocks of several calls are not: it lacks
+  `Capability.TRANSACTIONS`, so `transaction()` is refused rather than pretended.
 * Isolation from callers - records are frozen, but their JSON fields (lists, dicts) are
   mutable, so records are deep-copied on the way in and on the way out.
 * Archive (`Capability.ARCHIVE`) - verbatim entries in a dict of their own keyed by
@@ -34,6 +36,7 @@ from storage_core.errors import (
 )
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
 from storage_core.kinds import KINDS, KindSpec
+from storage_core.ordering import OrderBy, sort_records
 from storage_core.validation import Filters
 
 
@@ -132,10 +135,17 @@ class MemoryBackend(StorageBackend, ArchiveStore):
 
     # --- many records ----------------------------------------------------------------
     def list(
-        self, spec: KindSpec[Any], filters: Filters, limit: int | None, offset: int
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        limit: int | None,
+        offset: int,
+        order_by: OrderBy | None = None,
     ) -> builtins.list[Any]:
         with self._lock:
             matching = [r for r in self._table(spec).values() if _matches(r, filters)]
+            if order_by is not None:
+                matching = sort_records(matching, order_by)
             end = None if limit is None else offset + limit
             return copy.deepcopy(matching[offset:end])
 
@@ -143,14 +153,24 @@ class MemoryBackend(StorageBackend, ArchiveStore):
         with self._lock:
             return sum(1 for r in self._table(spec).values() if _matches(r, filters))
 
-    def stream(self, spec: KindSpec[Any], filters: Filters, batch_size: int) -> Iterator[Any]:
+    def stream(
+        self,
+        spec: KindSpec[Any],
+        filters: Filters,
+        batch_size: int,
+        order_by: OrderBy | None = None,
+    ) -> Iterator[Any]:
         """Pages by position under the lock, so no lock is held between batches.
 
-        A snapshot of the keys is taken up front: records deleted meanwhile are
-        skipped, records created meanwhile are not seen. Nothing needs releasing.
+        A snapshot of the keys (sorted by `order_by`, if given) is taken up front:
+        records deleted meanwhile are skipped, records created meanwhile are not seen.
+        Nothing needs releasing.
         """
         with self._lock:
-            keys = [k for k, r in self._table(spec).items() if _matches(r, filters)]
+            matching = [r for r in self._table(spec).values() if _matches(r, filters)]
+            if order_by is not None:
+                matching = sort_records(matching, order_by)
+            keys = [spec.key_of(r) for r in matching]
         for start in range(0, len(keys), batch_size):
             with self._lock:
                 table = self._table(spec)

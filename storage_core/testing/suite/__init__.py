@@ -35,9 +35,15 @@ from storage_core.testing.suite.indexes import TestAtomicity, TestIndexedFieldCh
 from storage_core.testing.suite.json import TestJsonRoundTrip
 from storage_core.testing.suite.lifecycle import TestLifecycle
 from storage_core.testing.suite.named import TestNamedApi
+from storage_core.testing.suite.ordering import TestAsyncOrderBy, TestOrderBy
 from storage_core.testing.suite.queries import TestOrdering, TestQueries
 from storage_core.testing.suite.stateful import TestStateful
 from storage_core.testing.suite.timestamps import TestRecordVersion, TestTimestamps
+from storage_core.testing.suite.transactions import (
+    TestAsyncTransactions,
+    TestNoTransactions,
+    TestTransactions,
+)
 
 __all__ = [
     "TestArchive",
@@ -46,8 +52,10 @@ __all__ = [
     "TestAsyncConcurrency",
     "TestAsyncCrud",
     "TestAsyncErrors",
+    "TestAsyncOrderBy",
     "TestAsyncQueries",
     "TestAsyncStream",
+    "TestAsyncTransactions",
     "TestAtomicity",
     "TestBulkUpsert",
     "TestCapabilities",
@@ -58,12 +66,15 @@ __all__ = [
     "TestLifecycle",
     "TestMissingAndDuplicate",
     "TestNamedApi",
+    "TestNoTransactions",
     "TestOptimisticConcurrency",
+    "TestOrderBy",
     "TestOrdering",
     "TestQueries",
     "TestRecordVersion",
     "TestStateful",
     "TestStream",
     "TestTimestamps",
+    "TestTransactions",
     "TestValidationErrors",
 ]

@@ -72,6 +72,9 @@ class Dialect(ABC):
     no_limit: ClassVar[int | None]
     #: Opens a write transaction on a driver connection.
     begin_sql: ClassVar[str] = "BEGIN"
+    #: The collation that sorts strings by code point (`order_by`), None when the
+    #: database's comparison does already.
+    code_point_collation: ClassVar[str | None] = None
     #: Capabilities (storage_core.interface.Capability) the backend lacks here.
     lacks: ClassVar[frozenset[str]] = frozenset()
 

@@ -99,6 +99,7 @@ def _from_psycopg2(name: str, ftype: FieldType | None) -> Converter | None:
 
 class PostgreSQLDialect(Dialect):
     name = "postgresql"
+    code_point_collation = "C"  # the database's default may be a locale's (en_US)
     driver = "psycopg2"
     read_column = staticmethod(_from_psycopg2)
     timestamp_param = staticmethod(in_utc)

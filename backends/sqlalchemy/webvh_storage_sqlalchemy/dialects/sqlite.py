@@ -234,9 +234,12 @@ class SQLiteDialect(Dialect):
 
 
 class SQLiteMemoryDialect(SQLiteDialect):
-    """`sqlite:///:memory:`: one connection every thread shares, used under a lock."""
+    """`sqlite:///:memory:`: one connection every thread shares, used under a lock. No
+    transactions across calls: every caller would see (and join) a block's writes."""
 
-    lacks = frozenset({Capability.SERVER_SIDE_CURSORS, Capability.PERSISTENT})
+    lacks = frozenset(
+        {Capability.SERVER_SIDE_CURSORS, Capability.PERSISTENT, Capability.TRANSACTIONS}
+    )
     journal_mode = None
 
     def __init__(self, url: URL, settings: Settings) -> None:
