@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextvars
 import functools
 import itertools
 import threading
@@ -70,7 +71,10 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
         if self._closed:
             raise BackendUnavailableError(f"the {self.name!r} store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(func, *args))
+        # In the caller's context, as asyncio.to_thread: e.g. the manager's encode-once
+        # scope (storage_core.encoded) reaches the sync backend's write.
+        call = functools.partial(contextvars.copy_context().run, func, *args)
+        return await loop.run_in_executor(self._executor, call)
 
     # --- lifecycle -------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
