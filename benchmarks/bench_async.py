@@ -9,9 +9,10 @@ Ours is `open_async_storage(...)` (the `AsyncStorageManager`) awaited on one loo
 whatever async face the backend has (native, or the framework's thread-pool adapter
 over a sync backend: the table names it). The raw drivers (benchmarks/_async_baselines.py)
 are aiosqlite for `sqlite`, asyncpg for `postgres` and aries-askar for `askar`, each on
-its own copy of the same data (a SQLite file copied with the backup API, a PostgreSQL
-database cloned with CREATE DATABASE ... TEMPLATE). Calls are sequential (one await at a
-time): the ratio is what our layers add to one request's database call.
+its own copy of the same data: loaded once through our sync API, then copied for each
+driver (SQLite's backup API; PostgreSQL's CREATE DATABASE ... TEMPLATE). Calls are
+sequential (one await at a time): the ratio is what our layers add to one request's
+database call.
 
 Method as benchmarks/run.py: per-call operations in rounds, both drivers taking turns in
 10 slices per round (order rotated), each round one ratio ours / raw; streams alternate
@@ -104,17 +105,20 @@ def _sqlite_copy(source: Path, target: Path) -> None:
 
 
 def prepare(backend: str, n: int, workdir: Path, pg_url: str) -> Stores:
+    """Load n entries once through our sync API, then give each driver its own copy
+    made the same way (so neither reads the file the load left behind)."""
+    if backend == "postgres":
+        return _prepare_postgres(n, pg_url)
+    loaded, ours, raw = (workdir / f"async-{backend}-{who}.db" for who in ("load", "ours", "raw"))
     if backend == "sqlite":
-        ours, raw = workdir / "async-sqlite-ours.db", workdir / "async-sqlite-raw.db"
-        _load("sqlalchemy", f"sqlite:///{ours}", n)
-        _sqlite_copy(ours, raw)
+        _load("sqlalchemy", f"sqlite:///{loaded}", n)
+    else:
+        _load("askar", f"sqlite://{loaded}", n)
+    for copy in (ours, raw):
+        _sqlite_copy(loaded, copy)
+    if backend == "sqlite":
         return Stores(backend, "sqlalchemy", f"sqlite:///{ours}", str(raw))
-    if backend == "askar":
-        ours, raw = workdir / "async-askar-ours.db", workdir / "async-askar-raw.db"
-        _load("askar", f"sqlite://{ours}", n)
-        _sqlite_copy(ours, raw)
-        return Stores(backend, "askar", f"sqlite://{ours}", f"sqlite://{raw}")
-    return _prepare_postgres(n, pg_url)
+    return Stores(backend, "askar", f"sqlite://{ours}", f"sqlite://{raw}")
 
 
 def _prepare_postgres(n: int, pg_url: str) -> Stores:
@@ -129,17 +133,18 @@ def _prepare_postgres(n: int, pg_url: str) -> Stores:
             conn.close()
 
     parts = urlsplit(pg_url)
-    names = [f"webvh_bench_async_{os.getpid()}_{who}" for who in ("ours", "raw")]
+    names = [f"webvh_bench_async_{os.getpid()}_{who}" for who in ("load", "ours", "raw")]
     stores = Stores("postgres", "sqlalchemy", "", "")
     for name in names:
         drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
         admin(drop)
         stores.cleanup.append(lambda drop=drop: admin(drop))
-    ours, raw = (urlunsplit(parts._replace(path="/" + name)) for name in names)
+    loaded, ours, raw = (urlunsplit(parts._replace(path="/" + name)) for name in names)
     try:
         admin(f'CREATE DATABASE "{names[0]}"')
-        _load("sqlalchemy", ours, n)
-        admin(f'CREATE DATABASE "{names[1]}" TEMPLATE "{names[0]}"')  # the same rows
+        _load("sqlalchemy", loaded, n)
+        for name in names[1:]:  # the same rows, one database each
+            admin(f'CREATE DATABASE "{name}" TEMPLATE "{names[0]}"')
     except BaseException:
         stores.close()
         raise

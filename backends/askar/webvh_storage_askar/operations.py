@@ -350,9 +350,13 @@ class AskarOperations:
         """Entries offset.. offset+limit in insertion order; no connection kept after."""
         if limit == 0:
             return []
-        if offset == 0:  # one round trip; fetch_all has no offset
-            async with store.session(self._profile) as session:
-                return builtins.list(await session.fetch_all(category, wql, limit, order_by="id"))
+        if offset == 0:  # one round trip on an idle session; fetch_all has no offset
+            entries = await self._slot.readers.run(
+                store,
+                self._profile,
+                lambda session: session.fetch_all(category, wql, limit, order_by="id"),
+            )
+            return builtins.list(entries)
         scan = store.scan(category, wql, offset, limit, profile=self._profile, order_by="id")
         try:
             return builtins.list(await scan.fetch_all())
