@@ -80,19 +80,14 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
             max_workers=max(1, workers), thread_name_prefix=f"storage-{backend.name}"
         )
         self._closed = False
-        #: Set while the calling task is inside transaction(): its calls then carry the
-        #: task's context (which holds the sync face's open block) to the pool thread.
-        self._in_block: contextvars.ContextVar[bool] = contextvars.ContextVar(
-            "webvh_storage_threaded_transaction", default=False
-        )
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise BackendUnavailableError(f"the {self.name!r} store is closed")
         loop = asyncio.get_running_loop()
-        call = functools.partial(func, *args)
-        if self._in_block.get():
-            call = functools.partial(contextvars.copy_context().run, call)
+        # In the caller's context, as asyncio.to_thread: the manager's encode-once scope
+        # (storage_core.encoded) and an open transaction() block reach the sync backend.
+        call = functools.partial(contextvars.copy_context().run, func, *args)
         return await loop.run_in_executor(self._executor, call)
 
     async def _run_in(self, context: contextvars.Context, func: Callable[..., T], *args: Any) -> T:
@@ -109,15 +104,12 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
         context = contextvars.copy_context()
         await self._run_in(context, block.__enter__)
         adopted = adopt(context)
-        marker = self._in_block.set(True)
         try:
             yield
         except BaseException as exc:
-            self._in_block.reset(marker)
             restore(adopted)
             await self._run_in(context, block.__exit__, type(exc), exc, exc.__traceback__)
             raise
-        self._in_block.reset(marker)
         restore(adopted)
         await self._run_in(context, block.__exit__, None, None, None)
 

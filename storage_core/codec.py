@@ -55,9 +55,21 @@ def parse_timestamp(value: str | datetime | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+#: `spec.all_fields` by record type, computed once: every record read and written by
+#: Askar passes here, and `all_fields` walks `dataclasses.fields` on each call.
+_ALL_FIELDS: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _all_fields(spec: KindSpec[Any]) -> tuple[str, ...]:
+    names = _ALL_FIELDS.get(spec.record)
+    if names is None:
+        names = _ALL_FIELDS[spec.record] = spec.all_fields
+    return names
+
+
 def record_to_dict(spec: KindSpec[R], record: R) -> dict[str, Any]:
     """Every field of the record, timestamps as ISO strings (the Askar value layout)."""
-    out = {name: getattr(record, name) for name in spec.all_fields}
+    out = {name: getattr(record, name) for name in _all_fields(spec)}
     if spec.timestamps:
         for name in _TIMESTAMP_FIELDS:
             out[name] = format_timestamp(out[name])
@@ -65,7 +77,7 @@ def record_to_dict(spec: KindSpec[R], record: R) -> dict[str, Any]:
 
 
 def record_from_dict(spec: KindSpec[R], data: dict[str, Any]) -> R:
-    values = {name: data[name] for name in spec.all_fields if name in data}
+    values = {name: data[name] for name in _all_fields(spec) if name in data}
     if spec.timestamps:
         for name in _TIMESTAMP_FIELDS:
             if name in values:

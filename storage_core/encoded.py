@@ -5,12 +5,16 @@ log, a fifth of a bulk row).
 
 The encodings live only while the manager call that made them runs (`scope`), and only
 for the very objects validated (the entry holds the object, so its `id` is not reused).
-Outside a scope, e.g. a backend called directly, `dumps` simply encodes.
+Outside a scope, e.g. a backend called directly, `dumps` simply encodes. Both managers
+open the scope (`within_scope`); a backend's work that runs in another thread sees it
+only if the context travels with the work (`asyncio.run_coroutine_threadsafe` and the
+thread-pool adapter carry it).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -57,7 +61,17 @@ def dumps_str(document: Any) -> str:
 
 
 def within_scope(method: M) -> M:
-    """Run a manager write method (validate, then call the backend) inside `scope`."""
+    """Run a manager write method (validate, then call the backend) inside `scope`; a
+    coroutine method (the async manager's) is awaited inside it, so the backend's
+    coroutines, which run in the same task and context, see the encodings too."""
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def awaiting(*args: Any, **kwargs: Any) -> Any:
+            with scope():
+                return await method(*args, **kwargs)
+
+        return cast(M, awaiting)
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -68,3 +68,38 @@ async def test_refused_bulk_write_leaves_nothing(tmp_path: Path) -> None:
                 "task", [sample_record("task", "a"), sample_record("task", "b")]
             )
         assert await storage.count_tasks() == 0
+
+
+async def test_gets_counts_and_first_pages_reuse_one_idle_read_session(tmp_path: Path) -> None:
+    """Plain reads run on the one idle session (opening one costs two native round
+    trips, as much as the read): a first page too, not only gets and counts. Writes
+    still open their own sessions and transactions."""
+    async with open_async_storage("askar", f"sqlite://{tmp_path}/askar.db") as storage:
+        await storage.provision()
+        for n in range(3):
+            await storage.create_task(f"t{n}", "type", "new")
+        store = storage.backend._slot.store  # type: ignore[attr-defined]
+        opened = 0
+        real_session = store.session
+
+        def counting_session(*args: object, **kwargs: object) -> object:
+            nonlocal opened
+            opened += 1
+            return real_session(*args, **kwargs)
+
+        store.session = counting_session
+        for _ in range(5):
+            page = await storage.get_tasks({"status": "new"}, limit=2)
+            assert [t.task_id for t in page] == ["t0", "t1"]
+            assert (await storage.get_task("t2")) is not None
+            assert await storage.count_tasks({"status": "new"}) == 3
+        assert opened <= 1  # the idle one, if the writes left none behind
+        before = opened
+        await storage.create_task("t3", "type", "new")
+        assert opened == before + 1  # a write opens its own
+        assert [t.task_id for t in await storage.get_tasks({"status": "new"}, limit=5)] == [
+            "t0",
+            "t1",
+            "t2",
+            "t3",
+        ]

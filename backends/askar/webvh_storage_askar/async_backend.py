@@ -77,21 +77,36 @@ class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
 
     async def _run(self, op: Op[T, V]) -> V:
         """Await an operation in this loop; AskarErrors become StorageErrors, and a
-        failure without effect is re-run (see operations.Reruns)."""
-        store = await self._store()
+        failure without effect is re-run (see operations.Reruns). The common case, an
+        open store and a first attempt that succeeds, awaits nothing but the work."""
+        self._check_loop()
+        store = self._slot.store
+        if store is None:
+            store = await self._store()
+        started = time.monotonic()
+        try:
+            return op.finish(await op.work(store))
+        except AskarError as exc:
+            return await self._after_failure(op, store, exc, started)
+
+    async def _after_failure(
+        self, op: Op[T, V], store: Store, exc: AskarError, started: float
+    ) -> V:
+        """The first attempt failed with `exc`: run again while `Reruns` allows, then
+        raise the StorageError of the last failure."""
         reruns = Reruns(op.rerun_if_lost)
-        for attempt in range(reruns.attempts):
+        attempt = 0
+        while reruns.again(exc, started, attempt, op.action):
+            attempt += 1
             started = time.monotonic()
             try:
                 return op.finish(await op.work(store))
-            except AskarError as exc:
-                if reruns.again(exc, started, attempt, op.action):
-                    continue
-                error = self._error(exc, op.action, op.spec, op.key)
-                if not self._keeps_store_after(error):
-                    await self._discard_store()
-                raise error from None
-        raise AssertionError("unreachable")
+            except AskarError as again:
+                exc = again
+        error = self._error(exc, op.action, op.spec, op.key)
+        if not self._keeps_store_after(error):
+            await self._discard_store()
+        raise error from None
 
     async def _discard_store(self) -> None:
         try:

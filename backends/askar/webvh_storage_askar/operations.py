@@ -286,21 +286,21 @@ class AskarOperations:
         return Op("create", insert, lambda _: layout.decode(spec, value), spec, key, block is None)
 
     def _get_op(self, spec: KindSpec[Any], key: str) -> Op[Any, Any]:
+        def decode(entry: Any) -> Any:
+            return None if entry is None else layout.decode(spec, entry.raw_value)
+
         block = self._block.get()
-
-        async def fetch(store: Store) -> Any:
-            if block is not None:
-                return await block.session.fetch(spec.category, key)
-            return await self._slot.readers.run(
-                store, self._profile, lambda session: session.fetch(spec.category, key)
-            )
-
+        if block is not None:
+            session, category = block.session, spec.category
+            return Op("get", lambda _: session.fetch(category, key), decode, spec, rerun_if_lost=False)
+        # The hottest path of all: `work` hands back the reader's coroutine itself rather
+        # than wrapping it in one more (benchmarks/bench_async.py, Askar get).
+        readers, profile, category = self._slot.readers, self._profile, spec.category
         return Op(
             "get",
-            fetch,
-            lambda entry: None if entry is None else layout.decode(spec, entry.raw_value),
+            lambda store: readers.run(store, profile, lambda s: s.fetch(category, key)),
+            decode,
             spec,
-            rerun_if_lost=block is None,
         )
 
     def _update_op(
@@ -471,9 +471,13 @@ class AskarOperations:
             end = None if limit is None else offset + limit
             found = await block.session.fetch_all(category, wql, end, order_by="id")
             return builtins.list(found)[offset:]
-        if offset == 0:  # one round trip; fetch_all has no offset
-            async with store.session(self._profile) as session:
-                return builtins.list(await session.fetch_all(category, wql, limit, order_by="id"))
+        if offset == 0:  # one round trip on an idle session; fetch_all has no offset
+            entries = await self._slot.readers.run(
+                store,
+                self._profile,
+                lambda session: session.fetch_all(category, wql, limit, order_by="id"),
+            )
+            return builtins.list(entries)
         scan = store.scan(category, wql, offset, limit, profile=self._profile, order_by="id")
         try:
             return builtins.list(await scan.fetch_all())

@@ -1,9 +1,10 @@
-"""Reuse of idle Askar sessions for single-entry reads.
+"""Reuse of idle Askar sessions for plain reads (get, count, a list's first page).
 
 Opening and closing a session costs two native round trips, as much as the fetch
 itself: keeping a few idle sessions roughly doubles get-by-key throughput (see
-benchmarks/bench_askar_basic.py). Only plain reads use them; writes run in their own
-transactions. All methods run on the backend's loop thread, so no lock is needed.
+benchmarks/bench_askar_basic.py) and brings a first page to the raw driver's rate
+(benchmarks/bench_async.py). Only plain reads use them; writes run in their own
+transactions. All methods run on the face's own loop thread, so no lock is needed.
 """
 
 from __future__ import annotations

@@ -54,6 +54,9 @@ class OpenScans:
         self._clock = itertools.count(1)
 
     def any_open(self) -> bool:
+        # Asked after every read (may an idle session stay?): no live stream, no walk.
+        if not self._cursors:
+            return False
         return any(cursor.scan is not None for cursor in list(self._cursors))
 
     def close(self, cursor: StreamCursor) -> None:
