@@ -88,7 +88,10 @@ class StoreSlot:
         self.scans_lock = threading.Lock()
         self.open_lock: asyncio.Lock | None = None
         self.streams = OpenScans()
-        self.readers = IdleSessions(may_keep=lambda: not self.scans and not self.streams.any_open())
+        self.blocks = 0  # open transaction() blocks: no idle session is kept meanwhile
+        self.readers = IdleSessions(
+            may_keep=lambda: not self.blocks and not self.scans and not self.streams.any_open()
+        )
 
     def track(self, scan: Any) -> None:
         with self.scans_lock:
@@ -256,13 +259,21 @@ class AskarOperations:
     # --- transaction blocks ---------------------------------------------------------------
     def _begin_op(self) -> Op[Any, AskarBlock]:
         async def begin(store: Store) -> Any:
-            return await store.transaction(self._profile)
+            # An idle read session pins a connection and, on SQLite, reads through the
+            # block's table locks: others must open their own while a block is open.
+            await self._slot.readers.close()
+            session = await store.transaction(self._profile)
+            self._slot.blocks += 1
+            return session
 
         return Op("starting a transaction", begin, AskarBlock)
 
     def _end_op(self, block: AskarBlock, commit: bool) -> Op[None, None]:
         async def end(store: Store) -> None:
-            await (block.session.commit() if commit else block.session.rollback())
+            try:
+                await (block.session.commit() if commit else block.session.rollback())
+            finally:
+                self._slot.blocks -= 1
 
         action = "committing a transaction" if commit else "rolling back a transaction"
         return Op(action, end, _same, rerun_if_lost=False)
@@ -292,7 +303,9 @@ class AskarOperations:
         block = self._block.get()
         if block is not None:
             session, category = block.session, spec.category
-            return Op("get", lambda _: session.fetch(category, key), decode, spec, rerun_if_lost=False)
+            return Op(
+                "get", lambda _: session.fetch(category, key), decode, spec, rerun_if_lost=False
+            )
         # The hottest path of all: `work` hands back the reader's coroutine itself rather
         # than wrapping it in one more (benchmarks/bench_async.py, Askar get).
         readers, profile, category = self._slot.readers, self._profile, spec.category
