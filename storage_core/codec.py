@@ -16,8 +16,6 @@ import orjson
 from storage_core import encoded
 from storage_core.kinds import KindSpec, R
 
-_TIMESTAMP_FIELDS = ("created_at", "updated_at")
-
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
@@ -58,18 +56,16 @@ def parse_timestamp(value: str | datetime | None) -> datetime | None:
 def record_to_dict(spec: KindSpec[R], record: R) -> dict[str, Any]:
     """Every field of the record, timestamps as ISO strings (the Askar value layout)."""
     out = {name: getattr(record, name) for name in spec.all_fields}
-    if spec.timestamps:
-        for name in _TIMESTAMP_FIELDS:
-            out[name] = format_timestamp(out[name])
+    for name in spec.datetime_fields:
+        out[name] = format_timestamp(out[name])
     return out
 
 
 def record_from_dict(spec: KindSpec[R], data: dict[str, Any]) -> R:
     values = {name: data[name] for name in spec.all_fields if name in data}
-    if spec.timestamps:
-        for name in _TIMESTAMP_FIELDS:
-            if name in values:
-                values[name] = parse_timestamp(values[name])
+    for name in spec.datetime_fields:
+        if name in values:
+            values[name] = parse_timestamp(values[name])
     return spec.record(**values)
 
 

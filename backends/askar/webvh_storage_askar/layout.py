@@ -4,9 +4,10 @@
 - name: the record's key;
 - value: every field as JSON (`codec.record_to_dict`), so each field round-trips exactly
   and nothing is ever read back from tags;
-- tags: every `spec.filterable` field as a string (booleans "true"/"false"). The key is
-  tagged too, so a filter on the key is one WQL query that keeps Askar's row-id order
-  (direct fetches by name could not tell the insertion order of several keys).
+- tags: every `spec.filterable` field as a string (booleans "true"/"false", datetimes
+  ISO-8601 in UTC, a None value untagged). The key is tagged too, so a filter on the
+  key is one WQL query that keeps Askar's row-id order (direct fetches by name could
+  not tell the insertion order of several keys).
 
 Archived entries (`Capability.ARCHIVE`) sit apart from every record, in their own
 category `ARCHIVE_CATEGORY`:
@@ -20,6 +21,7 @@ category `ARCHIVE_CATEGORY`:
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -35,16 +37,20 @@ ARCHIVE_CATEGORY = "webvh:archive"
 
 
 def tag_value(value: Any) -> str:
-    """Tags are strings in Askar; booleans are spelled like JSON."""
+    """Tags are strings in Askar; booleans are spelled like JSON, datetimes as the record's
+    value holds them (`codec.format_timestamp`)."""
     if value is True:
         return "true"
     if value is False:
         return "false"
+    if isinstance(value, datetime):
+        return str(codec.format_timestamp(value))
     return str(value)
 
 
 def tags_of(spec: KindSpec[Any], data: dict[str, Any]) -> dict[str, str]:
-    return {name: tag_value(data[name]) for name in spec.filterable}
+    """The tags of a record in its dict form (datetimes already ISO text)."""
+    return {name: tag_value(data[name]) for name in spec.filterable if data[name] is not None}
 
 
 def encode(spec: KindSpec[Any], record: Any) -> tuple[bytes, dict[str, str]]:

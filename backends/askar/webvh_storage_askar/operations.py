@@ -40,6 +40,7 @@ from webvh_storage_askar.lifecycle import open_store
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
 from webvh_storage_askar.streams import OpenScans, StreamCursor
+from webvh_storage_askar.unique import refuse_clash
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,12 @@ class AskarOperations:
         value, tags = layout.encode(spec, record)
 
         async def insert(store: Store) -> None:
+            if spec.unique:  # checked and written in one transaction
+                async with store.transaction(self._profile) as txn:
+                    await refuse_clash(txn, spec, key, tags)
+                    await txn.insert(spec.category, key, value, tags)
+                    await txn.commit()
+                return
             async with store.session(self._profile) as session:
                 await session.insert(spec.category, key, value, tags)
 
@@ -271,6 +278,7 @@ class AskarOperations:
                     data["updated_at"] = format_timestamp(now)
                 data["record_version"] += 1
                 value, tags = layout.encode_dict(spec, data)
+                await refuse_clash(txn, spec, key, tags)
                 await txn.replace(spec.category, key, value, tags)
                 await txn.commit()
                 return value
@@ -297,6 +305,7 @@ class AskarOperations:
                         raise ConflictError(spec.name, key, expected_version, None)
                     data = fresh
                     value, tags = layout.encode_dict(spec, data)
+                    await refuse_clash(txn, spec, key, tags)
                     await txn.insert(spec.category, key, value, tags)
                 else:
                     current = layout.decode_dict(entry.raw_value)
@@ -305,6 +314,7 @@ class AskarOperations:
                     if spec.timestamps:
                         data["created_at"] = current["created_at"]
                     value, tags = layout.encode_dict(spec, data)
+                    await refuse_clash(txn, spec, key, tags)
                     await txn.replace(spec.category, key, value, tags)
                 await txn.commit()
                 return value
@@ -391,13 +401,17 @@ class AskarOperations:
         items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]
         return Op(
             "bulk upsert",
-            lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items)),
+            lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items, spec)),
             lambda _: len(items),
             spec,
         )
 
     async def _write_all(
-        self, store: Store, category: str, items: Sequence[tuple[str, bytes, dict[str, str]]]
+        self,
+        store: Store,
+        category: str,
+        items: Sequence[tuple[str, bytes, dict[str, str]]],
+        spec: KindSpec[Any] | None = None,
     ) -> None:
         """Insert or replace every (name, value, tags) in one transaction."""
         if not items:
@@ -406,6 +420,8 @@ class AskarOperations:
             for name, value, tags in items:
                 if (category, name) in self._refused:  # the suite's test hook
                     raise StorageIOError(f"the store refused to write {category} {name!r}")
+                if spec is not None and spec.unique:
+                    await refuse_clash(txn, spec, name, tags)
                 try:
                     await txn.insert(category, name, value, tags)
                 except AskarError as exc:

@@ -5,7 +5,9 @@ The contract suite provisions a fresh store for every test, so the common cases 
 short-cut: an empty database gets `create_all` + the head revision written straight into
 alembic_version (equivalent to `upgrade head`, which the tests check with `alembic check`);
 `recreate=True` on a database already at head only empties the tables. A database at an
-older revision goes through the real `alembic upgrade head`.
+older revision goes through the real `alembic upgrade head`. Then the tables of the kinds
+an application declared (models.DECLARED_METADATA) that the database lacks are created,
+with their indexes; the tables it has are left as they are, rows included.
 
 Any number of processes, on any number of hosts, may provision the same database at once
 (every worker of a server does it at start-up). Looking at the schema and then creating it
@@ -45,7 +47,7 @@ from storage_core.errors import BackendUnavailableError, StorageError
 from storage_core.filelock import FileLock
 from webvh_storage_sqlalchemy.columns import sequence_name
 from webvh_storage_sqlalchemy.dialects.sqlite import is_memory
-from webvh_storage_sqlalchemy.models import KIND_TABLES, Base
+from webvh_storage_sqlalchemy.models import Base, declared_tables
 
 VERSION_TABLE = "alembic_version"
 #: pg_advisory_xact_lock key held while provisioning (advisory locks are per database).
@@ -109,6 +111,7 @@ def provision(engine: Engine, recreate: bool = False) -> None:
     """Bring the database to head in one transaction (`engine` should be the write one)."""
     head = head_revision()
     ours = set(Base.metadata.tables)
+    declared = declared_tables()
     with provisioning_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # before the schema is looked at
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROVISION_LOCK_KEY})
@@ -116,22 +119,25 @@ def provision(engine: Engine, recreate: bool = False) -> None:
         refuse_askar_store(existing)
         current = current_revision(conn) if VERSION_TABLE in existing else None
         if recreate and current == head and ours <= existing:
-            _empty_tables(conn)
-            return
-        if recreate:
-            _drop_everything(conn)
-            existing, current = set(), None
-        if current is None:
-            if existing & ours:
-                raise StorageError(
-                    "the database has storage tables but no Alembic revision; stamp it with "
-                    "`alembic stamp <revision>` matching its schema, or provision with "
-                    "recreate=True to start empty"
-                )
-            Base.metadata.create_all(conn)
-            _stamp(conn, head)
-        elif current != head:
-            _upgrade(conn)
+            _empty_tables(conn, [t for t in declared if t.name in existing])
+        else:
+            if recreate:
+                _drop_everything(conn, declared)
+                existing, current = set(), None
+            if current is None:
+                if existing & ours:
+                    raise StorageError(
+                        "the database has storage tables but no Alembic revision; stamp it "
+                        "with `alembic stamp <revision>` matching its schema, or provision "
+                        "with recreate=True to start empty"
+                    )
+                Base.metadata.create_all(conn)
+                _stamp(conn, head)
+            elif current != head:
+                _upgrade(conn)
+        for table in declared:
+            if table.name not in existing:
+                table.create(conn)
 
 
 @contextmanager
@@ -175,17 +181,20 @@ def _upgrade(conn: Connection) -> None:
     command.upgrade(alembic_config(conn), "head")
 
 
-def _empty_tables(conn: Connection) -> None:
-    for table in reversed(Base.metadata.sorted_tables):
+def _empty_tables(conn: Connection, declared: list[Table]) -> None:
+    tables = [*reversed(Base.metadata.sorted_tables), *declared]
+    for table in tables:
         conn.execute(table.delete())
     if conn.dialect.name == "postgresql":
         resets = ", ".join(
             f"setval('{sequence_name(name)}', 1, false)"
-            for name in sorted(t.name for t in KIND_TABLES.values())
+            for name in sorted(t.name for t in tables if "seq" in t.c)
         )
         conn.execute(text(f"SELECT {resets}"))
 
 
-def _drop_everything(conn: Connection) -> None:
+def _drop_everything(conn: Connection, declared: list[Table]) -> None:
+    for table in declared:
+        table.drop(conn, checkfirst=True)
     Base.metadata.drop_all(conn, checkfirst=True)
     _version_table.drop(conn, checkfirst=True)

@@ -1,6 +1,11 @@
-"""The SQL schema: one table per kind (built from `storage_core.kinds`) plus the Askar
-archive, all on ONE declarative Base whose MetaData has a naming convention, so
-constraint and index names are the same in create_all, the migrations and Alembic's diffs.
+"""The SQL schema: one table per kind (built from its `KindSpec`) plus the Askar archive.
+
+The nine did:webvh kinds' tables and the archive are on ONE declarative Base whose
+MetaData has a naming convention, so constraint and index names are the same in
+create_all, this project's Alembic revisions and Alembic's diffs. Tables of the kinds
+an application declares (`table_for`) are built the same way on `DECLARED_METADATA`,
+which our revisions never see: provision() creates the missing ones, and an
+application's own Alembic revisions may manage them (docs/kinds.md).
 
 Every kind table has the record fields, `record_version` (optimistic concurrency) and
 `seq`: the insertion-order number list/stream sort by. `seq` is assigned on INSERT
@@ -11,6 +16,7 @@ moves it to the end. On PostgreSQL it is also the column's server default
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +25,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Double,
     FetchedValue,
     Index,
     MetaData,
@@ -30,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property
 
 from storage_core.kinds import KINDS, FieldType, KindSpec
+from storage_core.kindspec import KIND_REGISTRY
 from webvh_storage_sqlalchemy.columns import JSONDocument, NextSeq, UTCDateTime, sequence_name
 
 NAMING_CONVENTION = {
@@ -48,22 +56,31 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+_SCALAR_COLUMNS: dict[FieldType, Any] = {
+    FieldType.INDEXED_STR: String(INDEXED_LENGTH),
+    FieldType.STR: Text,
+    FieldType.OPT_STR: Text,
+    FieldType.BOOL: Boolean,
+    FieldType.INT: BigInteger,
+    FieldType.FLOAT: Double,
+    FieldType.DATETIME: UTCDateTime,
+}
+
+
 def _column_for(spec: KindSpec[Any], name: str, ftype: FieldType) -> Column[Any]:
     if ftype is FieldType.KEY:
         return Column(name, String(INDEXED_LENGTH), primary_key=True)
-    if ftype is FieldType.INDEXED_STR:
-        return Column(name, String(INDEXED_LENGTH), nullable=False)
-    if ftype is FieldType.STR:
-        return Column(name, Text, nullable=False)
-    if ftype is FieldType.OPT_STR:
-        return Column(name, Text, nullable=True)
-    if ftype is FieldType.BOOL:
-        return Column(name, Boolean, nullable=False)
-    # JSON: only a "JSON value" may be null (it reads back as None).
-    return Column(name, JSONDocument, nullable=ftype is FieldType.JSON)
+    # JSON: only a "JSON value" (or an optional field) may be null; it reads back as None.
+    return Column(name, _SCALAR_COLUMNS.get(ftype, JSONDocument), nullable=spec.nullable(name))
 
 
-def _kind_table(spec: KindSpec[Any]) -> Table:
+def unique_index_name(spec: KindSpec[Any], number: int) -> str:
+    """The name of the UNIQUE index of `spec.unique[number]`: short whatever the fields
+    (PostgreSQL cuts names at 63 bytes), and how a violation is traced to its fields."""
+    return f"uq_{spec.table}_{number}"
+
+
+def _kind_table(spec: KindSpec[Any], metadata: MetaData) -> Table:
     columns = [_column_for(spec, n, t) for n, t in spec.field_types.items()]
     if spec.timestamps:
         columns += [
@@ -83,7 +100,11 @@ def _kind_table(spec: KindSpec[Any]) -> Table:
     # (field, seq): a filtered page reads its rows in list order straight from the index
     indexes = [Index(None, f, "seq") for f in spec.filterable if f != spec.key]
     indexes.append(Index(None, "seq", unique=True))
-    table = Table(spec.table, Base.metadata, *columns, *indexes)
+    indexes += [
+        Index(unique_index_name(spec, n), *fields, unique=True)
+        for n, fields in enumerate(spec.unique)
+    ]
+    table = Table(spec.table, metadata, *columns, *indexes)
     _attach_postgresql_sequence(table)
     return table
 
@@ -104,7 +125,41 @@ def _attach_postgresql_sequence(table: Table) -> None:
     event.listen(table, "after_create", create_sequence)
 
 
-KIND_TABLES: dict[str, Table] = {name: _kind_table(spec) for name, spec in KINDS.items()}
+#: The nine did:webvh kinds' tables (this project's Alembic revisions manage them).
+KIND_TABLES: dict[str, Table] = {
+    name: _kind_table(spec, Base.metadata) for name, spec in KINDS.items()
+}
+#: The tables of kinds an application declared, built on first use.
+DECLARED_METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+_declared_lock = threading.Lock()
+
+
+def table_for(spec: KindSpec[Any]) -> Table:
+    """The table of any declared kind."""
+    table = KIND_TABLES.get(spec.name)
+    if table is not None and KINDS[spec.name] is spec:
+        return table
+    with _declared_lock:
+        table = DECLARED_METADATA.tables.get(spec.table)
+        if table is None:
+            table = _kind_table(spec, DECLARED_METADATA)
+        return table
+
+
+def declared_tables() -> list[Table]:
+    """The tables of every kind declared so far beyond the nine, in declaration order."""
+    return [table_for(s) for n, s in KIND_REGISTRY.by_name.items() if n not in KIND_TABLES]
+
+
+def unique_violation(spec: KindSpec[Any], message: str) -> tuple[str, ...] | None:
+    """The fields of the unique constraint a driver's message says was violated:
+    PostgreSQL names the index, SQLite lists `table.field` of each of its columns."""
+    for number, fields in enumerate(spec.unique):
+        columns = ", ".join(f"{spec.table}.{f}" for f in fields)
+        if f'"{unique_index_name(spec, number)}"' in message or message.endswith(columns):
+            return fields
+    return None
+
 
 #: The archive streams in (category, name) order, which must be code-point order on every
 #: backend: on PostgreSQL the database's own collation (e.g. en_US) would sort otherwise.

@@ -53,6 +53,10 @@ class KindStatements:
         self._list_order = f" ORDER BY {self._quoted['seq']} LIMIT {dialect.placeholder}"
         self._list_order += f" OFFSET {dialect.placeholder}"
         self._dialect = dialect
+        #: filterable datetime fields: their values as the driver's timestamp parameter
+        self._filter_params = {
+            n: dialect.timestamp_param for n in spec.datetime_fields if n in spec.filterable
+        }
         self._update_sql: dict[tuple[tuple[str, ...], bool], _Update] = {}
         by_key = self.key_column == bindparam("key")
 
@@ -124,7 +128,7 @@ class KindStatements:
             sql = self._count_from + self._where(shape)
             if len(self._count_sql) < _SHAPES_KEPT:
                 self._count_sql[shape] = sql
-        return sql, _values(filters)
+        return sql, self._values(filters)
 
     def list_sql(
         self, filters: Mapping[str, tuple[Any, ...]], limit: int | None, offset: int
@@ -138,9 +142,18 @@ class KindStatements:
             sql = self._list_from + self._where(shape) + self._list_order
             if len(self._list_sql) < _SHAPES_KEPT:
                 self._list_sql[shape] = sql
-        params = _values(filters)
+        params = self._values(filters)
         params += (self._no_limit if limit is None else limit, offset)
         return sql, params
+
+    def _values(self, filters: Mapping[str, tuple[Any, ...]]) -> list[Any]:
+        if not self._filter_params:
+            return _values(filters)
+        params = []
+        for name, values in filters.items():
+            convert = self._filter_params.get(name)
+            params += values if convert is None else map(convert, values)
+        return params
 
     def _where(self, shape: tuple[tuple[str, int], ...]) -> str:
         mark = self._placeholder
