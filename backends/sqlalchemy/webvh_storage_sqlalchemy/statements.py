@@ -149,7 +149,7 @@ class KindStatements:
     def _values(self, filters: Mapping[str, tuple[Any, ...]]) -> list[Any]:
         if not self._filter_params:
             return _values(filters)
-        params = []
+        params: list[Any] = []
         for name, values in filters.items():
             convert = self._filter_params.get(name)
             params += values if convert is None else map(convert, values)

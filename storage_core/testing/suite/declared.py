@@ -108,7 +108,8 @@ class TestDeclaredKind:
             assert fetched.seen_at.utcoffset() == timedelta(0)  # stored in UTC
             assert isinstance(fetched.ratio, float) and isinstance(fetched.count, int)
             assert list(fetched.data) == list(record.data)  # JSON key order kept
-        assert present(sm.get_record("conformance_sample", "defaults")).maybe_count is None
+        by_name: object = sm.get_record("conformance_sample", "defaults")
+        assert by_name == sm.get_record(SAMPLE, "defaults") and by_name is not None
 
     def test_update_sets_and_clears_optional_fields(self, storage_manager: StorageManager) -> None:
         sm = storage_manager
