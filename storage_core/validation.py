@@ -19,8 +19,11 @@ from storage_core.errors import ValidationError
 from storage_core.kinds import FieldType, KindSpec, R
 
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
-# PostgreSQL b-tree entries must fit in ~2.7 kB; keys and indexed fields stay well below.
+# PostgreSQL b-tree entries must fit in ~2.7 kB; indexed strings stay well below.
 MAX_INDEXED_BYTES = 1024
+#: Keys may be longer (e.g. a credential id that embeds a proof): where a database cannot
+#: index such text itself, the backend indexes a digest of it (docs/kinds.md).
+MAX_KEY_BYTES = 65536
 _INT_MAX = 2**63 - 1
 #: Deepest nesting of lists and dicts in one JSON field (a bare scalar is depth 0,
 #: `[]` depth 1). orjson refuses one level more, and the Askar backend, which wraps
@@ -161,7 +164,7 @@ def check_field(
     if value is None and optional:
         return
     if ftype is FieldType.KEY:
-        check_text(field, value, max_bytes=MAX_INDEXED_BYTES)
+        check_text(field, value, max_bytes=MAX_KEY_BYTES)
         if not value:
             raise ValidationError(field, "must not be empty")
     elif ftype is FieldType.INDEXED_STR:
@@ -233,7 +236,7 @@ def check_version(field: str, value: Any, *, minimum: int = 1) -> int:
 
 
 def validate_key(spec: KindSpec[Any], key: object) -> str:
-    check_field(spec.key, FieldType.KEY, key, MAX_INDEXED_BYTES)
+    check_field(spec.key, FieldType.KEY, key, MAX_KEY_BYTES)
     assert isinstance(key, str)  # check_field refuses anything else (no typing.cast call)
     return key
 
@@ -372,7 +375,8 @@ def normalize_filters(spec: KindSpec[Any], filters: Mapping[str, Any] | None) ->
             elif ftype is FieldType.INT:
                 check_int(f"filters.{name}", v)
             elif ftype is not FieldType.DATETIME:
-                check_text(f"filters.{name}", v, max_bytes=MAX_INDEXED_BYTES)
+                limit = MAX_KEY_BYTES if ftype is FieldType.KEY else MAX_INDEXED_BYTES
+                check_text(f"filters.{name}", v, max_bytes=limit)
         out[name] = tuple(dict.fromkeys(values))
     return out
 

@@ -26,10 +26,18 @@ import storage_core
 from storage_core import open_storage
 from storage_core.declare import JSON, Text, build_spec, declare_kind, kind_spec, record_kind
 from storage_core.errors import DuplicateRecordError, ValidationError
-from storage_core.kinds import KINDS, LOG_ENTRY, FieldType, registered_kinds, spec_for
+from storage_core.kinds import (
+    KINDS,
+    LOG_ENTRY,
+    TEST_LOG_ENTRY,
+    FieldType,
+    registered_kinds,
+    spec_for,
+)
 from storage_core.plugins import clear_registry_cache, get_registry
-from storage_core.records import LogEntry
+from storage_core.records import LogEntry, TestLogEntry
 from storage_core.testing.plugin import provisioned_storage
+from storage_core.validation import MAX_KEY_BYTES
 from tests.conftest import VARIANTS, variant_config
 from tests.pg import require_pg
 
@@ -359,10 +367,13 @@ def test_a_kind_declared_later_is_added_to_an_existing_database(sql_url: str) ->
 
 
 # --- per-kind payload limit and unique tuples with None, on every backend ---------------
-@pytest.fixture(params=VARIANTS)
+@pytest.fixture(params=[*VARIANTS, "memory"])
 def small_limit_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """Each variant with the settings' max_payload_bytes at 1 MiB."""
-    config = variant_config(request.param, request, tmp_path)
+    if request.param == "memory":
+        config: dict[str, Any] = {"backend": "memory", "url": None}
+    else:
+        config = variant_config(request.param, request, tmp_path)
     config["options"] = {**config.get("options", {}), "max_payload_bytes": MIB}
     with provisioned_storage(config) as manager:
         yield manager
@@ -393,3 +404,55 @@ def test_unique_tuples_with_a_none_never_clash(small_limit_store: Any) -> None:
     assert (err.value.kind, err.value.fields) == ("test_credential", ("issuer_did", "serial"))
     assert sm.update_record(CREDENTIAL, "a", serial=2).serial == 2
     assert sm.count_records(CREDENTIAL, filters={"issuer_did": "did:i"}) == 3
+
+
+# --- keys up to 64 KiB --------------------------------------------------------------------
+LONG_KEYS = [
+    "k" * MAX_KEY_BYTES,  # ASCII, exactly at the limit
+    "é" * (MAX_KEY_BYTES // 2),  # 2-byte characters: bytes count, not characters
+    "\x1fsha256:" + "0" * 64,  # spells the Askar backend's digest names (layout.py)
+    "x" * 1025,  # just over the old limit
+]
+
+
+def test_keys_up_to_64_kib_are_stored_and_read_back_exactly(small_limit_store: Any) -> None:
+    sm = small_limit_store
+    assert MAX_KEY_BYTES == 65536
+    for i, key in enumerate(LONG_KEYS):
+        created = sm.create_record(Credential(credential_id=key, issuer_did=f"did:{i}"))
+        assert created.credential_id == key
+        assert sm.get_record(CREDENTIAL, key) == created
+        found = sm.list_records(CREDENTIAL, filters={"credential_id": key})
+        assert [r.credential_id for r in found] == [key]
+        updated = sm.update_record(CREDENTIAL, key, expected_version=1, revoked=True)
+        assert (updated.credential_id, updated.revoked, updated.record_version) == (key, True, 2)
+        replaced = sm.upsert_record(Credential(credential_id=key, issuer_did=f"did:{i}"))
+        assert replaced.record_version == 3
+        sm.bulk_upsert(TEST_LOG_ENTRY, [TestLogEntry(scid=key, logs=[i])])
+        assert sm.get_record(TEST_LOG_ENTRY, key).logs == [i]
+        with pytest.raises(DuplicateRecordError) as err:
+            sm.create_record(Credential(credential_id=key, issuer_did="did:other"))
+        assert err.value.key == key
+    streamed = [r.credential_id for r in sm.stream_records(CREDENTIAL, batch_size=2)]
+    assert streamed == LONG_KEYS
+    assert sm.count_records(CREDENTIAL, filters={"credential_id": LONG_KEYS[:2]}) == 2
+    for key in LONG_KEYS:
+        assert sm.delete_record(CREDENTIAL, key) is True
+        assert sm.get_record(CREDENTIAL, key) is None
+    assert sm.count_records(CREDENTIAL) == 0
+
+
+def test_a_key_one_byte_over_64_kib_is_refused(small_limit_store: Any) -> None:
+    sm = small_limit_store
+    for key in ("k" * (MAX_KEY_BYTES + 1), "é" * (MAX_KEY_BYTES // 2) + "k"):
+        for call in (
+            lambda k=key: sm.create_record(Credential(credential_id=k, issuer_did="d")),
+            lambda k=key: sm.get_record(CREDENTIAL, k),
+            lambda k=key: sm.delete_record(CREDENTIAL, k),
+            lambda k=key: sm.list_records(CREDENTIAL, filters={"credential_id": k}),
+        ):
+            with pytest.raises(ValidationError) as err:
+                call()
+            assert err.value.field.endswith("credential_id")
+            assert f"is {len(key.encode())} bytes, the limit is 65536" in err.value.problem
+    assert sm.count_records(CREDENTIAL) == 0

@@ -164,7 +164,7 @@ class AskarOperations:
     def _refuse(self, spec: KindSpec[Any], key: str) -> bool:
         """The suite's hook (see StorageBackend): a bulk write of this record now fails
         inside the Askar transaction, which must then leave nothing written."""
-        self._refused.add((spec.category, key))
+        self._refused.add((spec.category, layout.entry_name(key)))
         return True
 
     # --- opening (on the face's loop) ------------------------------------------------------
@@ -231,24 +231,27 @@ class AskarOperations:
 
     def _create_op(self, spec: KindSpec[Any], record: Any) -> Op[None, Any]:
         key = spec.key_of(record)
+        name = layout.entry_name(key)
         value, tags = layout.encode(spec, record)
 
         async def insert(store: Store) -> None:
             if spec.unique:  # checked and written in one transaction
                 async with store.transaction(self._profile) as txn:
-                    await refuse_clash(txn, spec, key, tags)
-                    await txn.insert(spec.category, key, value, tags)
+                    await refuse_clash(txn, spec, name, tags)
+                    await txn.insert(spec.category, name, value, tags)
                     await txn.commit()
                 return
             async with store.session(self._profile) as session:
-                await session.insert(spec.category, key, value, tags)
+                await session.insert(spec.category, name, value, tags)
 
         return Op("create", insert, lambda _: layout.decode(spec, value), spec, key)
 
     def _get_op(self, spec: KindSpec[Any], key: str) -> Op[Any, Any]:
+        name = layout.entry_name(key)
+
         async def fetch(store: Store) -> Any:
             return await self._slot.readers.run(
-                store, self._profile, lambda session: session.fetch(spec.category, key)
+                store, self._profile, lambda session: session.fetch(spec.category, name)
             )
 
         return Op(
@@ -266,9 +269,11 @@ class AskarOperations:
         now: datetime,
         expected_version: int | None,
     ) -> Op[bytes | None, Any]:
+        name = layout.entry_name(key)
+
         async def read_modify_write(store: Store) -> bytes | None:
             async with store.transaction(self._profile) as txn:
-                entry = await txn.fetch(spec.category, key, for_update=True)
+                entry = await txn.fetch(spec.category, name, for_update=True)
                 if entry is None:
                     return None
                 data = layout.decode_dict(entry.raw_value)
@@ -278,8 +283,8 @@ class AskarOperations:
                     data["updated_at"] = format_timestamp(now)
                 data["record_version"] += 1
                 value, tags = layout.encode_dict(spec, data)
-                await refuse_clash(txn, spec, key, tags)
-                await txn.replace(spec.category, key, value, tags)
+                await refuse_clash(txn, spec, name, tags)
+                await txn.replace(spec.category, name, value, tags)
                 await txn.commit()
                 return value
 
@@ -295,18 +300,19 @@ class AskarOperations:
         self, spec: KindSpec[Any], record: Any, expected_version: int | None
     ) -> Op[bytes, Any]:
         key = spec.key_of(record)
+        name = layout.entry_name(key)
         fresh = codec.record_to_dict(spec, record)
 
         async def create_or_replace(store: Store) -> bytes:
             async with store.transaction(self._profile) as txn:
-                entry = await txn.fetch(spec.category, key, for_update=True)
+                entry = await txn.fetch(spec.category, name, for_update=True)
                 if entry is None:
                     if expected_version not in (None, 0):
                         raise ConflictError(spec.name, key, expected_version, None)
                     data = fresh
                     value, tags = layout.encode_dict(spec, data)
-                    await refuse_clash(txn, spec, key, tags)
-                    await txn.insert(spec.category, key, value, tags)
+                    await refuse_clash(txn, spec, name, tags)
+                    await txn.insert(spec.category, name, value, tags)
                 else:
                     current = layout.decode_dict(entry.raw_value)
                     check_version(spec, key, expected_version, current["record_version"])
@@ -314,8 +320,8 @@ class AskarOperations:
                     if spec.timestamps:
                         data["created_at"] = current["created_at"]
                     value, tags = layout.encode_dict(spec, data)
-                    await refuse_clash(txn, spec, key, tags)
-                    await txn.replace(spec.category, key, value, tags)
+                    await refuse_clash(txn, spec, name, tags)
+                    await txn.replace(spec.category, name, value, tags)
                 await txn.commit()
                 return value
 
@@ -336,7 +342,7 @@ class AskarOperations:
         async def remove(store: Store) -> bool:
             async with store.session(self._profile) as session:
                 try:
-                    await session.remove(spec.category, key)
+                    await session.remove(spec.category, layout.entry_name(key))
                 except AskarError as exc:
                     if is_code(exc, Code.NOT_FOUND):
                         return False
@@ -398,7 +404,9 @@ class AskarOperations:
         return Op("stream", work, _same, spec)
 
     def _bulk_op(self, spec: KindSpec[Any], records: Sequence[Any]) -> Op[None, int]:
-        items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]
+        items = [
+            (layout.entry_name(spec.key_of(rec)), *layout.encode(spec, rec)) for rec in records
+        ]
         return Op(
             "bulk upsert",
             lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items, spec)),

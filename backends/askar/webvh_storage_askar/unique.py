@@ -15,14 +15,15 @@ from storage_core.errors import DuplicateRecordError
 from storage_core.kinds import KindSpec
 
 
-async def refuse_clash(txn: Any, spec: KindSpec[Any], key: str, tags: dict[str, str]) -> None:
-    """Raise DuplicateRecordError naming the fields when a record other than `key` has
-    the values `tags` gives one of the kind's unique tuples (a None value, i.e. an
-    absent tag, never clashes: SQL treats NULLs as distinct too)."""
+async def refuse_clash(txn: Any, spec: KindSpec[Any], name: str, tags: dict[str, str]) -> None:
+    """Raise DuplicateRecordError naming the fields when an entry other than `name` (the
+    written record's entry name, layout.entry_name) has the values `tags` gives one of
+    the kind's unique tuples (a None value, i.e. an absent tag, never clashes: SQL treats
+    NULLs as distinct too)."""
     for fields in spec.unique:
         if not all(f in tags for f in fields):
             continue
         wql = {f: tags[f] for f in fields}
         for entry in await txn.fetch_all(spec.category, wql, 2):
-            if entry.name != key:
-                raise DuplicateRecordError(spec.name, key, fields)
+            if entry.name != name:
+                raise DuplicateRecordError(spec.name, name, fields)

@@ -29,10 +29,13 @@ from sqlalchemy import (
     FetchedValue,
     Index,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    column,
     event,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property
 
@@ -67,9 +70,17 @@ _SCALAR_COLUMNS: dict[FieldType, Any] = {
 }
 
 
+#: Keys hold up to 64 KiB (validation.MAX_KEY_BYTES). SQLite neither limits VARCHAR nor
+#: the size of an index entry, so the key stays the primary key there; PostgreSQL's
+#: B-tree cannot hold an entry over ~2.7 kB, so there the key is TEXT, unique through a
+#: B-tree on md5(key) (which ON CONFLICT names: `key_conflict_target`) and found through
+#: a hash index on the key itself (any length; plain `key = $1` uses it).
+_KEY_TYPE = String(INDEXED_LENGTH).with_variant(Text(), "postgresql")
+
+
 def _column_for(spec: KindSpec[Any], name: str, ftype: FieldType) -> Column[Any]:
     if ftype is FieldType.KEY:
-        return Column(name, String(INDEXED_LENGTH), primary_key=True)
+        return Column(name, _KEY_TYPE, nullable=False)
     # JSON: only a "JSON value" (or an optional field) may be null; it reads back as None.
     return Column(name, _SCALAR_COLUMNS.get(ftype, JSONDocument), nullable=spec.nullable(name))
 
@@ -104,9 +115,32 @@ def _kind_table(spec: KindSpec[Any], metadata: MetaData) -> Table:
         Index(unique_index_name(spec, n), *fields, unique=True)
         for n, fields in enumerate(spec.unique)
     ]
-    table = Table(spec.table, metadata, *columns, *indexes)
+    table = Table(spec.table, metadata, *columns, *indexes, *_key_constraints(spec))
     _attach_postgresql_sequence(table)
     return table
+
+
+def key_digest(column: Any) -> Any:
+    """The expression PostgreSQL's unique index on a key is built on."""
+    return func.md5(column)
+
+
+def _key_constraints(spec: KindSpec[Any]) -> list[Any]:
+    """The key's uniqueness and lookup, per dialect (see `_KEY_TYPE`)."""
+    key: Any = column(spec.key)
+    primary = PrimaryKeyConstraint(spec.key)
+    primary.ddl_if(dialect="sqlite")
+    unique = Index(f"uq_{spec.table}_key", key_digest(key), unique=True)
+    unique.ddl_if(dialect="postgresql")
+    lookup = Index(f"ix_{spec.table}_key_hash", spec.key, postgresql_using="hash")
+    lookup.ddl_if(dialect="postgresql")
+    return [primary, unique, lookup]
+
+
+def key_conflict_target(table: Table, dialect_name: str) -> list[Any]:
+    """What `INSERT ... ON CONFLICT (...)` names for a kind's key on this dialect."""
+    key = table.primary_key.columns[0]
+    return [key_digest(key)] if dialect_name == "postgresql" else [key]
 
 
 def _attach_postgresql_sequence(table: Table) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import (
 
 from storage_core.kinds import KindSpec
 from webvh_storage_sqlalchemy.dialects import Dialect
+from webvh_storage_sqlalchemy.models import key_conflict_target
 from webvh_storage_sqlalchemy.rows import ValuesToParams
 
 #: An update's driver SQL, its changed fields in SET order, and their converter.
@@ -63,12 +64,14 @@ class KindStatements:
         self.get = select(*self.columns).where(by_key)
         self.get_version = select(self.version).where(by_key)
         self.delete = delete(table).where(by_key)
+        #: the key's unique index, as ON CONFLICT names it (models.key_conflict_target)
+        self.key_conflict = key_conflict_target(table, dialect.name)
         # seq is left out: its column default (NextSeq) numbers the row on INSERT.
         self.insert = dialect.insert(table)
         # bulk: write every field as given; an existing row keeps only its seq.
         bulk = dialect.insert(table)
         self.bulk_upsert = bulk.on_conflict_do_update(
-            index_elements=[self.key_column],
+            index_elements=self.key_conflict,
             set_={name: bulk.excluded[name] for name in self.fields if name != spec.key},
         )
         # upsert: replace data fields, keep created_at and seq, bump record_version.
@@ -79,11 +82,11 @@ class KindStatements:
         set_: dict[str, Any] = {name: upsert.excluded[name] for name in replaced}
         set_["record_version"] = self.version + 1
         self.upsert = upsert.on_conflict_do_update(
-            index_elements=[self.key_column], set_=set_
+            index_elements=self.key_conflict, set_=set_
         ).returning(*self.columns)
         self.insert_if_absent = (
             dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=[self.key_column])
+            .on_conflict_do_nothing(index_elements=self.key_conflict)
             .returning(*self.columns)
         )
 

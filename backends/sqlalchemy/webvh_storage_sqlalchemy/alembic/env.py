@@ -14,6 +14,7 @@ keeps its own revisions for its kinds (docs/kinds.md).
 from __future__ import annotations
 
 import os
+import warnings
 from logging.config import fileConfig
 
 from alembic import context
@@ -46,6 +47,25 @@ def _include_name(name, type_, parent_names) -> bool:
     return type_ != "table" or name in _known_tables
 
 
+def _for_dialect(dialect_name: str):
+    """Leave out the schema items made for another dialect only (`ddl_if`, e.g. the
+    PostgreSQL indexes of a key: models._key_constraints)."""
+
+    if dialect_name != "postgresql":  # what it says of those indexes is expected there
+        warnings.filterwarnings(
+            "ignore", "autogenerate skipping metadata-specified expression-based index 'uq_"
+        )
+
+    def include_object(obj, name, type_, reflected, compare_to) -> bool:
+        ddl_if = getattr(obj, "_ddl_if", None)
+        wanted = getattr(ddl_if, "dialect", None)
+        if not wanted or reflected:
+            return True
+        return dialect_name in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
+
+    return include_object
+
+
 def _url() -> str:
     x_args = context.get_x_argument(as_dictionary=True)
     return x_args.get("url") or database_url_from_env(os.environ)
@@ -57,6 +77,7 @@ def _configure(connection) -> None:
         target_metadata=target_metadata,
         compare_type=True,
         include_name=_include_name,
+        include_object=_for_dialect(connection.dialect.name),
         render_as_batch=connection.dialect.name == "sqlite",
     )
 
