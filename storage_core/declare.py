@@ -302,11 +302,8 @@ def refuse_other_shape(old: KindSpec[Any], new: KindSpec[Any]) -> None:
     """Raise a ValidationError naming every difference between two declarations of one
     kind name; return when they describe the same kind."""
     problems = []
-    if old.record is not new.record and (
-        old.record.__module__,
-        old.record.__qualname__,
-    ) != (new.record.__module__, new.record.__qualname__):
-        problems.append(f"record {_qualname(old.record)} vs {_qualname(new.record)}")
+    if old.record is not new.record:  # e.g. its module imported twice: two classes
+        problems.append(f"record {_qualname(old.record)} vs another class {_qualname(new.record)}")
     for field in dict.fromkeys([*old.field_types, *new.field_types]):
         was, now = old.field_types.get(field), new.field_types.get(field)
         if was != now:

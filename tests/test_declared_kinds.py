@@ -7,6 +7,8 @@ seven variants, sync and async)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 import textwrap
 import uuid
@@ -138,6 +140,7 @@ def test_declaring_another_shape_names_every_difference() -> None:
         declare_kind(Other, "test_credential", key="credential_id", indexed=["issuer_did"])
     problem = err.value.problem
     assert "'test_credential' is already declared with another shape" in problem
+    assert "record tests.test_declared_kinds.Credential vs another class" in problem
     assert "field 'revoked': bool vs integer" in problem
     assert "field 'serial': integer vs absent" in problem
     assert "filterable ('credential_id', 'issuer_did', 'revoked', 'serial') vs" in problem
@@ -456,3 +459,39 @@ def test_a_key_one_byte_over_64_kib_is_refused(small_limit_store: Any) -> None:
             assert err.value.field.endswith("credential_id")
             assert f"is {len(key.encode())} bytes, the limit is 65536" in err.value.problem
     assert sm.count_records(CREDENTIAL) == 0
+
+
+# --- docs/kinds.md ---------------------------------------------------------------------
+def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
+    """The declaration and query blocks of docs/kinds.md, in a fresh interpreter on a
+    SQLite file (the names the query block leaves to the reader defined first)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "kinds.md").read_text(), re.S)
+    declaring, querying = blocks[0], blocks[2]
+    given = textwrap.dedent(
+        """
+        from datetime import UTC
+        cid, issuer, h, a, b = "c" * 1100, "did:webvh:issuer", "tails", "did:a", "did:b"
+        tails_b64 = "QUJD" * (9 * 1024 * 1024 // 4)
+        when = datetime(2026, 1, 1, tzinfo=UTC)
+        many = [Credential(credential_id=f"m{i}", issuer_did=a, valid_from=when) for i in range(3)]
+        """
+    )
+    check = textwrap.dedent(
+        """
+        assert cred.credential_id == cid and [c.credential_id for c in active] == [cid]
+        assert n == 0 and storage.get_record(CREDENTIAL, cid).revoked
+        assert storage.count_records(CREDENTIAL, filters={"valid_from": when}) == 3
+        print("ok", CREDENTIAL.category)
+        """
+    )
+    script = declaring + given + querying.rstrip("\n") + "\n" + textwrap.indent(check, "    ")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "DATABASE_URL": f"sqlite:///{tmp_path}/docs.db"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "__main__:credential"]
