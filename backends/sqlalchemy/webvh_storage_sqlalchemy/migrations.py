@@ -21,9 +21,11 @@ on `<file>.lock`. Whoever waited then finds the schema at head and has nothing t
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from alembic import command
@@ -82,6 +84,29 @@ def head_revision() -> str:
     if head is None:
         raise StorageError(f"no Alembic revisions found in {script_location()}")
     return head
+
+
+def comparison_filters(dialect_name: str, tables: Iterable[str]) -> dict[str, Any]:
+    """`include_name` and `include_object` for Alembic's `context.configure`: compare
+    only `tables` (a database may hold other kinds' tables, docs/kinds.md), and leave out
+    the schema items made for another dialect only (`ddl_if`: PostgreSQL's key indexes,
+    models._key_constraints)."""
+    known = frozenset(tables)
+    if dialect_name != "postgresql":  # Alembic warns of those indexes it cannot compare
+        warnings.filterwarnings(
+            "ignore", "autogenerate skipping metadata-specified expression-based index 'uq_"
+        )
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        return type_ != "table" or name in known
+
+    def include_object(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+        wanted = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+        if not wanted or reflected:
+            return True
+        return dialect_name in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
+
+    return {"include_name": include_name, "include_object": include_object}
 
 
 def current_revision(connection: Connection) -> str | None:

@@ -14,13 +14,13 @@ keeps its own revisions for its kinds (docs/kinds.md).
 from __future__ import annotations
 
 import os
-import warnings
 from logging.config import fileConfig
 
 from alembic import context
 
 from storage_core.config import Settings, database_url_from_env
 from webvh_storage_sqlalchemy.dialects import dialect_for
+from webvh_storage_sqlalchemy.migrations import comparison_filters
 from webvh_storage_sqlalchemy.models import DECLARED_METADATA, Base, declared_tables
 
 config = context.config
@@ -42,30 +42,6 @@ else:
 _known_tables = {name for metadata in target_metadata for name in metadata.tables}
 
 
-def _include_name(name, type_, parent_names) -> bool:
-    """Compare only the tables the target metadata describes."""
-    return type_ != "table" or name in _known_tables
-
-
-def _for_dialect(dialect_name: str):
-    """Leave out the schema items made for another dialect only (`ddl_if`, e.g. the
-    PostgreSQL indexes of a key: models._key_constraints)."""
-
-    if dialect_name != "postgresql":  # what it says of those indexes is expected there
-        warnings.filterwarnings(
-            "ignore", "autogenerate skipping metadata-specified expression-based index 'uq_"
-        )
-
-    def include_object(obj, name, type_, reflected, compare_to) -> bool:
-        ddl_if = getattr(obj, "_ddl_if", None)
-        wanted = getattr(ddl_if, "dialect", None)
-        if not wanted or reflected:
-            return True
-        return dialect_name in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
-
-    return include_object
-
-
 def _url() -> str:
     x_args = context.get_x_argument(as_dictionary=True)
     return x_args.get("url") or database_url_from_env(os.environ)
@@ -76,9 +52,8 @@ def _configure(connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         compare_type=True,
-        include_name=_include_name,
-        include_object=_for_dialect(connection.dialect.name),
         render_as_batch=connection.dialect.name == "sqlite",
+        **comparison_filters(connection.dialect.name, _known_tables),
     )
 
 
@@ -86,7 +61,6 @@ def run_migrations_offline() -> None:
     context.configure(
         url=_url(),
         target_metadata=target_metadata,
-        include_name=_include_name,
         literal_binds=True,
         compare_type=True,
         dialect_opts={"paramstyle": "named"},
