@@ -563,3 +563,19 @@ def test_the_docs_alembic_recipe_versions_an_applications_kinds(tmp_path: Path) 
         "print(m.get_record('recipe_invite', 'i').uses)",
     )
     assert stored.split() == ["5"]
+
+
+def test_a_native_askar_store_with_long_keys_migrates_to_sql(tmp_path: Path) -> None:
+    """Entries named by a key's digest (layout.entry_name) are recognised as that key by
+    `storage-core migrate-askar`, not rejected as differing from their entry name."""
+    from webvh_storage_migrate.cli import main as migrate
+
+    keys = ["t" * 2000, "short", "\x1fsha256:" + "f" * 64]
+    askar, sql = f"sqlite://{tmp_path}/native.db", f"sqlite:///{tmp_path}/sql.db"
+    with open_storage("askar", askar) as store:
+        store.init_db()
+        for key in keys:
+            store.create_task(key, "sync", "pending")
+    assert migrate(["--quiet", "--askar", askar, "--to", sql, "--verify"]) == 0
+    with open_storage("sqlalchemy", sql) as store:
+        assert [t.task_id for t in store.list_records("task")] == keys
