@@ -1,8 +1,9 @@
 """The nine did:webvh kinds of record, declared with the public API (`declare.py`).
 
-Nothing else names them: backends, validation and the conformance suite read the specs
-(`storage_core.kindspec`), so an application's own kinds are stored the same way.
-`KINDS` holds these nine; `registered_kinds()` every kind declared so far.
+Backends, validation and the generic API read only specs (`storage_core.kindspec`), so
+an application's own kinds are stored the same way; what still exists for these nine
+only (the named methods, the ORM classes, our Alembic revisions) is listed in
+docs/kinds.md. `KINDS` holds these nine; `registered_kinds()` every kind declared so far.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """What a kind of record is (`KindSpec`, `FieldType`) and the registry of declared kinds.
 
 Both the nine did:webvh kinds and an application's own are registered here, through
-`storage_core.declare.record_kind`; backends, validation and the conformance suite read
-only specs, so nothing outside `storage_core.kinds` names a particular kind.
+`storage_core.declare.record_kind`; backends and validation read only specs, so any
+declared kind is stored like a built-in one.
 """
 
 from __future__ import annotations
