@@ -21,7 +21,7 @@ from storage_core.codec import utcnow
 from storage_core.config import Settings, mask_text, mask_url
 from storage_core.errors import StorageError, ValidationError
 from storage_core.interface import AsyncStorageBackend, StorageBackend
-from storage_core.kinds import KINDS, POLICY, SPEC_BY_RECORD, KindSpec, R, spec_for
+from storage_core.kinds import POLICY, SPEC_BY_RECORD, KindSpec, R, spec_for
 from storage_core.plugins import get_registry
 from storage_core.records import (
     LogEntry,
@@ -307,7 +307,7 @@ def loadtest_resource_record(
 def spec_of_record(record: R) -> KindSpec[R]:
     spec = SPEC_BY_RECORD.get(type(record))
     if spec is None:
-        names = ", ".join(s.record.__name__ for s in KINDS.values())
+        names = ", ".join(s.record.__name__ for s in SPEC_BY_RECORD.values())
         raise ValidationError("record", f"must be one of {names}, got {type(record).__name__}")
     return spec
 
