@@ -579,3 +579,51 @@ def test_a_native_askar_store_with_long_keys_migrates_to_sql(tmp_path: Path) -> 
     assert migrate(["--quiet", "--askar", askar, "--to", sql, "--verify"]) == 0
     with open_storage("sqlalchemy", sql) as store:
         assert [t.task_id for t in store.list_records("task")] == keys
+
+
+def test_db_revision_keeps_an_applications_own_history(tmp_path: Path) -> None:
+    """`storage-core db --app-versions DIR --app-kinds MODULE revision --autogenerate`:
+    the application's revisions in its own directory and version table, ours untouched."""
+    app = tmp_path / "cli_app"
+    app.mkdir()
+    (app / "__init__.py").touch()
+    kinds = app / "kinds.py"
+    kinds.write_text(RECIPE_KIND.format(extra="").replace("recipe_invite", "cli_invite"))
+    versions = tmp_path / "migrations"
+    url = f"sqlite:///{tmp_path}/cli.db"
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "DATABASE_URL": url}
+    cli = "import sys; from storage_core.cli import main; sys.exit(main(sys.argv[1:]))"
+    app_args = ["db", "--app-versions", str(versions), "--app-kinds", "cli_app.kinds"]
+
+    def run(*args: str, code: int = 0) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", cli, *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == code, (args, done.stdout, done.stderr)
+        return done.stdout + done.stderr
+
+    refused = run("db", "revision", "-m", "x", code=2)
+    assert "pass --app-versions DIR" in refused
+    assert "ModuleNotFoundError" in run(*app_args[:3], "--app-kinds", "nope", "current", code=2)
+    provision = "import cli_app.kinds, storage_core as s; m = s.open_storage(); m.init_db()"
+    subprocess.run([sys.executable, "-c", provision], cwd=tmp_path, env=env, check=True)
+    run(*app_args, "revision", "--autogenerate", "-m", "baseline")
+    [baseline] = list(versions.glob("*.py"))
+    assert "op." not in baseline.read_text()
+    run(*app_args, "stamp", "head")
+    kinds.write_text(
+        RECIPE_KIND.format(extra="uses: int = 0").replace("recipe_invite", "cli_invite")
+    )
+    assert "'add_column', None, 'cli_invite', Column('uses'" in run(*app_args, "check", code=1)
+    run(*app_args, "revision", "--autogenerate", "-m", "uses")
+    [added] = [p for p in versions.glob("*.py") if p != baseline]
+    assert "op.add_column" in added.read_text()
+    run(*app_args, "upgrade")
+    run(*app_args, "check")
+    assert "(head)" in run(*app_args, "current")
+    assert run("db", "current").strip() == "0007_long_keys (head)"  # ours, untouched
+    run("db", "check")

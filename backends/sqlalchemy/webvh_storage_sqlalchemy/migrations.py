@@ -78,6 +78,21 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def app_alembic_config(
+    versions: str | Path, version_table: str, connection: Connection | None = None
+) -> Config:
+    """A Config for an application's own revisions of its declared kinds: the packaged
+    environment `alembic/app` (only declared kinds' tables, its own version table), the
+    revisions in the application's `versions` directory."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location() / "app"))
+    config.set_main_option("version_locations", str(Path(versions).resolve()))
+    config.attributes["version_table"] = version_table
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
 @functools.cache
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
