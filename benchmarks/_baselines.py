@@ -364,7 +364,8 @@ class PostgresRaw:
             try:
                 execute_values(
                     cur,
-                    f"INSERT INTO log_entries ({_COLS}) VALUES %s ON CONFLICT (scid) DO UPDATE "
+                    f"INSERT INTO log_entries ({_COLS}) VALUES %s "
+                    "ON CONFLICT (md5(scid)) DO UPDATE "
                     "SET did = excluded.did, domain = excluded.domain, "
                     "namespace = excluded.namespace, identifier = excluded.identifier, "
                     "logs = excluded.logs, deactivated = excluded.deactivated, "

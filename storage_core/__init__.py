@@ -2,6 +2,7 @@
 
 from storage_core.async_manager import AsyncStorageManager, open_async_storage
 from storage_core.config import Settings
+from storage_core.declare import JSON, Text, declare_kind, kind_spec, record_kind
 from storage_core.errors import (
     BackendUnavailableError,
     ConflictError,
@@ -18,7 +19,7 @@ from storage_core.interface import (
     Capability,
     StorageBackend,
 )
-from storage_core.kinds import KINDS, KindSpec
+from storage_core.kinds import KINDS, KindSpec, registered_kinds
 from storage_core.manager import StorageManager, open_storage
 from storage_core.records import (
     LogEntry,
@@ -33,6 +34,7 @@ from storage_core.records import (
 )
 
 __all__ = [
+    "JSON",
     "KINDS",
     "ArchiveStore",
     "ArchivedEntry",
@@ -54,11 +56,16 @@ __all__ = [
     "Task",
     "TestLogEntry",
     "TestResource",
+    "Text",
     "UnknownBackendError",
     "UnsupportedOperationError",
     "ValidationError",
     "WhoisPresentation",
     "WitnessFile",
+    "declare_kind",
+    "kind_spec",
     "open_async_storage",
     "open_storage",
+    "record_kind",
+    "registered_kinds",
 ]

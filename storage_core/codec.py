@@ -16,8 +16,6 @@ import orjson
 from storage_core import encoded
 from storage_core.kinds import KindSpec, R
 
-_TIMESTAMP_FIELDS = ("created_at", "updated_at")
-
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
@@ -70,18 +68,16 @@ def _all_fields(spec: KindSpec[Any]) -> tuple[str, ...]:
 def record_to_dict(spec: KindSpec[R], record: R) -> dict[str, Any]:
     """Every field of the record, timestamps as ISO strings (the Askar value layout)."""
     out = {name: getattr(record, name) for name in _all_fields(spec)}
-    if spec.timestamps:
-        for name in _TIMESTAMP_FIELDS:
-            out[name] = format_timestamp(out[name])
+    for name in spec.datetime_fields:
+        out[name] = format_timestamp(out[name])
     return out
 
 
 def record_from_dict(spec: KindSpec[R], data: dict[str, Any]) -> R:
     values = {name: data[name] for name in _all_fields(spec) if name in data}
-    if spec.timestamps:
-        for name in _TIMESTAMP_FIELDS:
-            if name in values:
-                values[name] = parse_timestamp(values[name])
+    for name in spec.datetime_fields:
+        if name in values:
+            values[name] = parse_timestamp(values[name])
     return spec.record(**values)
 
 

@@ -17,12 +17,17 @@ class ValidationError(StorageError, ValueError):
 
 
 class DuplicateRecordError(StorageError):
-    """A create named a key that already exists."""
+    """A create named a key that already exists, or (`fields` set) a write would give two
+    records of a kind the same values of one of its `unique=` field tuples."""
 
-    def __init__(self, kind: str, key: str) -> None:
+    def __init__(self, kind: str, key: str, fields: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} already exists")
+        self.fields = fields
+        if fields:
+            super().__init__(f"{kind}: another record has the same ({', '.join(fields)})")
+        else:
+            super().__init__(f"{kind} {key!r} already exists")
 
 
 class ConflictError(StorageError):

@@ -29,3 +29,11 @@ def register_storage_backends(register: Callable[..., None]) -> None:
 def register_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `storage-core` subcommands: `subparsers` is an argparse sub-parser action.
     Set `func=callable(args) -> int` as the parser default to run it."""
+
+
+@hookspec
+def register_kinds(register: Callable[..., object]) -> None:
+    """Declare the plugin's record kinds: `register(record_class, name, *, key,
+    indexed=(), unique=(), max_payload_bytes=None, table=None, category=None)`, the
+    call form of `storage_core.record_kind` (docs/kinds.md). Called when plugins load,
+    before any backend is built, so provisioning creates the kinds' tables."""

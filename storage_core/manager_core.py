@@ -27,7 +27,7 @@ from storage_core.errors import (
     ValidationError,
 )
 from storage_core.interface import AsyncStorageBackend, Capability, StorageBackend
-from storage_core.kinds import KINDS, POLICY, SPEC_BY_RECORD, KindSpec, R, spec_for
+from storage_core.kinds import POLICY, SPEC_BY_RECORD, KindSpec, R, spec_for
 from storage_core.ordering import parse_order_by
 from storage_core.plugins import get_registry
 from storage_core.records import (
@@ -376,7 +376,7 @@ def loadtest_resource_record(
 def spec_of_record(record: R) -> KindSpec[R]:
     spec = SPEC_BY_RECORD.get(type(record))
     if spec is None:
-        names = ", ".join(s.record.__name__ for s in KINDS.values())
+        names = ", ".join(s.record.__name__ for s in SPEC_BY_RECORD.values())
         raise ValidationError("record", f"must be one of {names}, got {type(record).__name__}")
     return spec
 

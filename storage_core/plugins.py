@@ -28,6 +28,7 @@ import pluggy
 
 from storage_core import hookspecs
 from storage_core.config import Settings
+from storage_core.declare import declare_kind
 from storage_core.errors import (
     DuplicateBackendError,
     InvalidBackendError,
@@ -39,7 +40,7 @@ from storage_core.interface import StorageBackend
 from storage_core.options import NO_OPTIONS, BackendOptions, warn_unknown_env
 
 ENTRY_POINT_GROUP = "storage_core.backends"
-HOOKS = ("register_storage_backends", "register_commands")
+HOOKS = ("register_storage_backends", "register_commands", "register_kinds")
 log = logging.getLogger(__name__)
 
 
@@ -307,6 +308,13 @@ def build_registry(
             fail(ep, dist, f"{type(exc).__name__}: {exc}")
             continue
         origins[f"{dist}:{ep.name}"] = (dist, version, ep)
+
+    for impl in pm.hook.register_kinds.get_hookimpls():
+        dist, version, ep = origins[impl.plugin_name]
+        try:
+            impl.function(register=declare_kind)
+        except Exception as exc:
+            fail(ep, dist, f"register_kinds raised {type(exc).__name__}: {exc}")
 
     for impl in pm.hook.register_storage_backends.get_hookimpls():
         dist, version, ep = origins[impl.plugin_name]

@@ -1,4 +1,6 @@
-"""Backend-neutral, immutable record types: what every backend returns.
+"""Backend-neutral, immutable record types of the nine did:webvh kinds: what every
+backend returns for them (storage_core/kinds.py declares them; an application declares
+its own with `storage_core.record_kind`).
 
 No ORM object or Askar entry ever leaves a backend; callers see only these.
 `record_version` is the optimistic-concurrency counter (1 on create, +1 per write);
@@ -10,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, TypeAlias
+
+from storage_core.declare import Text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,7 +51,7 @@ class Resource:
     scid: str
     did: str
     resource_type: str
-    resource_name: str
+    resource_name: Text
     content: Any
     metadata: Any = None
     proof: Any = None
@@ -91,7 +95,7 @@ class Task:
     task_type: str
     status: str
     progress: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
+    message: Text | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     record_version: int = 1
@@ -100,9 +104,9 @@ class Task:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     policy_id: str
-    version: str | None = None
+    version: Text | None = None
     witness: bool = False
-    watcher: str | None = None
+    watcher: Text | None = None
     portability: bool = False
     prerotation: bool = False
     endorsement: bool = False

@@ -19,8 +19,11 @@ from storage_core.errors import ValidationError
 from storage_core.kinds import FieldType, KindSpec, R
 
 DEFAULT_MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
-# PostgreSQL b-tree entries must fit in ~2.7 kB; keys and indexed fields stay well below.
+# PostgreSQL b-tree entries must fit in ~2.7 kB; indexed strings stay well below.
 MAX_INDEXED_BYTES = 1024
+#: Keys may be longer (e.g. a credential id that embeds a proof): where a database cannot
+#: index such text itself, the backend indexes a digest of it (docs/kinds.md).
+MAX_KEY_BYTES = 65536
 _INT_MAX = 2**63 - 1
 #: Deepest nesting of lists and dicts in one JSON field (a bare scalar is depth 0,
 #: `[]` depth 1). orjson refuses one level more, and the Askar backend, which wraps
@@ -153,9 +156,15 @@ def _check_floats(field: str, value: Any) -> None:
             stack.extend(item)
 
 
-def check_field(field: str, ftype: FieldType, value: Any, max_payload: int) -> None:
+def check_field(
+    field: str, ftype: FieldType, value: Any, max_payload: int, *, optional: bool = False
+) -> None:
+    """Refuse a value `ftype` cannot hold exactly; None only where `optional` (OPT_STR and
+    JSON fields hold None anyway)."""
+    if value is None and optional:
+        return
     if ftype is FieldType.KEY:
-        check_text(field, value, max_bytes=MAX_INDEXED_BYTES)
+        check_text(field, value, max_bytes=MAX_KEY_BYTES)
         if not value:
             raise ValidationError(field, "must not be empty")
     elif ftype is FieldType.INDEXED_STR:
@@ -167,8 +176,27 @@ def check_field(field: str, ftype: FieldType, value: Any, max_payload: int) -> N
     elif ftype is FieldType.BOOL:
         if not isinstance(value, bool):
             raise ValidationError(field, f"must be a bool, got {type(value).__name__}")
+    elif ftype is FieldType.INT:
+        check_int(field, value)
+    elif ftype is FieldType.FLOAT:
+        if type(value) is not float:
+            raise ValidationError(field, f"must be a float, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise ValidationError(field, f"must be finite, got {value!r}")
+    elif ftype is FieldType.DATETIME:
+        if check_timestamp(field, value) is None:
+            raise ValidationError(field, "must be a datetime, got NoneType")
     else:  # every other type is stored as JSON (FieldType.is_json)
         _check_json_field(field, ftype, value, max_payload)
+
+
+def check_int(field: str, value: Any) -> int:
+    """An int (not a bool) in the 64-bit signed range every backend stores."""
+    if type(value) is not int:
+        raise ValidationError(field, f"must be an int, got {type(value).__name__}")
+    if not -_INT_MAX - 1 <= value <= _INT_MAX:
+        raise ValidationError(field, f"is outside the 64-bit range ({-_INT_MAX - 1}..{_INT_MAX})")
+    return value
 
 
 def _check_json_field(field: str, ftype: FieldType, value: Any, max_payload: int) -> None:
@@ -208,7 +236,7 @@ def check_version(field: str, value: Any, *, minimum: int = 1) -> int:
 
 
 def validate_key(spec: KindSpec[Any], key: object) -> str:
-    check_field(spec.key, FieldType.KEY, key, MAX_INDEXED_BYTES)
+    check_field(spec.key, FieldType.KEY, key, MAX_KEY_BYTES)
     assert isinstance(key, str)  # check_field refuses anything else (no typing.cast call)
     return key
 
@@ -220,7 +248,7 @@ _FAST_KINDS = {
     FieldType.BOOL: _FAST_BOOL,
     FieldType.LIST: _FAST_LIST,
 }
-_Plan = tuple[tuple[str, FieldType, int], ...]
+_Plan = tuple[tuple[str, FieldType, int, bool], ...]
 _PLANS: dict[int, tuple[KindSpec[Any], _Plan]] = {}  # by id(spec); the spec is kept alive
 
 
@@ -228,9 +256,17 @@ def _plan(spec: KindSpec[Any]) -> _Plan:
     found = _PLANS.get(id(spec))
     if found is not None and found[0] is spec:
         return found[1]
-    plan = tuple((n, t, _FAST_KINDS.get(t, 0)) for n, t in spec.field_types.items())
+    plan = tuple(
+        (n, t, _FAST_KINDS.get(t, 0), n in spec.optional) for n, t in spec.field_types.items()
+    )
     _PLANS[id(spec)] = (spec, plan)
     return plan
+
+
+def payload_limit(spec: KindSpec[Any], max_payload: int) -> int:
+    """The largest field of this kind: its own `max_payload_bytes` when it declares one,
+    else the settings' limit."""
+    return max_payload if spec.max_payload_bytes is None else spec.max_payload_bytes
 
 
 def validate_record(spec: KindSpec[R], record: R, *, max_payload: int, now: datetime) -> R:
@@ -244,8 +280,15 @@ def validate_record(spec: KindSpec[R], record: R, *, max_payload: int, now: date
         raise ValidationError(
             "record", f"expected {spec.record.__name__}, got {type(record).__name__}"
         )
-    for name, ftype, fast in _plan(spec):
+    max_payload = payload_limit(spec, max_payload)
+    in_utc: dict[str, datetime] = {}
+    for name, ftype, fast, optional in _plan(spec):
         value = getattr(record, name)
+        if ftype is FieldType.DATETIME and value is not None:
+            utc = check_timestamp(name, value)
+            if utc is not None and value.tzinfo is not UTC:
+                in_utc[name] = utc  # every backend stores and returns UTC
+            continue
         if fast in (_FAST_STR, _FAST_KEY):
             if (
                 type(value) is str
@@ -260,10 +303,12 @@ def validate_record(spec: KindSpec[R], record: R, *, max_payload: int, now: date
         elif fast == _FAST_LIST and type(value) is list:
             check_json(name, value, max_bytes=max_payload)
             continue
-        check_field(name, ftype, value, max_payload)
+        check_field(name, ftype, value, max_payload, optional=optional)
     version = record.record_version
     if type(version) is not int or not 1 <= version <= _INT_MAX:
         check_version("record_version", version)
+    if in_utc:
+        record = replace(record, **in_utc)
     if not spec.timestamps:
         return record
     stamped: Any = record  # a kind with timestamps: its record has created_at/updated_at
@@ -281,13 +326,19 @@ def validate_changes(
     """Check a partial update: only data fields, never the key, timestamps or version."""
     if not changes:
         raise ValidationError("fields", "an update needs at least one field")
+    max_payload = payload_limit(spec, max_payload)
     for name, value in changes.items():
         ftype = spec.field_types.get(name)
         if ftype is None or name == spec.key:
             allowed = ", ".join(f for f in spec.field_types if f != spec.key)
             raise ValidationError(name, f"is not an updatable field of {spec.name}; use {allowed}")
-        check_field(name, ftype, value, max_payload)
-    return dict(changes)
+        check_field(name, ftype, value, max_payload, optional=name in spec.optional)
+    return {
+        name: check_timestamp(name, value)
+        if spec.field_types[name] is FieldType.DATETIME
+        else value
+        for name, value in changes.items()
+    }
 
 
 Filters = dict[str, tuple[Any, ...]]
@@ -315,14 +366,26 @@ def normalize_filters(spec: KindSpec[Any], filters: Mapping[str, Any] | None) ->
                 f"one call may filter on at most {MAX_FILTER_VALUES} values in all",
             )
         ftype = spec.field_types[name]
+        if ftype is FieldType.DATETIME:  # compared as UTC instants on every backend
+            values = tuple(_filter_datetime(name, v) for v in values)
         for v in values:
             if ftype is FieldType.BOOL:
                 if not isinstance(v, bool):
                     raise ValidationError(f"filters.{name}", f"must be a bool, got {v!r}")
-            else:
-                check_text(f"filters.{name}", v, max_bytes=MAX_INDEXED_BYTES)
+            elif ftype is FieldType.INT:
+                check_int(f"filters.{name}", v)
+            elif ftype is not FieldType.DATETIME:
+                limit = MAX_KEY_BYTES if ftype is FieldType.KEY else MAX_INDEXED_BYTES
+                check_text(f"filters.{name}", v, max_bytes=limit)
         out[name] = tuple(dict.fromkeys(values))
     return out
+
+
+def _filter_datetime(name: str, value: Any) -> datetime:
+    checked = check_timestamp(f"filters.{name}", value)
+    if checked is None:
+        raise ValidationError(f"filters.{name}", "must be a datetime, got None")
+    return checked
 
 
 def validate_paging(limit: Any, offset: Any) -> tuple[int | None, int]:

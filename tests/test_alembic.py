@@ -20,7 +20,7 @@ from webvh_storage_sqlalchemy.migrations import head_revision
 from webvh_storage_sqlalchemy.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAD = "0007_order_by_indexes"
+HEAD = "0008_long_keys"
 
 
 @pytest.fixture(params=["sqlite-file", "postgres"])
@@ -54,6 +54,7 @@ def test_head_is_the_last_revision():
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     assert script.get_current_head() == HEAD == head_revision()
     assert [r.revision for r in script.walk_revisions()] == [
+        "0008_long_keys",
         "0007_order_by_indexes",
         "0006_archive_code_point_order",
         "0005_filter_seq_indexes",

@@ -34,10 +34,10 @@ def test_upgrade_current_check_downgrade_stamp(database: str, tmp_path: Path) ->
     if database.startswith("postgresql"):
         assert db("current").stdout.strip() == "none (not provisioned)"
     assert db("upgrade").returncode == 0
-    assert db("current").stdout.strip() == "0007_order_by_indexes (head)"
+    assert db("current").stdout.strip() == "0008_long_keys (head)"
     assert db("check").returncode == 0
     assert db("downgrade", "0001_initial").returncode == 0
-    assert db("current").stdout.startswith("0001_initial (head is 0007_order_by_indexes)")
+    assert db("current").stdout.startswith("0001_initial (head is 0008_long_keys)")
     assert_one_line_error(db("check"), "not up to date")
     assert db("stamp", "head").returncode == 0
     differs = db("check")
@@ -48,7 +48,7 @@ def test_upgrade_current_check_downgrade_stamp(database: str, tmp_path: Path) ->
     with open_storage("sqlalchemy", database) as storage:
         storage.init_db()  # provision() agrees: already at head, nothing to do
         storage.create_task("t1", "sync_records", "started")
-        assert storage.info()["schema_revision"] == "0007_order_by_indexes"
+        assert storage.info()["schema_revision"] == "0008_long_keys"
 
 
 def test_history_needs_no_database(tmp_path: Path) -> None:

@@ -253,7 +253,7 @@ def test_db_commands_from_the_installed_wheel(installed: Path, tmp_path: Path):
         _cli(installed, tmp_path, "db", "downgrade", "0002_record_version", **env).returncode == 0
     )
     current = _cli(installed, tmp_path, "db", "current", **env).stdout.strip()
-    assert current == "0002_record_version (head is 0007_order_by_indexes)"
+    assert current == "0002_record_version (head is 0008_long_keys)"
     # stamped head without the last migration's table: `check` sees the difference
     assert _cli(installed, tmp_path, "db", "stamp", "head", **env).returncode == 0
     differs = _cli(installed, tmp_path, "db", "check", **env)
@@ -265,7 +265,7 @@ def test_db_commands_from_the_installed_wheel(installed: Path, tmp_path: Path):
     assert _cli(installed, tmp_path, "db", "--url", url, "upgrade", "head").returncode == 0
     info = _cli(installed, tmp_path, "info", "--json", **env)
     assert info.returncode == 0, info.stderr
-    assert '"schema_revision": "0007_order_by_indexes"' in info.stdout
+    assert '"schema_revision": "0008_long_keys"' in info.stdout
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("app.db")) == []
 
 

@@ -32,7 +32,7 @@ from storage_core import (
 from storage_core.codec import record_to_dict
 from storage_core.config import Settings
 from storage_core.kinds import SPEC_BY_RECORD
-from storage_core.validation import MAX_INDEXED_BYTES, check_text
+from storage_core.validation import MAX_INDEXED_BYTES, MAX_KEY_BYTES, check_text
 from tests.conftest import VARIANTS
 from tests.pg import IN_CI
 
@@ -271,7 +271,7 @@ def test_log_entries_round_trip_or_are_refused_the_same_everywhere(
         results[variant] = ("ok", comparable(got))
     same_everywhere(
         results,
-        must_store=plain_text(scid, max_bytes=MAX_INDEXED_BYTES, allow_empty=False)
+        must_store=plain_text(scid, max_bytes=MAX_KEY_BYTES, allow_empty=False)
         and plain_text(did, max_bytes=MAX_INDEXED_BYTES)
         and plain_text(namespace, max_bytes=MAX_INDEXED_BYTES)
         and plain_json(logs),
@@ -437,14 +437,14 @@ def test_payload_limit_boundary_is_exact_on_every_backend(stores):
 
 
 def test_index_limits_and_wrong_types_are_validation_errors(stores):
-    """Keys are limited to 1024 UTF-8 bytes; non-strings are refused, never coerced."""
+    """Keys are limited to 65,536 UTF-8 bytes; non-strings are refused, never coerced."""
     for variant, manager in stores.items():
         manager.create_task("k" * 1024, "t", "s")
         assert manager.get_task("k" * 1024) is not None, variant
         manager.delete_task("k" * 1024)
         for bad_key, field in [
-            ("k" * 1025, "task_id"),
-            ("é" * 513, "task_id"),
+            ("k" * 65537, "task_id"),
+            ("é" * 32769, "task_id"),
             (7, "task_id"),
             (None, "task_id"),
             (b"k", "task_id"),

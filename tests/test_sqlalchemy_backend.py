@@ -141,7 +141,7 @@ def test_info_reports_dialect_and_revision(store):
     info = store.info()
     assert info["backend"] == "sqlalchemy"
     assert info["dialect"] in ("sqlite", "postgresql")
-    assert info["schema_revision"] == "0007_order_by_indexes"
+    assert info["schema_revision"] == "0008_long_keys"
 
 
 # --- JSON and timestamps -------------------------------------------------------------------

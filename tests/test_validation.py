@@ -51,7 +51,7 @@ def test_valid_record_gets_timestamps():
         ({"scid": ""}, "scid", "empty"),
         ({"scid": "a\x00b"}, "scid", "NUL"),
         ({"scid": "\ud800"}, "scid", "surrogate"),
-        ({"scid": "x" * 2000}, "scid", "limit"),
+        ({"scid": "x" * 65537}, "scid", "limit"),
         ({"did": 5}, "did", "string"),
         ({"logs": {"not": "a list"}}, "logs", "list"),
         ({"logs": [math.nan]}, "logs", "nan"),

@@ -23,6 +23,7 @@ from storage_core.interface import ArchivedEntry
 from storage_core.kinds import LOG_ENTRY, KindSpec
 from storage_core.records import LogEntry
 from storage_core.validation import MAX_INDEXED_BYTES, check_text
+from webvh_storage_askar.layout import entry_name
 from webvh_storage_migrate import legacy
 from webvh_storage_migrate.askar_reader import AskarStore, RawEntry, ScanReader
 from webvh_storage_migrate.exact_json import NotExactJson, loads_exact
@@ -237,7 +238,7 @@ class Converter:
                 record = record_from_dict(spec, data)
             except (TypeError, ValueError) as exc:
                 raise Rejected(f"value is not a {spec.record.__name__}: {exc}") from None
-            if spec.key_of(record) != entry.name:
+            if entry_name(spec.key_of(record)) != entry.name:  # a long key: its digest
                 raise Rejected(f"{spec.key} {spec.key_of(record)!r:.80} differs from entry name")
         except Rejected as exc:
             return Item(entry.category, entry.name, reject=exc.reason)

@@ -1,12 +1,16 @@
 """How a record sits in Askar: category, entry name, JSON value and string tags.
 
 - category: `spec.category` ("webvh:<kind>"), one per kind;
-- name: the record's key;
+- name: the record's key (`entry_name`: a key over 1,024 UTF-8 bytes, which Askar on
+  PostgreSQL cannot index, is named by its SHA-256 digest instead; the key itself is
+  in the value);
 - value: every field as JSON (`codec.record_to_dict`), so each field round-trips exactly
   and nothing is ever read back from tags;
-- tags: every `spec.filterable` field as a string (booleans "true"/"false"). The key is
-  tagged too, so a filter on the key is one WQL query that keeps Askar's row-id order
-  (direct fetches by name could not tell the insertion order of several keys).
+- tags: every `spec.filterable` field as a string (booleans "true"/"false", datetimes
+  ISO-8601 in UTC, a None value untagged; strings spelled as `entry_name` spells them).
+  The key is tagged too, so a filter on the key is one WQL query that keeps Askar's
+  row-id order (direct fetches by name could not tell the insertion order of several
+  keys).
 
 Archived entries (`Capability.ARCHIVE`) sit apart from every record, in their own
 category `ARCHIVE_CATEGORY`:
@@ -20,6 +24,8 @@ category `ARCHIVE_CATEGORY`:
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -34,17 +40,42 @@ Wql = dict[str, Any]
 ARCHIVE_CATEGORY = "webvh:archive"
 
 
+#: Longest key (in UTF-8 bytes) that is its own entry name and tag value: every Askar
+#: database indexes it (PostgreSQL's B-tree stops near 2.7 kB, encryption included).
+NAME_BYTES = 1024
+#: How a digest name starts: a control character no real key begins with. Keys that do
+#: are named by their digest too, so a digest name never equals another key.
+DIGEST_PREFIX = "\x1fsha256:"
+
+
+def entry_name(key: str) -> str:
+    """The Askar entry name (and tag value) of a key: the key itself, or for a long key
+    its digest (validation allows keys up to 64 KiB)."""
+    if len(key) <= NAME_BYTES // 4 and not key.startswith(DIGEST_PREFIX):
+        return key  # at most 4 bytes a character: short enough, the common case
+    encoded = key.encode("utf-8")
+    if len(encoded) <= NAME_BYTES and not key.startswith(DIGEST_PREFIX):
+        return key
+    return DIGEST_PREFIX + hashlib.sha256(encoded).hexdigest()
+
+
 def tag_value(value: Any) -> str:
-    """Tags are strings in Askar; booleans are spelled like JSON."""
+    """Tags are strings in Askar; booleans are spelled like JSON, datetimes as the record's
+    value holds them (`codec.format_timestamp`)."""
     if value is True:
         return "true"
     if value is False:
         return "false"
+    if isinstance(value, datetime):
+        return str(codec.format_timestamp(value))
+    if isinstance(value, str):
+        return entry_name(value)
     return str(value)
 
 
 def tags_of(spec: KindSpec[Any], data: dict[str, Any]) -> dict[str, str]:
-    return {name: tag_value(data[name]) for name in spec.filterable}
+    """The tags of a record in its dict form (datetimes already ISO text)."""
+    return {name: tag_value(data[name]) for name in spec.filterable if data[name] is not None}
 
 
 def encode(spec: KindSpec[Any], record: Any) -> tuple[bytes, dict[str, str]]:

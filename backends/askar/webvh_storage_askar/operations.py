@@ -59,6 +59,7 @@ from webvh_storage_askar.lifecycle import open_store
 from webvh_storage_askar.scans import free_scan
 from webvh_storage_askar.sessions import IdleSessions
 from webvh_storage_askar.streams import OpenScans, StreamCursor
+from webvh_storage_askar.unique import refuse_clash
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class AskarOperations:
     def _refuse(self, spec: KindSpec[Any], key: str) -> bool:
         """The suite's hook (see StorageBackend): a bulk write of this record now fails
         inside the Askar transaction, which must then leave nothing written."""
-        self._refused.add((spec.category, key))
+        self._refused.add((spec.category, layout.entry_name(key)))
         return True
 
     # --- opening (on the face's loop) ------------------------------------------------------
@@ -284,15 +285,24 @@ class AskarOperations:
 
     def _create_op(self, spec: KindSpec[Any], record: Any) -> Op[None, Any]:
         key = spec.key_of(record)
+        name = layout.entry_name(key)
         value, tags = layout.encode(spec, record)
         block = self._block.get()
 
         async def insert(store: Store) -> None:
             if block is not None:
-                await block.session.insert(spec.category, key, value, tags)
+                if spec.unique:
+                    await refuse_clash(block.session, spec, name, tags)
+                await block.session.insert(spec.category, name, value, tags)
+                return
+            if spec.unique:  # checked and written in one transaction
+                async with store.transaction(self._profile) as txn:
+                    await refuse_clash(txn, spec, name, tags)
+                    await txn.insert(spec.category, name, value, tags)
+                    await txn.commit()
                 return
             async with store.session(self._profile) as session:
-                await session.insert(spec.category, key, value, tags)
+                await session.insert(spec.category, name, value, tags)
 
         return Op("create", insert, lambda _: layout.decode(spec, value), spec, key, block is None)
 
@@ -300,18 +310,19 @@ class AskarOperations:
         def decode(entry: Any) -> Any:
             return None if entry is None else layout.decode(spec, entry.raw_value)
 
+        name = layout.entry_name(key)
         block = self._block.get()
         if block is not None:
             session, category = block.session, spec.category
             return Op(
-                "get", lambda _: session.fetch(category, key), decode, spec, rerun_if_lost=False
+                "get", lambda _: session.fetch(category, name), decode, spec, rerun_if_lost=False
             )
         # The hottest path of all: `work` hands back the reader's coroutine itself rather
         # than wrapping it in one more (benchmarks/bench_async.py, Askar get).
         readers, profile, category = self._slot.readers, self._profile, spec.category
         return Op(
             "get",
-            lambda store: readers.run(store, profile, lambda s: s.fetch(category, key)),
+            lambda store: readers.run(store, profile, lambda s: s.fetch(category, name)),
             decode,
             spec,
         )
@@ -324,8 +335,10 @@ class AskarOperations:
         now: datetime,
         expected_version: int | None,
     ) -> Op[bytes | None, Any]:
+        name = layout.entry_name(key)
+
         async def modify(txn: Any) -> bytes | None:
-            entry = await txn.fetch(spec.category, key, for_update=True)
+            entry = await txn.fetch(spec.category, name, for_update=True)
             if entry is None:
                 return None
             data = layout.decode_dict(entry.raw_value)
@@ -335,7 +348,8 @@ class AskarOperations:
                 data["updated_at"] = format_timestamp(now)
             data["record_version"] += 1
             value, tags = layout.encode_dict(spec, data)
-            await txn.replace(spec.category, key, value, tags)
+            await refuse_clash(txn, spec, name, tags)
+            await txn.replace(spec.category, name, value, tags)
             return value
 
         async def read_modify_write(store: Store) -> bytes | None:
@@ -363,16 +377,18 @@ class AskarOperations:
         self, spec: KindSpec[Any], record: Any, expected_version: int | None
     ) -> Op[bytes, Any]:
         key = spec.key_of(record)
+        name = layout.entry_name(key)
         fresh = codec.record_to_dict(spec, record)
 
         async def put(txn: Any) -> bytes:
-            entry = await txn.fetch(spec.category, key, for_update=True)
+            entry = await txn.fetch(spec.category, name, for_update=True)
             if entry is None:
                 if expected_version not in (None, 0):
                     raise ConflictError(spec.name, key, expected_version, None)
                 data = fresh
                 value, tags = layout.encode_dict(spec, data)
-                await txn.insert(spec.category, key, value, tags)
+                await refuse_clash(txn, spec, name, tags)
+                await txn.insert(spec.category, name, value, tags)
             else:
                 current = layout.decode_dict(entry.raw_value)
                 check_version(spec, key, expected_version, current["record_version"])
@@ -380,7 +396,8 @@ class AskarOperations:
                 if spec.timestamps:
                     data["created_at"] = current["created_at"]
                 value, tags = layout.encode_dict(spec, data)
-                await txn.replace(spec.category, key, value, tags)
+                await refuse_clash(txn, spec, name, tags)
+                await txn.replace(spec.category, name, value, tags)
             return value
 
         async def create_or_replace(store: Store) -> bytes:
@@ -413,10 +430,11 @@ class AskarOperations:
 
     def _delete_op(self, spec: KindSpec[Any], key: str) -> Op[bool, bool]:
         block = self._block.get()
+        name = layout.entry_name(key)
 
         async def remove_from(session: Any) -> bool:
             try:
-                await session.remove(spec.category, key)
+                await session.remove(spec.category, name)
             except AskarError as exc:
                 if is_code(exc, Code.NOT_FOUND):
                     return False
@@ -546,40 +564,52 @@ class AskarOperations:
         return Op("stream", work, _same, spec)
 
     def _bulk_op(self, spec: KindSpec[Any], records: Sequence[Any]) -> Op[None, int]:
-        items = [(spec.key_of(rec), *layout.encode(spec, rec)) for rec in records]
+        items = [
+            (layout.entry_name(spec.key_of(rec)), *layout.encode(spec, rec)) for rec in records
+        ]
         block = self._block.get()
         if block is not None:
             return Op(
                 "bulk upsert",
-                lambda s: self._put_all(block.session, spec.category, items),
+                lambda s: self._put_all(block.session, spec.category, items, spec),
                 lambda _: len(items),
                 spec,
                 rerun_if_lost=False,
             )
         return Op(
             "bulk upsert",
-            lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items)),
+            lambda s: self._write_retrying(lambda: self._write_all(s, spec.category, items, spec)),
             lambda _: len(items),
             spec,
         )
 
     async def _write_all(
-        self, store: Store, category: str, items: Sequence[tuple[str, bytes, dict[str, str]]]
+        self,
+        store: Store,
+        category: str,
+        items: Sequence[tuple[str, bytes, dict[str, str]]],
+        spec: KindSpec[Any] | None = None,
     ) -> None:
         """Insert or replace every (name, value, tags) in one transaction."""
         if not items:
             return
         async with store.transaction(self._profile) as txn:
-            await self._put_all(txn, category, items)
+            await self._put_all(txn, category, items, spec)
             await txn.commit()
 
     async def _put_all(
-        self, txn: Any, category: str, items: Sequence[tuple[str, bytes, dict[str, str]]]
+        self,
+        txn: Any,
+        category: str,
+        items: Sequence[tuple[str, bytes, dict[str, str]]],
+        spec: KindSpec[Any] | None = None,
     ) -> None:
         """Insert or replace every (name, value, tags) in the transaction `txn`."""
         for name, value, tags in items:
             if (category, name) in self._refused:  # the suite's test hook
                 raise StorageIOError(f"the store refused to write {category} {name!r}")
+            if spec is not None and spec.unique:
+                await refuse_clash(txn, spec, name, tags)
             try:
                 await txn.insert(category, name, value, tags)
             except AskarError as exc:

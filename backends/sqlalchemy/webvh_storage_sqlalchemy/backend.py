@@ -24,7 +24,7 @@ from storage_core.codec import utcnow
 from storage_core.config import DEFAULT_DATABASE_URL, Settings, mask_url
 from storage_core.errors import ConflictError, StorageError
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
-from storage_core.kinds import KINDS, KindSpec
+from storage_core.kinds import KindSpec, spec_for
 from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
 from webvh_storage_sqlalchemy import migrations
@@ -32,7 +32,7 @@ from webvh_storage_sqlalchemy.connections import Connections
 from webvh_storage_sqlalchemy.dialects import Dialect, dialect_for
 from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.locations import absent_database, opening_error
-from webvh_storage_sqlalchemy.models import KIND_TABLES, archive_table
+from webvh_storage_sqlalchemy.models import archive_table, table_for
 from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 from webvh_storage_sqlalchemy.replicas import ReadRouter
 from webvh_storage_sqlalchemy.rows import BULK_CHUNK_ROWS, chunks
@@ -77,10 +77,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         self.SessionLocal = sessionmaker(bind=self.engine, expire_on_commit=False)
         # narrowed per instance
         self.capabilities = type(self).capabilities - self.dialect.lacks  # type: ignore[misc]
-        self._statements = {
-            name: KindStatements(spec, KIND_TABLES[name], self.dialect)
-            for name, spec in KINDS.items()
-        }
+        self._statements = _StatementsByKind(self.dialect)  # any declared kind
         insert = self.dialect.insert(archive_table)
         self._archive_upsert = insert.on_conflict_do_update(
             index_elements=[archive_table.c.category, archive_table.c.name],
@@ -360,14 +357,14 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             with self._connections.transaction() as conn:
                 self.dialect.bulk_upsert(conn, st, records)
         except Exception as exc:
-            raise self._error(exc, f"bulk writing {spec.name}") from None
+            raise self._error(exc, f"bulk writing {spec.name}", spec) from None
         self._reads.wrote()
         return len(records)
 
     def refuse_writes_for_testing(self, spec: KindSpec[Any], key: str) -> bool:
         """The suite's hook (see StorageBackend): a trigger makes the database itself
         refuse to insert this record, so a bulk write's rollback is really exercised."""
-        table = KIND_TABLES[spec.name].name
+        table = table_for(spec).name
         literal = "'" + key.replace("'", "''") + "'"
         with self._connections.sql_transaction() as conn:
             for statement in _REFUSAL_TRIGGER[self.dialect.name]:
@@ -456,6 +453,19 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             return self._connections.sql_read(count)
         except Exception as exc:
             raise self._error(exc, "counting the archive") from None
+
+
+class _StatementsByKind(dict[str, KindStatements]):
+    """Each declared kind's KindStatements, built on its first use."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        super().__init__()
+        self._dialect = dialect
+
+    def __missing__(self, name: str) -> KindStatements:
+        spec = spec_for(name)
+        statements = self[name] = KindStatements(spec, table_for(spec), self._dialect)
+        return statements
 
 
 def _answers(conn: Connection) -> bool:

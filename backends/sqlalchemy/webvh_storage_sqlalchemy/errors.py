@@ -18,6 +18,8 @@ from storage_core.errors import (
     StorageError,
     StorageIOError,
 )
+from storage_core.kinds import spec_for
+from webvh_storage_sqlalchemy.models import unique_violation
 
 # Lower-case fragments of driver messages, by what they mean for the caller.
 _UNAVAILABLE = (
@@ -75,8 +77,12 @@ def translate(
     # SQLAlchemy's IntegrityError, or the driver's own from a fast path (connections.py)
     # (psycopg2 raises subclasses such as UniqueViolation)
     integrity = any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__)
-    if integrity and kind and key is not None and any(f in lowered for f in _UNIQUE):
-        return DuplicateRecordError(kind, key)
+    if integrity and kind and any(f in lowered for f in _UNIQUE):
+        fields = unique_violation(spec_for(kind), message)
+        if fields is not None:
+            return DuplicateRecordError(kind, key or "", fields)
+        if key is not None:
+            return DuplicateRecordError(kind, key)
     if isinstance(exc, sa_exc.TimeoutError):
         return BackendUnavailableError(f"{action}: no pooled connection available: {message}")
     if any(fragment in lowered for fragment in _IO):

@@ -5,7 +5,9 @@ The contract suite provisions a fresh store for every test, so the common cases 
 short-cut: an empty database gets `create_all` + the head revision written straight into
 alembic_version (equivalent to `upgrade head`, which the tests check with `alembic check`);
 `recreate=True` on a database already at head only empties the tables. A database at an
-older revision goes through the real `alembic upgrade head`.
+older revision goes through the real `alembic upgrade head`. Then the tables of the kinds
+an application declared (models.DECLARED_METADATA) that the database lacks are created,
+with their indexes; the tables it has are left as they are, rows included.
 
 Any number of processes, on any number of hosts, may provision the same database at once
 (every worker of a server does it at start-up). Looking at the schema and then creating it
@@ -19,9 +21,11 @@ on `<file>.lock`. Whoever waited then finds the schema at head and has nothing t
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 from alembic import command
@@ -45,7 +49,7 @@ from storage_core.errors import BackendUnavailableError, StorageError
 from storage_core.filelock import FileLock
 from webvh_storage_sqlalchemy.columns import sequence_name
 from webvh_storage_sqlalchemy.dialects.sqlite import is_memory
-from webvh_storage_sqlalchemy.models import KIND_TABLES, Base
+from webvh_storage_sqlalchemy.models import Base, declared_tables
 
 VERSION_TABLE = "alembic_version"
 #: pg_advisory_xact_lock key held while provisioning (advisory locks are per database).
@@ -74,12 +78,50 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def app_alembic_config(
+    versions: str | Path, version_table: str, connection: Connection | None = None
+) -> Config:
+    """A Config for an application's own revisions of its declared kinds: the packaged
+    environment `alembic/app` (only declared kinds' tables, its own version table), the
+    revisions in the application's `versions` directory."""
+    config = Config()
+    config.set_main_option("script_location", str(script_location() / "app"))
+    config.set_main_option("version_locations", str(Path(versions).resolve()))
+    config.attributes["version_table"] = version_table
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
 @functools.cache
 def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise StorageError(f"no Alembic revisions found in {script_location()}")
     return head
+
+
+def comparison_filters(dialect_name: str, tables: Iterable[str]) -> dict[str, Any]:
+    """`include_name` and `include_object` for Alembic's `context.configure`: compare
+    only `tables` (a database may hold other kinds' tables, docs/kinds.md), and leave out
+    the schema items made for another dialect only (`ddl_if`: PostgreSQL's key indexes,
+    models._key_constraints)."""
+    known = frozenset(tables)
+    if dialect_name != "postgresql":  # Alembic warns of those indexes it cannot compare
+        warnings.filterwarnings(
+            "ignore", "autogenerate skipping metadata-specified expression-based index 'uq_"
+        )
+
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        return type_ != "table" or name in known
+
+    def include_object(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+        wanted = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+        if not wanted or reflected:
+            return True
+        return dialect_name in ((wanted,) if isinstance(wanted, str) else tuple(wanted))
+
+    return {"include_name": include_name, "include_object": include_object}
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -109,6 +151,7 @@ def provision(engine: Engine, recreate: bool = False) -> None:
     """Bring the database to head in one transaction (`engine` should be the write one)."""
     head = head_revision()
     ours = set(Base.metadata.tables)
+    declared = declared_tables()
     with provisioning_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # before the schema is looked at
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROVISION_LOCK_KEY})
@@ -116,22 +159,25 @@ def provision(engine: Engine, recreate: bool = False) -> None:
         refuse_askar_store(existing)
         current = current_revision(conn) if VERSION_TABLE in existing else None
         if recreate and current == head and ours <= existing:
-            _empty_tables(conn)
-            return
-        if recreate:
-            _drop_everything(conn)
-            existing, current = set(), None
-        if current is None:
-            if existing & ours:
-                raise StorageError(
-                    "the database has storage tables but no Alembic revision; stamp it with "
-                    "`alembic stamp <revision>` matching its schema, or provision with "
-                    "recreate=True to start empty"
-                )
-            Base.metadata.create_all(conn)
-            _stamp(conn, head)
-        elif current != head:
-            _upgrade(conn)
+            _empty_tables(conn, [t for t in declared if t.name in existing])
+        else:
+            if recreate:
+                _drop_everything(conn, declared)
+                existing, current = set(), None
+            if current is None:
+                if existing & ours:
+                    raise StorageError(
+                        "the database has storage tables but no Alembic revision; stamp it "
+                        "with `alembic stamp <revision>` matching its schema, or provision "
+                        "with recreate=True to start empty"
+                    )
+                Base.metadata.create_all(conn)
+                _stamp(conn, head)
+            elif current != head:
+                _upgrade(conn)
+        for table in declared:
+            if table.name not in existing:
+                table.create(conn)
 
 
 @contextmanager
@@ -175,17 +221,20 @@ def _upgrade(conn: Connection) -> None:
     command.upgrade(alembic_config(conn), "head")
 
 
-def _empty_tables(conn: Connection) -> None:
-    for table in reversed(Base.metadata.sorted_tables):
+def _empty_tables(conn: Connection, declared: list[Table]) -> None:
+    tables = [*reversed(Base.metadata.sorted_tables), *declared]
+    for table in tables:
         conn.execute(table.delete())
     if conn.dialect.name == "postgresql":
         resets = ", ".join(
             f"setval('{sequence_name(name)}', 1, false)"
-            for name in sorted(t.name for t in KIND_TABLES.values())
+            for name in sorted(t.name for t in tables if "seq" in t.c)
         )
         conn.execute(text(f"SELECT {resets}"))
 
 
-def _drop_everything(conn: Connection) -> None:
+def _drop_everything(conn: Connection, declared: list[Table]) -> None:
+    for table in declared:
+        table.drop(conn, checkfirst=True)
     Base.metadata.drop_all(conn, checkfirst=True)
     _version_table.drop(conn, checkfirst=True)

@@ -1,6 +1,11 @@
-"""The SQL schema: one table per kind (built from `storage_core.kinds`) plus the Askar
-archive, all on ONE declarative Base whose MetaData has a naming convention, so
-constraint and index names are the same in create_all, the migrations and Alembic's diffs.
+"""The SQL schema: one table per kind (built from its `KindSpec`) plus the Askar archive.
+
+The nine did:webvh kinds' tables and the archive are on ONE declarative Base whose
+MetaData has a naming convention, so constraint and index names are the same in
+create_all, this project's Alembic revisions and Alembic's diffs. Tables of the kinds
+an application declares (`table_for`) are built the same way on `DECLARED_METADATA`,
+which our revisions never see: provision() creates the missing ones, and an
+application's own Alembic revisions may manage them (docs/kinds.md).
 
 Every kind table has the record fields, `record_version` (optimistic concurrency) and
 `seq`: the insertion-order number list/stream sort by. `seq` is assigned on INSERT
@@ -11,6 +16,7 @@ moves it to the end. On PostgreSQL it is also the column's server default
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Any
 
@@ -19,17 +25,22 @@ from sqlalchemy import (
     Boolean,
     Column,
     Connection,
+    Double,
     FetchedValue,
     Index,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    column,
     event,
+    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property
 
 from storage_core.kinds import KINDS, FieldType, KindSpec
+from storage_core.kindspec import KIND_REGISTRY
 from webvh_storage_sqlalchemy.columns import JSONDocument, NextSeq, UTCDateTime, sequence_name
 
 NAMING_CONVENTION = {
@@ -55,23 +66,40 @@ _CODE_POINT_ORDERED = String(INDEXED_LENGTH).with_variant(
     String(INDEXED_LENGTH, collation="C"), "postgresql"
 )
 
+_SCALAR_COLUMNS: dict[FieldType, Any] = {
+    FieldType.INDEXED_STR: _CODE_POINT_ORDERED,
+    FieldType.STR: Text,
+    FieldType.OPT_STR: Text,
+    FieldType.BOOL: Boolean,
+    FieldType.INT: BigInteger,
+    FieldType.FLOAT: Double,
+    FieldType.DATETIME: UTCDateTime,
+}
+
+
+#: Keys hold up to 64 KiB (validation.MAX_KEY_BYTES). SQLite neither limits VARCHAR nor
+#: the size of an index entry, so the key stays the primary key there; PostgreSQL's
+#: B-tree cannot hold an entry over ~2.7 kB, so there the key is TEXT (code-point
+#: ordered), unique through a B-tree on md5(key) (which ON CONFLICT names:
+#: `key_conflict_target`) and found through a hash index on the key itself (any length;
+#: plain `key = $1` uses it). Alembic 0008.
+_KEY_TYPE = String(INDEXED_LENGTH).with_variant(Text(collation="C"), "postgresql")
+
 
 def _column_for(spec: KindSpec[Any], name: str, ftype: FieldType) -> Column[Any]:
     if ftype is FieldType.KEY:
-        return Column(name, _CODE_POINT_ORDERED, primary_key=True)
-    if ftype is FieldType.INDEXED_STR:
-        return Column(name, _CODE_POINT_ORDERED, nullable=False)
-    if ftype is FieldType.STR:
-        return Column(name, Text, nullable=False)
-    if ftype is FieldType.OPT_STR:
-        return Column(name, Text, nullable=True)
-    if ftype is FieldType.BOOL:
-        return Column(name, Boolean, nullable=False)
-    # JSON: only a "JSON value" may be null (it reads back as None).
-    return Column(name, JSONDocument, nullable=ftype is FieldType.JSON)
+        return Column(name, _KEY_TYPE, nullable=False)
+    # JSON: only a "JSON value" (or an optional field) may be null; it reads back as None.
+    return Column(name, _SCALAR_COLUMNS.get(ftype, JSONDocument), nullable=spec.nullable(name))
 
 
-def _kind_table(spec: KindSpec[Any]) -> Table:
+def unique_index_name(spec: KindSpec[Any], number: int) -> str:
+    """The name of the UNIQUE index of `spec.unique[number]`: short whatever the fields
+    (PostgreSQL cuts names at 63 bytes), and how a violation is traced to its fields."""
+    return f"uq_{spec.table}_{number}"
+
+
+def _kind_table(spec: KindSpec[Any], metadata: MetaData) -> Table:
     columns = [_column_for(spec, n, t) for n, t in spec.field_types.items()]
     if spec.timestamps:
         columns += [
@@ -93,9 +121,36 @@ def _kind_table(spec: KindSpec[Any]) -> Table:
     if spec.timestamps:  # order_by created_at / updated_at (Alembic 0007)
         indexes += [Index(None, "created_at", "seq"), Index(None, "updated_at", "seq")]
     indexes.append(Index(None, "seq", unique=True))
-    table = Table(spec.table, Base.metadata, *columns, *indexes)
+    indexes += [
+        Index(unique_index_name(spec, n), *fields, unique=True)
+        for n, fields in enumerate(spec.unique)
+    ]
+    table = Table(spec.table, metadata, *columns, *indexes, *_key_constraints(spec))
     _attach_postgresql_sequence(table)
     return table
+
+
+def key_digest(column: Any) -> Any:
+    """The expression PostgreSQL's unique index on a key is built on."""
+    return func.md5(column)
+
+
+def _key_constraints(spec: KindSpec[Any]) -> list[Any]:
+    """The key's uniqueness and lookup, per dialect (see `_KEY_TYPE`)."""
+    key: Any = column(spec.key)
+    primary = PrimaryKeyConstraint(spec.key)
+    primary.ddl_if(dialect="sqlite")
+    unique = Index(f"uq_{spec.table}_key", key_digest(key), unique=True)
+    unique.ddl_if(dialect="postgresql")
+    lookup = Index(f"ix_{spec.table}_key_hash", spec.key, postgresql_using="hash")
+    lookup.ddl_if(dialect="postgresql")
+    return [primary, unique, lookup]
+
+
+def key_conflict_target(table: Table, dialect_name: str) -> list[Any]:
+    """What `INSERT ... ON CONFLICT (...)` names for a kind's key on this dialect."""
+    key = table.primary_key.columns[0]
+    return [key_digest(key)] if dialect_name == "postgresql" else [key]
 
 
 def _attach_postgresql_sequence(table: Table) -> None:
@@ -114,7 +169,40 @@ def _attach_postgresql_sequence(table: Table) -> None:
     event.listen(table, "after_create", create_sequence)
 
 
-KIND_TABLES: dict[str, Table] = {name: _kind_table(spec) for name, spec in KINDS.items()}
+#: The nine did:webvh kinds' tables (this project's Alembic revisions manage them).
+KIND_TABLES: dict[str, Table] = {
+    name: _kind_table(spec, Base.metadata) for name, spec in KINDS.items()
+}
+#: The tables of kinds an application declared, built on first use.
+DECLARED_METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+_declared_lock = threading.Lock()
+
+
+def table_for(spec: KindSpec[Any]) -> Table:
+    """The table of any declared kind."""
+    table = KIND_TABLES.get(spec.name)
+    if table is not None and KINDS[spec.name] is spec:
+        return table
+    with _declared_lock:
+        table = DECLARED_METADATA.tables.get(spec.table)
+        if table is None:
+            table = _kind_table(spec, DECLARED_METADATA)
+        return table
+
+
+def declared_tables() -> list[Table]:
+    """The tables of every kind declared so far beyond the nine, in declaration order."""
+    return [table_for(s) for n, s in KIND_REGISTRY.by_name.items() if n not in KIND_TABLES]
+
+
+def unique_violation(spec: KindSpec[Any], message: str) -> tuple[str, ...] | None:
+    """The fields of the unique constraint a driver's message says was violated:
+    PostgreSQL names the index, SQLite lists `table.field` of each of its columns."""
+    for number, fields in enumerate(spec.unique):
+        columns = ", ".join(f"{spec.table}.{f}" for f in fields)
+        if f'"{unique_index_name(spec, number)}"' in message or message.endswith(columns):
+            return fields
+    return None
 
 
 archive_table = Table(

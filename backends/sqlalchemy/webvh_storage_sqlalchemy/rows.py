@@ -55,7 +55,7 @@ def record_builder(
     """Row (columns in `fields` order, extra trailing columns ignored) -> record."""
     names = tuple(fields)
     plan = tuple(
-        (i, fn)
+        (i, _none_kept(fn) if name in spec.optional else fn)
         for i, name in enumerate(names)
         if (fn := convert(name, spec.field_types.get(name))) is not None
     )
@@ -68,6 +68,20 @@ def record_builder(
         return record_type(**dict(zip(names, values, strict=False)))
 
     return build
+
+
+def _none_kept(fn: Converter) -> Converter:
+    """`fn` for a field that may hold None (SQL NULL reads back as None)."""
+
+    def convert(value: Any) -> Any:
+        return None if value is None else fn(value)
+
+    return convert
+
+
+def is_datetime(name: str, ftype: FieldType | None) -> bool:
+    """A timestamp or a DATETIME field: what each driver reads and writes its own way."""
+    return ftype is FieldType.DATETIME or name in TIMESTAMP_FIELDS
 
 
 def params_builder(
@@ -111,7 +125,7 @@ def _param_plan(
     for i, name in enumerate(fields):
         if is_json(spec.field_types.get(name)):
             plan.append((i, dump_json))
-        elif name in TIMESTAMP_FIELDS:
+        elif is_datetime(name, spec.field_types.get(name)):
             plan.append((i, timestamp))
     return tuple(plan)
 

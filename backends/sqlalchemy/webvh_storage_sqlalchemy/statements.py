@@ -27,6 +27,7 @@ from sqlalchemy import (
 from storage_core.kinds import KindSpec
 from storage_core.ordering import OrderBy
 from webvh_storage_sqlalchemy.dialects import Dialect
+from webvh_storage_sqlalchemy.models import key_conflict_target
 from webvh_storage_sqlalchemy.rows import ValuesToParams
 
 #: An update's driver SQL, its changed fields in SET order, and their converter.
@@ -60,18 +61,24 @@ class KindStatements:
         self._list_order = f" ORDER BY {self._quoted['seq']} LIMIT {dialect.placeholder}"
         self._list_order += f" OFFSET {dialect.placeholder}"
         self._dialect = dialect
+        #: filterable datetime fields: their values as the driver's timestamp parameter
+        self._filter_params = {
+            n: dialect.timestamp_param for n in spec.datetime_fields if n in spec.filterable
+        }
         self._update_sql: dict[tuple[tuple[str, ...], bool], _Update] = {}
         by_key = self.key_column == bindparam("key")
 
         self.get = select(*self.columns).where(by_key)
         self.get_version = select(self.version).where(by_key)
         self.delete = delete(table).where(by_key)
+        #: the key's unique index, as ON CONFLICT names it (models.key_conflict_target)
+        self.key_conflict = key_conflict_target(table, dialect.name)
         # seq is left out: its column default (NextSeq) numbers the row on INSERT.
         self.insert = dialect.insert(table)
         # bulk: write every field as given; an existing row keeps only its seq.
         bulk = dialect.insert(table)
         self.bulk_upsert = bulk.on_conflict_do_update(
-            index_elements=[self.key_column],
+            index_elements=self.key_conflict,
             set_={name: bulk.excluded[name] for name in self.fields if name != spec.key},
         )
         # upsert: replace data fields, keep created_at and seq, bump record_version.
@@ -82,11 +89,11 @@ class KindStatements:
         set_: dict[str, Any] = {name: upsert.excluded[name] for name in replaced}
         set_["record_version"] = self.version + 1
         self.upsert = upsert.on_conflict_do_update(
-            index_elements=[self.key_column], set_=set_
+            index_elements=self.key_conflict, set_=set_
         ).returning(*self.columns)
         self.insert_if_absent = (
             dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=[self.key_column])
+            .on_conflict_do_nothing(index_elements=self.key_conflict)
             .returning(*self.columns)
         )
 
@@ -131,7 +138,7 @@ class KindStatements:
             sql = self._count_from + self._where(shape)
             if len(self._count_sql) < _SHAPES_KEPT:
                 self._count_sql[shape] = sql
-        return sql, _values(filters)
+        return sql, self._values(filters)
 
     def list_sql(
         self, filters: Mapping[str, tuple[Any, ...]], limit: int | None, offset: int
@@ -145,9 +152,18 @@ class KindStatements:
             sql = self._list_from + self._where(shape) + self._list_order
             if len(self._list_sql) < _SHAPES_KEPT:
                 self._list_sql[shape] = sql
-        params = _values(filters)
+        params = self._values(filters)
         params += (self._no_limit if limit is None else limit, offset)
         return sql, params
+
+    def _values(self, filters: Mapping[str, tuple[Any, ...]]) -> list[Any]:
+        if not self._filter_params:
+            return _values(filters)
+        params: list[Any] = []
+        for name, values in filters.items():
+            convert = self._filter_params.get(name)
+            params += values if convert is None else map(convert, values)
+        return params
 
     def _where(self, shape: tuple[tuple[str, int], ...]) -> str:
         mark = self._placeholder

@@ -35,7 +35,7 @@ from storage_core.errors import (
     StorageIOError,
 )
 from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
-from storage_core.kinds import KINDS, KindSpec
+from storage_core.kinds import KindSpec, registered_kinds
 from storage_core.ordering import OrderBy, sort_records
 from storage_core.validation import Filters
 
@@ -56,7 +56,7 @@ class MemoryBackend(StorageBackend, ArchiveStore):
     # --- lifecycle -------------------------------------------------------------------
     async def provision(self, recreate: bool = False) -> None:
         with self._lock:
-            for name in KINDS:
+            for name in registered_kinds():  # any kind declared later appears on first use
                 if recreate or name not in self._tables:
                     self._tables[name] = {}
             if recreate:
@@ -84,6 +84,7 @@ class MemoryBackend(StorageBackend, ArchiveStore):
             table = self._table(spec)
             if key in table:
                 raise DuplicateRecordError(spec.name, key)
+            _refuse_clash(spec, table, key, record)
             table[key] = copy.deepcopy(record)
             return copy.deepcopy(table[key])
 
@@ -109,7 +110,9 @@ class MemoryBackend(StorageBackend, ArchiveStore):
             fields["record_version"] = current.record_version + 1
             if spec.timestamps:
                 fields["updated_at"] = now
-            table[key] = replace(current, **fields)  # same key: keeps its place
+            changed = replace(current, **fields)
+            _refuse_clash(spec, table, key, changed)
+            table[key] = changed  # same key: keeps its place
             return copy.deepcopy(table[key])
 
     def upsert(self, spec: KindSpec[Any], record: Any, expected_version: int | None = None) -> Any:
@@ -126,6 +129,7 @@ class MemoryBackend(StorageBackend, ArchiveStore):
                 if spec.timestamps:
                     kept["created_at"] = current.created_at
                 stored = replace(stored, **kept)
+            _refuse_clash(spec, table, key, stored)
             table[key] = stored
             return copy.deepcopy(stored)
 
@@ -190,6 +194,7 @@ class MemoryBackend(StorageBackend, ArchiveStore):
                 key = spec.key_of(record)
                 if (spec.name, key) in self._refused:
                     raise StorageIOError(f"the memory store refused to write {spec.name} {key!r}")
+                _refuse_clash(spec, staged, key, record)
                 staged[key] = record
             self._tables[spec.name] = staged
         return len(copies)
@@ -250,6 +255,18 @@ class MemoryBackend(StorageBackend, ArchiveStore):
 def _check_version(spec: KindSpec[Any], key: str, expected: int | None, actual: int) -> None:
     if expected is not None and expected != actual:
         raise ConflictError(spec.name, key, expected, actual)
+
+
+def _refuse_clash(spec: KindSpec[Any], table: dict[str, Any], key: str, record: Any) -> None:
+    """The kind's `unique=` tuples: no other record may have the same values (None never
+    clashes, as NULLs in a SQL UNIQUE index)."""
+    for fields in spec.unique:
+        values = tuple(getattr(record, f) for f in fields)
+        if None in values:
+            continue
+        for other_key, other in table.items():
+            if other_key != key and tuple(getattr(other, f) for f in fields) == values:
+                raise DuplicateRecordError(spec.name, key, fields)
 
 
 def _matches(record: Any, filters: Filters) -> bool:

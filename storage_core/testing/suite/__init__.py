@@ -26,6 +26,7 @@ from storage_core.testing.suite.bulk import TestBulkUpsert, TestStream
 from storage_core.testing.suite.capabilities import TestCapabilities
 from storage_core.testing.suite.concurrency import TestConcurrency
 from storage_core.testing.suite.crud import TestCrud
+from storage_core.testing.suite.declared import TestDeclaredKind
 from storage_core.testing.suite.errors import (
     TestMissingAndDuplicate,
     TestOptimisticConcurrency,
@@ -61,6 +62,7 @@ __all__ = [
     "TestCapabilities",
     "TestConcurrency",
     "TestCrud",
+    "TestDeclaredKind",
     "TestIndexedFieldChanges",
     "TestJsonRoundTrip",
     "TestLifecycle",

@@ -43,11 +43,11 @@ from storage_core.kinds import FieldType, KindSpec
 from webvh_storage_sqlalchemy.dialects.base import Dialect, DriverConnection
 from webvh_storage_sqlalchemy.rows import (
     BULK_CHUNK_ROWS,
-    TIMESTAMP_FIELDS,
     Converter,
     RowToRecord,
     chunks,
     in_utc,
+    is_datetime,
     is_json,
     load_json,
     record_builder,
@@ -94,7 +94,7 @@ class PsycopgConnection:
 
 def _from_psycopg2(name: str, ftype: FieldType | None) -> Converter | None:
     # psycopg2 returns timestamptz as aware datetimes in the session's zone; JSON decoded
-    return in_utc if name in TIMESTAMP_FIELDS else None
+    return in_utc if is_datetime(name, ftype) else None
 
 
 class PostgreSQLDialect(Dialect):

@@ -52,9 +52,9 @@ from webvh_storage_sqlalchemy.options import (
     SYNCHRONOUS_LEVELS,
 )
 from webvh_storage_sqlalchemy.rows import (
-    TIMESTAMP_FIELDS,
     Converter,
     RowToRecord,
+    is_datetime,
     is_json,
     load_json,
 )
@@ -100,7 +100,7 @@ def _from_sqlite(name: str, ftype: FieldType | None) -> Converter | None:
         return load_json if ftype is FieldType.JSON else loads
     if ftype is FieldType.BOOL:
         return bool
-    if name in TIMESTAMP_FIELDS:
+    if is_datetime(name, ftype):
         return _from_sqlite_datetime
     return None
 
