@@ -110,7 +110,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
             finally:
                 lock.__exit__(None, None, None)
             if self.driver.caches_plans:  # planned against the schema just replaced
-                await self.engine.dispose()
+                await self._connections.close_idle()
         except Exception as exc:
             raise self._error(exc, "provisioning") from None
 

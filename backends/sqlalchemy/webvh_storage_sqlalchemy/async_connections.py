@@ -163,6 +163,12 @@ class AsyncConnections:
         await self.release_idle()
         await self.engine.dispose()
 
+    async def close_idle(self) -> None:
+        """Close every connection not in use (the pool opens new ones when needed), in
+        the same pool: `AsyncEngine.dispose()` would replace the pool this object uses."""
+        await self.release_idle()
+        await greenlet_spawn(self._pool.dispose)
+
     async def release_idle(self) -> None:
         """Hand every entry the fast paths keep back to the pool (before a checkout
         through SQLAlchemy, which would otherwise wait for them)."""
