@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from webvh_storage_sqlalchemy.async_drivers import dollar_params
 from webvh_storage_sqlalchemy.backend import SQLAlchemyBackend
 
 SQL_VARIANTS = ["sqlite-file", "sqlite-memory", "postgres"]
+_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 DRIVERS = {"sqlite-file": "aiosqlite", "sqlite-memory": "aiosqlite", "postgres": "asyncpg"}
 
 
@@ -322,3 +324,64 @@ async def test_a_sample_of_every_kind_round_trips(tmp_path: Path) -> None:
         for name, spec in KINDS.items():
             written = await storage.create_record(sample_record(name, "k1"))
             assert await storage.get_record(spec, "k1") == written, name
+
+
+def _terminate_connections(server: PgServer, database_url: str) -> int:
+    """End every server connection to the store's database (a restart, a failover)."""
+    import psycopg2
+
+    conn = psycopg2.connect(server.url, connect_timeout=3)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database_url.rsplit("/", 1)[1],),
+            )
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def test_connections_the_server_ended_are_replaced(
+    pg_server: PgServer, pg_database: str
+) -> None:
+    """A read meeting a connection the server ended runs once more on a new one; a write
+    fails as unavailable (never run twice) and the next one gets a new connection."""
+    async with _store(pg_database, pool_size=3, max_overflow=0) as storage:
+        face = _face(storage)
+        await storage.create_task("t", "type", "new")
+        assert face._connections.idle_count == 1  # kept for the next fast call
+        assert _terminate_connections(pg_server, pg_database) >= 1
+        assert await storage.get_task("t") is not None
+        assert _terminate_connections(pg_server, pg_database) >= 1
+        with pytest.raises(BackendUnavailableError):
+            await storage.create_task("u", "type", "new")
+        await storage.create_task("u", "type", "new")
+        assert await storage.count_tasks() == 2
+        assert _in_use(face) == 0
+
+
+async def test_every_call_on_a_closed_face_is_unavailable(tmp_path: Path) -> None:
+    storage = open_async_storage("sqlalchemy", f"sqlite:///{tmp_path}/store.db")
+    await storage.provision()
+    face = _face(storage)
+    await storage.aclose()
+    record = _entry("a")
+    calls = [
+        face.provision(),
+        face.flush(),
+        face.create(LOG_ENTRY, record),
+        face.get(LOG_ENTRY, "a"),
+        face.update(LOG_ENTRY, "a", {"namespace": "x"}, record.created_at or _NOW),
+        face.upsert(LOG_ENTRY, record),
+        face.delete(LOG_ENTRY, "a"),
+        face.list(LOG_ENTRY, {}, None, 0),
+        face.count(LOG_ENTRY, {}),
+        face.bulk_upsert(LOG_ENTRY, [record]),
+        anext(face.stream(LOG_ENTRY, {}, 10)),
+    ]
+    for call in calls:
+        with pytest.raises(BackendUnavailableError):
+            await call

@@ -362,17 +362,6 @@ class AsyncConnections:
         async with self.connection() as conn:
             return await conn.fetch_all(sql, params)
 
-    async def sql_read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """`work` on a SQLAlchemy AsyncConnection, run once more if it was lost."""
-        return await _rerun_once_if_lost(self._sql_read, work)
-
-    async def _sql_read(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        self.check_open()
-        async with self.lock:
-            await self.release_idle()
-            async with self.engine.begin() as conn:
-                return await work(conn)
-
 
 def _lost(exc: Exception) -> bool:
     return bool(getattr(exc, "connection_invalidated", False))
