@@ -310,6 +310,23 @@ def test_a_missing_asyncpg_names_the_extra_to_install() -> None:
     assert "webvh-storage[postgres]" in (missing_module_hint("asyncpg") or "")
 
 
+def test_the_sync_faces_urls_map_to_the_async_drivers(tmp_path: Path) -> None:
+    from storage_core.config import Settings
+    from webvh_storage_sqlalchemy.async_drivers import driver_for
+    from webvh_storage_sqlalchemy.dialects import dialect_for
+
+    def mapped(url: str) -> str:
+        settings = Settings(url=url)
+        return driver_for(dialect_for(settings)).url.render_as_string(hide_password=False)
+
+    for url in ("postgresql://u:p@h/db", "postgres://u:p@h/db", "postgresql+psycopg2://u:p@h/db"):
+        assert mapped(url) == "postgresql+asyncpg://u:p@h/db"
+    assert mapped("postgresql://h/db?sslmode=require") == "postgresql+asyncpg://h/db?ssl=require"
+    assert mapped(f"sqlite:///{tmp_path}/a.db") == f"sqlite+aiosqlite:///{tmp_path}/a.db"
+    memory = driver_for(dialect_for(Settings(url="sqlite:///:memory:"))).url
+    assert (memory.drivername, memory.database) == ("sqlite+aiosqlite", ":memory:")
+
+
 def test_driver_sql_becomes_asyncpgs_numbered_parameters() -> None:
     assert dollar_params("SELECT a FROM t WHERE a = %s AND b IN (%s, %s)") == (
         "SELECT a FROM t WHERE a = $1 AND b IN ($2, $3)"

@@ -110,6 +110,11 @@ class AsyncpgDriver(AsyncDriver):
     def __init__(self, dialect: Dialect) -> None:
         super().__init__(dialect)
         self._sql: dict[str, str] = {}
+        # libpq's (psycopg2's) URL parameter, under asyncpg's name: same values
+        query = dict(self.url.query)
+        if "sslmode" in query:
+            query["ssl"] = query.pop("sslmode")
+            self.url = self.url.set(query=query)
 
     def create_engine(self) -> AsyncEngine:
         connect_timeout = max(1, round(self.dialect.settings.option("connect_timeout")))
