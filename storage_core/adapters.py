@@ -226,7 +226,8 @@ class LoopThreadBackend(StorageBackend):
     def __init__(self, backend: AsyncStorageBackend) -> None:
         self.native = backend
         self.name = backend.name
-        self.capabilities = backend.capabilities  # type: ignore[misc]  # per store
+        # an async face's SQL sessions are async ones: this sync face has none
+        self.capabilities = backend.capabilities - {Capability.SQL_SESSIONS}  # type: ignore[misc]
         self._loop = BackgroundLoop(name=f"storage-{backend.name}")
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -16,13 +16,13 @@ import functools
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, ClassVar, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from storage_core.adapters import DEFAULT_WORKERS, as_async
 from storage_core.config import Settings
 from storage_core.encoded import within_scope
-from storage_core.errors import StorageError
-from storage_core.interface import AsyncStorageBackend, StorageBackend
+from storage_core.errors import StorageError, UnsupportedOperationError
+from storage_core.interface import AsyncSqlSessions, AsyncStorageBackend, Capability, StorageBackend
 from storage_core.kinds import (
     KINDS,
     LOG_ENTRY,
@@ -66,6 +66,9 @@ from storage_core.records import (
     WhoisPresentation,
     WitnessFile,
 )
+
+if TYPE_CHECKING:  # only for type checkers: storage_core never imports SQLAlchemy itself
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
 A = TypeVar("A", bound=Callable[..., Coroutine[Any, Any, Any]])  # an async method
@@ -240,6 +243,29 @@ class AsyncStorageManager(ManagerCore):
 
     def __repr__(self) -> str:
         return f"AsyncStorageManager(backend={self.backend_name!r}, url={self.masked_url!r})"
+
+    # --- SQL access (async faces with the sql_sessions capability) ---------------------
+    def _sql(self) -> AsyncSqlSessions:
+        if Capability.SQL_SESSIONS not in self.backend.capabilities:
+            raise UnsupportedOperationError(
+                f"backend {self.backend_name!r} has no SQL engine or sessions; "
+                "use the AsyncStorageManager methods, or select a SQL backend"
+            )
+        return cast(AsyncSqlSessions, self.backend)  # what the capability promises
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The store's SQLAlchemy `AsyncEngine` (its one pool, shared with every call)."""
+        return self._sql().engine
+
+    @property
+    def SessionLocal(self) -> async_sessionmaker[AsyncSession]:
+        return self._sql().SessionLocal
+
+    def get_session(self) -> AsyncSession:
+        """A new ORM `AsyncSession` on the store's engine; the caller closes it (use it
+        as an async context manager: `async with storage.get_session() as session:`)."""
+        return self._sql().SessionLocal()
 
     # --- generic record API: every kind, by name or by spec ------------------------------
     @_guarded

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 DISTRIBUTION = "webvh-storage"
 #: top-level module -> the extra that installs it
-EXTRA_FOR_MODULE = {"psycopg2": "postgres", "aries_askar": "askar", "fastapi": "fastapi"}
+EXTRA_FOR_MODULE = {
+    "psycopg2": "postgres",
+    "asyncpg": "postgres",
+    "aries_askar": "askar",
+    "fastapi": "fastapi",
+}
 #: `storage-core` subcommand added by a plugin -> the extra that installs the plugin
 EXTRA_FOR_COMMAND = {"migrate-askar": "askar"}
 

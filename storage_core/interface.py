@@ -31,6 +31,7 @@ from storage_core.validation import Filters
 
 if TYPE_CHECKING:  # only for type checkers: storage_core never imports SQLAlchemy itself
     from sqlalchemy import Engine
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
     from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -77,6 +78,18 @@ class SqlSessions(Protocol):
 
     @property
     def SessionLocal(self) -> sessionmaker[Session]: ...
+
+
+class AsyncSqlSessions(Protocol):
+    """What an async face with `Capability.SQL_SESSIONS` also has: its SQLAlchemy
+    `AsyncEngine` and an `AsyncSession` factory bound to it
+    (`AsyncStorageManager.engine` / `get_session()`)."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+    @property
+    def SessionLocal(self) -> async_sessionmaker[AsyncSession]: ...
 
 
 class StorageBackend(ABC):

@@ -117,8 +117,13 @@ def test_repr_masks_the_password_and_open_is_not_a_coroutine() -> None:
 
 
 def test_thread_pool_follows_the_pool_size(tmp_path: Path) -> None:
-    storage = open_async_storage("sqlalchemy", f"sqlite:///{tmp_path}/p.db", pool_size=3)
+    # the SQL backend has a native async face now (tests/test_async_sqlalchemy.py): the
+    # thread pool serves a sync-only backend, sized by the store's connection pool
+    storage = open_async_storage("memory")
     assert isinstance(storage.backend, ThreadedAsyncBackend)
-    assert storage.backend._executor._max_workers == 3
+    sync = storage.backend.sync
+    face = ThreadedAsyncBackend(sync, workers_for(Settings(options={"pool_size": 3})))
+    assert face._executor._max_workers == 3
     assert workers_for(Settings()) == DEFAULT_WORKERS
+    face._executor.shutdown()
     asyncio.run(storage.aclose())

@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage_core.codec import utcnow
 from storage_core.config import DEFAULT_DATABASE_URL, Settings, mask_url
 from storage_core.errors import ConflictError, StorageError
-from storage_core.interface import ArchivedEntry, ArchiveStore, Capability, StorageBackend
+from storage_core.interface import (
+    ArchivedEntry,
+    ArchiveStore,
+    AsyncStorageBackend,
+    Capability,
+    StorageBackend,
+)
 from storage_core.kinds import KindSpec, spec_for
 from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
@@ -117,6 +123,14 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
             self.dialect.flush(self._connections)
         except Exception as exc:
             raise self._error(exc, "checkpointing the database") from None
+
+    def native_async(self) -> AsyncStorageBackend:
+        """The native async face (async_backend.py: asyncpg / aiosqlite on the same URL
+        and options); it owns this backend, whose engine stays unconnected unless this
+        face is used too."""
+        from webvh_storage_sqlalchemy.async_backend import AsyncSqlBackend
+
+        return AsyncSqlBackend(self)
 
     def health_check(self) -> bool:
         try:

@@ -40,6 +40,10 @@ _UNAVAILABLE = (
     "database is locked",
     "unable to open database file",
     "too many connections",
+    # asyncpg (the async face)
+    "connect call failed",
+    "connection was closed",
+    "connection is closed",
 )
 _IO = (
     "readonly database",
@@ -51,6 +55,7 @@ _IO = (
     "file is not a database",
     "database disk image is malformed",
 )
+_INTEGRITY = frozenset({"IntegrityError", "IntegrityConstraintViolationError"})
 _UNIQUE = ("unique constraint", "duplicate key", "primary key must be unique")
 
 
@@ -76,7 +81,8 @@ def translate(
     lowered = message.lower()
     # SQLAlchemy's IntegrityError, or the driver's own from a fast path (connections.py)
     # (psycopg2 raises subclasses such as UniqueViolation)
-    integrity = any(cls.__name__ == "IntegrityError" for cls in type(exc).__mro__)
+    # (asyncpg's on the async face: IntegrityConstraintViolationError subclasses)
+    integrity = any(cls.__name__ in _INTEGRITY for cls in type(exc).__mro__)
     if integrity and kind and any(f in lowered for f in _UNIQUE):
         fields = unique_violation(spec_for(kind), message)
         if fields is not None:

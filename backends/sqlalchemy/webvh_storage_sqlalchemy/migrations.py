@@ -149,35 +149,41 @@ def refuse_askar_store(existing: set[str]) -> None:
 
 def provision(engine: Engine, recreate: bool = False) -> None:
     """Bring the database to head in one transaction (`engine` should be the write one)."""
+    with provisioning_lock(engine), engine.begin() as conn:
+        provision_on(conn, recreate)
+
+
+def provision_on(conn: Connection, recreate: bool = False) -> None:
+    """provision()'s work inside the caller's transaction, under provisioning_lock (the
+    async face runs it with AsyncConnection.run_sync)."""
     head = head_revision()
     ours = set(Base.metadata.tables)
     declared = declared_tables()
-    with provisioning_lock(engine), engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # before the schema is looked at
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROVISION_LOCK_KEY})
-        existing = set(sa_inspect(conn).get_table_names())
-        refuse_askar_store(existing)
-        current = current_revision(conn) if VERSION_TABLE in existing else None
-        if recreate and current == head and ours <= existing:
-            _empty_tables(conn, [t for t in declared if t.name in existing])
-        else:
-            if recreate:
-                _drop_everything(conn, declared)
-                existing, current = set(), None
-            if current is None:
-                if existing & ours:
-                    raise StorageError(
-                        "the database has storage tables but no Alembic revision; stamp it "
-                        "with `alembic stamp <revision>` matching its schema, or provision "
-                        "with recreate=True to start empty"
-                    )
-                Base.metadata.create_all(conn)
-                _stamp(conn, head)
-            elif current != head:
-                _upgrade(conn)
-        for table in declared:
-            if table.name not in existing:
-                table.create(conn)
+    if conn.dialect.name == "postgresql":  # before the schema is looked at
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PROVISION_LOCK_KEY})
+    existing = set(sa_inspect(conn).get_table_names())
+    refuse_askar_store(existing)
+    current = current_revision(conn) if VERSION_TABLE in existing else None
+    if recreate and current == head and ours <= existing:
+        _empty_tables(conn, [t for t in declared if t.name in existing])
+    else:
+        if recreate:
+            _drop_everything(conn, declared)
+            existing, current = set(), None
+        if current is None:
+            if existing & ours:
+                raise StorageError(
+                    "the database has storage tables but no Alembic revision; stamp it "
+                    "with `alembic stamp <revision>` matching its schema, or provision "
+                    "with recreate=True to start empty"
+                )
+            Base.metadata.create_all(conn)
+            _stamp(conn, head)
+        elif current != head:
+            _upgrade(conn)
+    for table in declared:  # an application's kinds: added, never altered
+        if table.name not in existing:
+            table.create(conn)
 
 
 @contextmanager
