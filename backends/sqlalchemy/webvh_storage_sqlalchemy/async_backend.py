@@ -367,5 +367,5 @@ class AsyncSqlBackend(AsyncStorageBackend):
             async with self._connections.transaction() as conn:
                 await conn.bulk_upsert(st.bulk_upsert_sql, [to_params(r) for r in records])
         except Exception as exc:
-            raise self._error(exc, f"bulk writing {spec.name}") from None
+            raise self._error(exc, f"bulk writing {spec.name}", spec) from None
         return len(records)

@@ -46,7 +46,11 @@ def dump_json(value: Any) -> str | None:
 
 
 def in_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
+    """A timestamptz as an aware UTC datetime. asyncpg hands back 0001-01-01 00:00 UTC,
+    the earliest instant, as a naive `datetime.min` (its -infinity): that is UTC too."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def record_builder(
