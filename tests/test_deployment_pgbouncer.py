@@ -28,8 +28,13 @@ def pgbouncer_database(pg_server: PgServer, pgbouncer: PgBouncer) -> str:  # noq
 
 @pytest.fixture
 def storage_backend_config(pgbouncer_database: str) -> dict[str, Any]:
-    """The conformance suite's store: PostgreSQL through PgBouncer."""
-    return {"backend": "sqlalchemy", "url": pgbouncer_database}
+    """The conformance suite's store: PostgreSQL through a transaction-pooling PgBouncer
+    (1.18: no prepared statements across transactions, so the async face runs without)."""
+    return {
+        "backend": "sqlalchemy",
+        "url": pgbouncer_database,
+        "options": {"prepared_statements": False},
+    }
 
 
 @pytest.mark.timeout(300)

@@ -117,10 +117,19 @@ class AsyncpgDriver(AsyncDriver):
             self.url = self.url.set(query=query)
 
     def create_engine(self) -> AsyncEngine:
-        connect_timeout = max(1, round(self.dialect.settings.option("connect_timeout")))
+        settings = self.dialect.settings
+        timeout = max(1, round(settings.option("connect_timeout")))
+        connect_args: dict[str, Any] = {"timeout": timeout}
+        url = self.url
+        if not settings.option("prepared_statements"):
+            # A transaction-pooling PgBouncer hands each transaction any server
+            # connection, where a named statement prepared on another does not exist:
+            # asyncpg's and SQLAlchemy's statement caches off, unnamed statements only.
+            connect_args["statement_cache_size"] = 0
+            url = url.update_query_dict({"prepared_statement_cache_size": "0"})
         return create_async_engine(
-            self.url,
-            connect_args={"timeout": connect_timeout},
+            url,
+            connect_args=connect_args,
             **self.dialect.pool_args(),
             **self.dialect.engine_args(),
         )

@@ -60,6 +60,15 @@ SQL_OPTIONS = BackendOptions(
             "STORAGE_SQLITE_WAL_AUTOCHECKPOINT",
             help="WAL pages between automatic checkpoints (0: never)",
         ),
+        Option(
+            "prepared_statements",
+            bool,
+            True,
+            "STORAGE_PREPARED_STATEMENTS",
+            help="async face on PostgreSQL: keep named prepared statements per connection; "
+            "false behind PgBouncer in transaction pooling (before 1.21's "
+            "max_prepared_statements)",
+        ),
         # read replicas (used by the PostgreSQL read-replica support)
         Option(
             "read_urls",

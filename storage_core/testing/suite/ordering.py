@@ -208,6 +208,7 @@ class TestOrderBy:
         assert _keys(LOG_ENTRY, sm.get_log_entries(order_by=None)) == UNSORTED_KEYS
 
 
+@pytest.mark.asyncio
 class TestAsyncOrderBy:
     async def test_async_face_orders_like_the_sync_one(
         self, async_storage_manager: AsyncStorageManager

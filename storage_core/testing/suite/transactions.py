@@ -189,6 +189,7 @@ class TestNoTransactions:
         assert storage_manager.get_log_entry("a") is None
 
 
+@pytest.mark.asyncio
 class TestAsyncTransactions:
     async def test_async_block_commits_or_rolls_back(
         self, async_storage_manager: AsyncStorageManager
