@@ -7,6 +7,7 @@ seven variants, sync and async)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -591,7 +592,11 @@ def test_db_revision_keeps_an_applications_own_history(tmp_path: Path) -> None:
     kinds.write_text(RECIPE_KIND.format(extra="").replace("recipe_invite", "cli_invite"))
     versions = tmp_path / "migrations"
     url = f"sqlite:///{tmp_path}/cli.db"
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path), "DATABASE_URL": url}
+    env = {  # the caller's environment (coverage measures the children), no STORAGE_*
+        **{k: v for k, v in os.environ.items() if not k.startswith(("STORAGE_", "DATABASE_"))},
+        "PYTHONPATH": str(tmp_path),
+        "DATABASE_URL": url,
+    }
     cli = "import sys; from storage_core.cli import main; sys.exit(main(sys.argv[1:]))"
     app_args = ["db", "--app-versions", str(versions), "--app-kinds", "cli_app.kinds"]
 
