@@ -134,8 +134,11 @@ def storage_lifespan(
     return run
 
 
-def get_storage(request: Request) -> AsyncStorageManager:
-    """The dependency: the store the lifespan attached to the application."""
+async def get_storage(request: Request) -> AsyncStorageManager:
+    """The dependency: the store the lifespan attached to the application. A coroutine
+    on purpose: FastAPI runs a plain `def` dependency on its thread pool, one thread
+    hop per request (under 200 concurrent requests that hop cost the async API most of
+    its throughput and held the loop up to 100 ms: benchmarks/README.md, "Server")."""
     storage = getattr(request.app.state, "storage", None)
     if not isinstance(storage, AsyncStorageManager):
         raise RuntimeError(

@@ -218,7 +218,7 @@ async def test_a_handler_without_the_lifespan_gets_a_500_not_a_crash() -> None:
         body = problem(await client.get("/x"), 500)
     assert body["detail"] == "the server could not complete the request"
     with pytest.raises(RuntimeError, match="storage_lifespan"):
-        get_storage(_request_for(app))
+        await get_storage(_request_for(app))
 
 
 def _request_for(app: FastAPI) -> Any:
