@@ -632,6 +632,10 @@ class Peer:
         # (advanced-alchemy's native upsert) evaluates once for all rows: bulk numbers
         # the rows itself there (one MAX(seq) query per call).
         self.numbers_rows = url.startswith("sqlite")
+        # On PostgreSQL its native upsert names ON CONFLICT (scid), which needs a unique
+        # constraint on the key column itself; 64 KiB keys are unique through md5(key)
+        # (Alembic 0008), so it runs its portable path there (select, then merge).
+        self.no_merge = url.startswith("postgresql")
         self.Repository = Repository
         self.Model = model
 
@@ -698,7 +702,7 @@ class Peer:
                 top = session.scalar(select(func.coalesce(func.max(self.Model.seq), 0)))
                 for i, row in enumerate(rows, start=int(top or 0) + 1):
                     row.seq = i
-            self._repo(session).upsert_many(rows, auto_commit=True)
+            self._repo(session).upsert_many(rows, auto_commit=True, no_merge=self.no_merge)
         return len(rows)
 
 
