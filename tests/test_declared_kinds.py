@@ -482,6 +482,8 @@ def test_the_docs_example_runs_as_written(tmp_path: Path) -> None:
         assert cred.credential_id == cid and [c.credential_id for c in active] == [cid]
         assert n == 0 and storage.get_record(CREDENTIAL, cid).revoked
         assert storage.count_records(CREDENTIAL, filters={"valid_from": when}) == 3
+        assert storage.get_record("tails_file", h).revocation_registry_id == "r1"
+        assert [c.credential_id for c in newest_first] == ["m0", "m1", "m2"]
         print("ok", CREDENTIAL.category)
         """
     )
