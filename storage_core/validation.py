@@ -84,31 +84,36 @@ def check_json(field: str, value: Any, *, max_bytes: int) -> bytes:
 
 def _plain_json(value: Any) -> bool:
     """True when `value` holds only JSON types, at most MAX_JSON_DEPTH deep (the fast
-    check; `_explain_json` finds and words the problem)."""
+    check; `_explain_json` finds and words the problem). Runs on every document of
+    every write: one pass over each container, its children's types checked as they
+    are met (a dict's keys and values in one walk of its items)."""
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return kind in _JSON_SCALARS
     scalars = _JSON_SCALARS
     stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
     while stack:
-        node, depth = stack.pop()
-        kind = type(node)
-        if kind is dict:
-            children: Any = node.values()
-            if any(type(k) is not str for k in node):
-                return False
-        elif kind is list:
-            children = node
-        else:
-            if kind not in scalars:
-                return False
-            continue
+        node, depth = pop()
         depth += 1
         if depth > MAX_JSON_DEPTH:
             return False
-        for child in children:
-            ckind = type(child)
-            if ckind is dict or ckind is list:
-                stack.append((child, depth))
-            elif ckind not in scalars:
-                return False
+        if type(node) is dict:
+            for key, child in node.items():
+                if type(key) is not str:
+                    return False
+                ckind = type(child)
+                if ckind is dict or ckind is list:
+                    push((child, depth))
+                elif ckind not in scalars:
+                    return False
+        else:
+            for child in node:
+                ckind = type(child)
+                if ckind is dict or ckind is list:
+                    push((child, depth))
+                elif ckind not in scalars:
+                    return False
     return True
 
 
