@@ -24,7 +24,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage_core.config import mask_url
@@ -226,14 +225,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
         expected_version: int | None,
     ) -> Any | None:
         st = self._statements[spec.name]
-        values = dict(changes)
-        if spec.timestamps:
-            values["updated_at"] = now
-        values["record_version"] = st.version + 1
-        stmt = update(st.table).where(st.key_column == bindparam("key"))
-        if expected_version is not None:
-            stmt = stmt.where(st.version == expected_version)
-        returning = stmt.values(values).returning(*st.columns)
+        returning = st.versioned_update(st.changes_at(changes, now), expected_version)
         try:
             async with self._connections.sql_transaction() as conn:
                 row = (await conn.execute(returning, {"key": key})).first()
@@ -258,12 +250,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
                 elif expected_version == 0:
                     row = (await conn.execute(st.insert_if_absent, st.params(record))).first()
                 else:
-                    stmt = (
-                        update(st.table)
-                        .where(st.key_column == bindparam("key"), st.version == expected_version)
-                        .values({**st.data_params(record), "record_version": st.version + 1})
-                        .returning(*st.columns)
-                    )
+                    stmt = st.versioned_update(st.data_params(record), expected_version)
                     row = (await conn.execute(stmt, {"key": key})).first()
                 if row is not None:
                     return st.to_record(row)

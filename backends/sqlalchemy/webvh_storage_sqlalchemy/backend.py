@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, tuple_
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage_core.codec import utcnow
@@ -237,14 +237,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         expected_version: int | None,
     ) -> Any | None:
         st = self._statements[spec.name]
-        values = dict(changes)
-        if spec.timestamps:
-            values["updated_at"] = now
-        values["record_version"] = st.version + 1
-        stmt = update(st.table).where(st.key_column == bindparam("key"))
-        if expected_version is not None:
-            stmt = stmt.where(st.version == expected_version)
-        returning = stmt.values(values).returning(*st.columns)
+        returning = st.versioned_update(st.changes_at(changes, now), expected_version)
         try:
             with self._connections.sql_transaction() as conn:
                 row = conn.execute(returning, {"key": key}).first()
@@ -268,12 +261,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
                 elif expected_version == 0:
                     row = conn.execute(st.insert_if_absent, st.params(record)).first()
                 else:
-                    stmt = (
-                        update(st.table)
-                        .where(st.key_column == bindparam("key"), st.version == expected_version)
-                        .values({**st.data_params(record), "record_version": st.version + 1})
-                        .returning(*st.columns)
-                    )
+                    stmt = st.versioned_update(st.data_params(record), expected_version)
                     row = conn.execute(stmt, {"key": key}).first()
                 if row is not None:
                     self._reads.wrote()

@@ -121,6 +121,21 @@ class KindStatements:
             out["updated_at"] = record.updated_at
         return out
 
+    def versioned_update(self, values: dict[str, Any], expected_version: int | None) -> Any:
+        """UPDATE ... SET values, record_version + 1 WHERE key = :key [AND version =
+        expected] RETURNING the row: the conditional write both faces run in a
+        transaction when the fast path found nothing to update, and upsert's
+        expected-version replace."""
+        stmt = update(self.table).where(self.key_column == bindparam("key"))
+        if expected_version is not None:
+            stmt = stmt.where(self.version == expected_version)
+        values = {**values, "record_version": self.version + 1}
+        return stmt.values(values).returning(*self.columns)
+
+    def changes_at(self, changes: dict[str, Any], now: datetime) -> dict[str, Any]:
+        """An update's SET values: the changes, and updated_at for kinds with timestamps."""
+        return {**changes, "updated_at": now} if self.spec.timestamps else dict(changes)
+
     def where(self, filters: Mapping[str, tuple[Any, ...]]) -> list[ColumnElement[bool]]:
         """`col = v` for one allowed value, `col IN (...)` for several."""
         conditions = []
