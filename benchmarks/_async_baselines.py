@@ -19,10 +19,18 @@ helpers, so a ratio measures only what our layers add on top of the driver:
 - `AskarAsyncRaw`: aries-askar awaited in this loop on its own copy of the store, the
   sync raw driver's code (`_baselines.AskarRaw`: one long-lived session for reads, a
   session per create, a scan for the stream), opened in the running loop.
+
+Under concurrency (`bench_async.py --concurrency N`: N tasks at once) one connection
+cannot serve a call while another is in flight, so the raw side there is each driver's
+plain concurrent pattern, as many connections as ours may open (pool_size +
+max_overflow): `AsyncpgPoolRaw` (an `asyncpg.Pool`, its per-connection statement cache),
+`AiosqlitePoolRaw` (that many aiosqlite connections handed out by an asyncio.Queue),
+`AskarSessionRaw` (a session per get, Askar's own pool behind it).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import _baselines as B
@@ -195,6 +203,82 @@ class AsyncpgRaw:
         return n
 
 
+class AsyncpgPoolRaw:
+    """Gets and pages from an asyncpg pool of `size` connections (concurrent tasks)."""
+
+    name = "raw"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, dsn: str, size: int) -> Any:
+        import asyncpg
+
+        async def init(conn: Any) -> None:
+            await conn.set_type_codec(
+                "json",
+                schema="pg_catalog",
+                encoder=lambda v: orjson.dumps(v).decode(),
+                decoder=orjson.loads,
+            )
+
+        return cls(await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init))
+
+    async def aclose(self) -> None:
+        await self.pool.close()
+
+    async def get(self, scid: str) -> LogEntry | None:
+        row = await self.pool.fetchrow(f"SELECT {B._COLS} FROM log_entries WHERE scid = $1", scid)
+        return None if row is None else B._pg_row(row)
+
+    async def page(self, namespace: str, offset: int) -> list[LogEntry]:
+        rows = await self.pool.fetch(
+            f"SELECT {B._COLS} FROM log_entries WHERE namespace = $1 ORDER BY seq "
+            "LIMIT $2 OFFSET $3",
+            namespace,
+            B.PAGE,
+            offset,
+        )
+        return [B._pg_row(r) for r in rows]
+
+
+class AiosqlitePoolRaw:
+    """Gets and pages on `size` aiosqlite connections (a thread each), one per call."""
+
+    name = "raw"
+
+    def __init__(self, free: asyncio.Queue[AiosqliteRaw], all_: list[AiosqliteRaw]) -> None:
+        self.free = free
+        self.all = all_
+
+    @classmethod
+    async def open(cls, path: str, size: int) -> Any:
+        connections = [await AiosqliteRaw.open(path) for _ in range(size)]
+        free: asyncio.Queue[AiosqliteRaw] = asyncio.Queue()
+        for conn in connections:
+            free.put_nowait(conn)
+        return cls(free, connections)
+
+    async def aclose(self) -> None:
+        for conn in self.all:
+            await conn.aclose()
+
+    async def get(self, scid: str) -> LogEntry | None:
+        conn = await self.free.get()
+        try:
+            return await conn.get(scid)
+        finally:
+            self.free.put_nowait(conn)
+
+    async def page(self, namespace: str, offset: int) -> list[LogEntry]:
+        conn = await self.free.get()
+        try:
+            return await conn.page(namespace, offset)
+        finally:
+            self.free.put_nowait(conn)
+
+
 # --- Askar: aries-askar ----------------------------------------------------------------
 class AskarAsyncRaw(B.AskarRaw):
     """`_baselines.AskarRaw`'s coroutines (the same code as run.py's raw Askar driver),
@@ -214,6 +298,20 @@ class AskarAsyncRaw(B.AskarRaw):
         if self._session is not None:
             await self._session.close()
         await self.store.close()
+
+
+class AskarSessionRaw(AskarAsyncRaw):
+    """Concurrent gets: a session each (one session serves one call at a time)."""
+
+    async def get(self, scid: str) -> LogEntry | None:
+        async with self.store.session() as session:
+            entry = await session.fetch(B.CATEGORY, scid)
+        return None if entry is None else B._askar_record(entry.raw_value)
+
+    async def page(self, namespace: str, offset: int) -> list[LogEntry]:
+        wql = {"namespace": namespace}
+        scan = self.store.scan(B.CATEGORY, wql, offset=offset, limit=B.PAGE, order_by="id")
+        return [B._askar_record(e.raw_value) async for e in scan]
 
 
 def _created(e: LogEntry, ts: Any) -> LogEntry:

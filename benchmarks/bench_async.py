@@ -4,6 +4,7 @@ ratio against a raw driver awaited in the same event loop, in the same run.
     uv run --group bench python benchmarks/bench_async.py                 # all three, 10k entries
     uv run --group bench python benchmarks/bench_async.py --backend askar --size 2000
     uv run --group bench python benchmarks/bench_async.py --rounds 7 --json out.json
+    uv run --group bench python benchmarks/bench_async.py --concurrency 200 --ops get
 
 Ours is `open_async_storage(...)` (the `AsyncStorageManager`) awaited on one loop,
 whatever async face the backend has (native, or the framework's thread-pool adapter
@@ -12,7 +13,11 @@ are aiosqlite for `sqlite`, asyncpg for `postgres` and aries-askar for `askar`, 
 its own copy of the same data: loaded once through our sync API, then copied for each
 driver (SQLite's backup API; PostgreSQL's CREATE DATABASE ... TEMPLATE). Calls are
 sequential (one await at a time): the ratio is what our layers add to one request's
-database call.
+database call. With `--concurrency N` (gets and pages only) N tasks call at once, as a
+server's handlers under load: ours on its pool, the raw driver on a pool of the same
+size (pool_size + max_overflow, `STORAGE_POOL_SIZE` / `STORAGE_MAX_OVERFLOW`; the raw
+side's pattern: benchmarks/_async_baselines.py): what our pool and call path add when
+tasks contend for connections.
 
 Method as benchmarks/run.py: per-call operations in rounds, both drivers taking turns in
 10 slices per round (order rotated), each round one ratio ours / raw; streams alternate
@@ -55,6 +60,7 @@ from storage_core import open_async_storage, open_storage  # noqa: E402
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgres", "askar")
 OPS = ("get", "page", "stream", "create")
+CONCURRENT_OPS = ("get", "page")
 #: ours / raw async driver, median of the per-round ratios (issue 13).
 TARGET = 0.8
 TARGETS: dict[str, dict[str, float]] = {"get by key": {"askar": 0.9}}
@@ -152,12 +158,25 @@ def _prepare_postgres(n: int, pg_url: str) -> Stores:
     return stores
 
 
-async def open_raw(stores: Stores) -> Any:
+async def open_raw(stores: Stores, pool: int | None) -> Any:
+    """The raw driver: one connection, or with `pool` (concurrent tasks) that many."""
+    if pool is None:
+        if stores.backend == "sqlite":
+            return await AB.AiosqliteRaw.open(stores.raw_target)
+        if stores.backend == "postgres":
+            return await AB.AsyncpgRaw.open(stores.raw_target)
+        return await AB.AskarAsyncRaw.open(stores.raw_target)
     if stores.backend == "sqlite":
-        return await AB.AiosqliteRaw.open(stores.raw_target)
+        return await AB.AiosqlitePoolRaw.open(stores.raw_target, pool)
     if stores.backend == "postgres":
-        return await AB.AsyncpgRaw.open(stores.raw_target)
-    return await AB.AskarAsyncRaw.open(stores.raw_target)
+        return await AB.AsyncpgPoolRaw.open(stores.raw_target, pool)
+    return await AB.AskarSessionRaw.open(stores.raw_target)
+
+
+def pool_capacity(manager: Any) -> int:
+    """pool_size + max_overflow of our SQL face (what the raw pool gets too)."""
+    pool = manager.backend.engine.sync_engine.pool
+    return int(pool.size() + pool._max_overflow)
 
 
 def face_of(manager: Any) -> str:
@@ -174,10 +193,23 @@ def _result(backend: str, op: str, unit: str, note: str) -> Result:
     return Result(backend=backend, op=op, unit=unit, target=target, note=note)
 
 
-async def _run_block(driver: Any, method: str, calls: list[tuple[Any, ...]]) -> int:
+async def _run_block(
+    driver: Any, method: str, calls: list[tuple[Any, ...]], concurrency: int = 1
+) -> int:
+    """The calls one after another, or by `concurrency` tasks taking the next call
+    each as they finish one (that many in flight, as handlers under load)."""
     fn = getattr(driver, method)
-    for a in calls:
-        await fn(*a)
+    if concurrency <= 1:
+        for a in calls:
+            await fn(*a)
+        return len(calls)
+    pending = iter(calls)
+
+    async def worker() -> None:
+        for a in pending:
+            await fn(*a)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return len(calls)
 
 
@@ -188,6 +220,7 @@ async def compare_calls(
     make_args: Callable[[str, int], list[tuple[Any, ...]]],
     rounds: int,
     slices: int = 10,
+    concurrency: int = 1,
 ) -> Result:
     """Per-call operations, as run.py's `_compare_calls`: each round every driver gets
     fresh arguments (built untimed), and the drivers take turns slice by slice (order
@@ -196,7 +229,7 @@ async def compare_calls(
     res.baselines.setdefault("raw", [])
     for who in names:  # warm-up: statement caches, page cache, pools, sessions
         warm = make_args(who, -1)
-        await _run_block(drivers[who], method, warm[: max(1, len(warm) // 5)])
+        await _run_block(drivers[who], method, warm[: max(1, len(warm) // 5)], concurrency)
     for r in range(rounds):
         args = {who: make_args(who, r) for who in names}
         spent = dict.fromkeys(names, 0.0)
@@ -208,7 +241,7 @@ async def compare_calls(
                 calls = args[who]
                 part = calls[j * len(calls) // slices : (j + 1) * len(calls) // slices]
                 start = time.perf_counter()
-                done[who] += await _run_block(drivers[who], method, part)
+                done[who] += await _run_block(drivers[who], method, part, concurrency)
                 spent[who] += time.perf_counter() - start
         for who in names:
             (res.ours if who == "ours" else res.baselines[who]).append(done[who] / spent[who])
@@ -256,17 +289,29 @@ async def bench_backend(args: argparse.Namespace, stores: Stores) -> list[Result
     log(f"{backend}: ours on {face}")
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(manager.aclose)
-        raw = await open_raw(stores)
+        concurrent = args.concurrency > 1
+        pool = None
+        if concurrent:
+            pool = pool_capacity(manager) if backend != "askar" else args.concurrency
+        raw = await open_raw(stores, pool)
         stack.push_async_callback(raw.aclose)
         drivers: Drivers = {"ours": AB.AsyncOurs(manager), "raw": raw}
         await check_same(backend, drivers, n)
         ops = set(args.ops or OPS)
+        at_once = ""
+        if concurrent:
+            ops &= set(CONCURRENT_OPS)
+            at_once = f", {args.concurrency} tasks at once"
+            if backend != "askar":
+                at_once += f" (pools of {pool})"
         results: list[Result] = []
         if "get" in ops:
             log(f"{backend}: get by key")
             rng = random.Random(1)
             keys = [_data.scid_for(i) for i in range(n)]
-            res = _result(label, "get by key", "ops", f"{args.gets} random keys per round")
+            res = _result(
+                label, "get by key" + at_once, "ops", f"{args.gets} random keys per round"
+            )
             results.append(
                 await compare_calls(
                     res,
@@ -274,13 +319,16 @@ async def bench_backend(args: argparse.Namespace, stores: Stores) -> list[Result
                     "get",
                     lambda who, r: [(rng.choice(keys),) for _ in range(args.gets)],
                     args.rounds,
+                    concurrency=args.concurrency,
                 )
             )
         if "page" in ops:
             log(f"{backend}: filtered page")
             prng = random.Random(2)
             pages = max(1, min(10, n // _data.NAMESPACES // B.PAGE))
-            res = _result(label, "filtered page of 50", "pages", f"pages 1-{pages} of a namespace")
+            res = _result(
+                label, "filtered page of 50" + at_once, "pages", f"pages 1-{pages} of a namespace"
+            )
             results.append(
                 await compare_calls(
                     res,
@@ -294,6 +342,7 @@ async def bench_backend(args: argparse.Namespace, stores: Stores) -> list[Result
                         for _ in range(args.pages)
                     ],
                     args.rounds,
+                    concurrency=args.concurrency,
                 )
             )
         if "stream" in ops:
@@ -345,6 +394,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--pages", type=int, default=300, help="pages per round")
     ap.add_argument("--writes", type=int, default=500, help="creates per round")
     ap.add_argument("--ops", action="append", choices=OPS, help="only these (repeatable)")
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="tasks calling at once (gets and pages only; the raw side on a pool)",
+    )
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
     ap.add_argument(
         "--pg-url",

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import os
 import random
@@ -64,7 +65,7 @@ import orjson  # noqa: E402
 from fastapi import FastAPI, Request, Response  # noqa: E402
 
 from storage_core import open_storage  # noqa: E402
-from storage_core.fastapi import install_error_handlers  # noqa: E402
+from storage_core.fastapi import frozen_gc, install_error_handlers  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgres", "askar-sqlite", "askar-postgres")
@@ -83,6 +84,27 @@ class Ticker:
     def __init__(self) -> None:
         self.stall = 0.0
         self.callback = 0.0
+        self.gc_time = [0.0, 0.0, 0.0]  # seconds in collections of each generation
+        self.gc_runs = [0, 0, 0]
+        self.gc_longest = 0.0
+        self._gc_start = 0.0
+        self._cpu = time.process_time()
+
+    def time_gc(self) -> None:
+        """Time every collection of the cyclic garbage collector (gc.callbacks)."""
+        clock = time.perf_counter
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                self._gc_start = clock()
+                return
+            took = clock() - self._gc_start
+            generation = info["generation"]
+            self.gc_time[generation] += took
+            self.gc_runs[generation] += 1
+            self.gc_longest = max(self.gc_longest, took)
+
+        gc.callbacks.append(on_gc)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -106,9 +128,19 @@ class Ticker:
 
         asyncio.events.Handle._run = timed  # type: ignore[method-assign]
 
-    def take(self) -> dict[str, float]:
-        taken = {"stall": self.stall, "callback": self.callback}
-        self.stall = self.callback = 0.0
+    def take(self) -> dict[str, Any]:
+        taken = {
+            "stall": self.stall,
+            "callback": self.callback,
+            "gc_time": self.gc_time,
+            "gc_runs": self.gc_runs,
+            "gc_longest": self.gc_longest,
+            "cpu": time.process_time() - self._cpu,  # the server process's, all threads
+        }
+        self._cpu = time.process_time()
+        self.stall = self.callback = self.gc_longest = 0.0
+        self.gc_time = [0.0, 0.0, 0.0]
+        self.gc_runs = [0, 0, 0]
         return taken
 
 
@@ -122,7 +154,7 @@ def load_example() -> Any:
     return module
 
 
-def sync_app(example: Any, blocking: bool) -> FastAPI:
+def sync_app(example: Any, blocking: bool, freeze: bool) -> FastAPI:
     """The example's read and create routes on the sync StorageManager: in `async def`
     handlers (`blocking`: each call holds the loop) or in `def` handlers (thread pool)."""
     from storage_core import StorageManager
@@ -132,7 +164,8 @@ def sync_app(example: Any, blocking: bool) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         storage.init_db()
-        yield
+        with frozen_gc() if freeze else contextlib.nullcontext():
+            yield
         storage.close()
 
     app = FastAPI(lifespan=lifespan)
@@ -174,10 +207,16 @@ def sync_app(example: Any, blocking: bool) -> FastAPI:
     return app
 
 
-def bare_app(example: Any) -> FastAPI:
+def bare_app(example: Any, freeze: bool) -> FastAPI:
     """The same routes answering without any storage: what FastAPI, uvicorn and the
     example's own parsing cost at this concurrency (the floor under every other row)."""
-    app = FastAPI()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with frozen_gc() if freeze else contextlib.nullcontext():
+            yield
+
+    app = FastAPI(lifespan=lifespan)
     install_error_handlers(app)
     body = b"".join(orjson.dumps(line) + b"\n" for line in _data.entry(0).logs)
     route = "/{namespace}/{identifier}/did.jsonl"
@@ -194,25 +233,56 @@ def bare_app(example: Any) -> FastAPI:
     return app
 
 
-async def serve(mode: str, port: int, switch_interval: float | None) -> None:
+async def serve(mode: str, port: int, switch_interval: float | None, freeze: bool) -> None:
     import uvicorn
 
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
     example = load_example()
     if mode == "no-storage":
-        app = bare_app(example)
+        app = bare_app(example, freeze)
     elif mode == "async":
-        app = example.create_app()
+        app = example.create_app(freeze_gc=freeze)
     else:
-        app = sync_app(example, blocking=mode == "sync-async")
+        app = sync_app(example, blocking=mode == "sync-async", freeze=freeze)
     ticker = Ticker()
+    profile = os.environ.get("BENCH_SERVER_PROFILE")
+    profilers = []
+    if profile:
+        import cProfile
+
+        profilers.append(cProfile.Profile())
+        profilers[-1].enable()
 
     @app.get("/_bench/stall")
-    async def stall() -> dict[str, float]:
+    async def stall() -> dict[str, Any]:
+        if os.environ.get("BENCH_GC_DEBUG"):
+            import collections
+
+            with open(os.environ["BENCH_GC_DEBUG"] + f"-{mode}.txt", "a") as out:
+                kinds = collections.Counter(
+                    f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects(2)
+                )
+                print(
+                    "objects per generation",
+                    [len(gc.get_objects(g)) for g in range(3)],
+                    "frozen",
+                    gc.get_freeze_count(),
+                    "thresholds",
+                    gc.get_threshold(),
+                    "stats",
+                    gc.get_stats(),
+                    file=out,
+                )
+                print(kinds.most_common(40), file=out)
+        if profilers:  # each file: the batches since the last call
+            profilers[-1].dump_stats(f"{profile}-{mode}.prof")
+            profilers.append(cProfile.Profile())
+            profilers[-1].enable()
         return ticker.take()
 
     ticker.time_callbacks()
+    ticker.time_gc()
     tick = asyncio.create_task(ticker.run())
     config = uvicorn.Config(
         app,
@@ -302,6 +372,10 @@ class Row:
     batch_ms: float
     stall_ms: float
     callback_ms: float
+    gc_ms: float  # time in collections during the measured batches, per batch
+    gc_full: int  # full (generation 2) collections during them
+    gc_longest_ms: float
+    cpu_us: float  # the server process's CPU time per request
     errors: int
 
 
@@ -344,7 +418,7 @@ class Connection:
             self.writer = None
 
 
-async def stall_seconds(port: int) -> dict[str, float]:
+async def stall_seconds(port: int) -> dict[str, Any]:
     """Read and reset the server's ticker: {"stall": s, "callback": s}."""
     connection = Connection(port)
     try:
@@ -356,13 +430,15 @@ async def stall_seconds(port: int) -> dict[str, float]:
 
 @contextlib.asynccontextmanager
 async def server_process(
-    store: Store, mode: str, switch_interval: float | None
+    store: Store, mode: str, switch_interval: float | None, freeze: bool
 ) -> AsyncIterator[int]:
     port = free_port()
     env = {**os.environ, **store.env}
     command = [sys.executable, __file__, "serve", "--mode", mode, "--port", str(port)]
     if switch_interval is not None:
         command += ["--switch-interval", str(switch_interval)]
+    if not freeze:
+        command.append("--no-freeze-gc")
     child = subprocess.Popen(command, env=env)
     try:
         for _ in range(600):
@@ -452,6 +528,10 @@ async def measure(
         batch_ms=statistics.mean(walls) * 1e3,
         stall_ms=loop["stall"] * 1e3,
         callback_ms=loop["callback"] * 1e3,
+        gc_ms=sum(loop["gc_time"]) * 1e3 / len(walls),
+        gc_full=loop["gc_runs"][2],
+        gc_longest_ms=loop["gc_longest"] * 1e3,
+        cpu_us=loop["cpu"] * 1e6 / len(latencies),
         errors=errors,
     )
 
@@ -462,8 +542,9 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         f"warm-up; uvicorn (1 worker) in a child process, a keep-alive asyncio client in this one; "
         f"{args.dids} seeded DIDs.\n\n"
         "| backend | op | handlers | req/s | p50 ms | p99 ms | batch ms | longest stall ms "
-        "| longest callback ms |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|\n"
+        "| longest callback ms | GC ms per batch | full GCs | longest GC ms "
+        "| server CPU us/req |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for r in rows:
@@ -473,7 +554,8 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         errors = f" ({r.errors} failed)" if r.errors else ""
         lines.append(
             f"| {r.backend} | {r.op} | {r.mode} | {r.rate:.0f}{errors} | {r.p50_ms:.1f} | "
-            f"{r.p99_ms:.1f} | {r.batch_ms:.0f} | {stall} | {r.callback_ms:.1f} |"
+            f"{r.p99_ms:.1f} | {r.batch_ms:.0f} | {stall} | {r.callback_ms:.1f} | "
+            f"{r.gc_ms:.1f} | {r.gc_full} | {r.gc_longest_ms:.1f} | {r.cpu_us:.0f} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -488,7 +570,9 @@ async def run(args: argparse.Namespace) -> str:
                 requests = Requests(args.dids)
                 for op in args.op or OPS:
                     for mode in args.mode or MODES:
-                        async with server_process(store, mode, args.switch_interval) as port:
+                        async with server_process(
+                            store, mode, args.switch_interval, args.freeze_gc
+                        ) as port:
                             row = await measure(port, backend, op, mode, requests, args)
                         rows.append(row)
                         print(table([row], args).splitlines()[-1], file=sys.stderr)
@@ -502,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     child.add_argument("--mode", choices=MODES, required=True)
     child.add_argument("--port", type=int, required=True)
     child.add_argument("--switch-interval", type=float)
+    child.add_argument("--no-freeze-gc", dest="freeze_gc", action="store_false")
     parser.add_argument("--backend", action="append", choices=BACKENDS)
     parser.add_argument("--op", action="append", choices=OPS)
     parser.add_argument("--mode", action="append", choices=MODES)
@@ -511,6 +596,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=DEFAULT_PG)
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     parser.add_argument(
+        "--no-freeze-gc",
+        dest="freeze_gc",
+        action="store_false",
+        help="serve without storage_core.fastapi.frozen_gc (the default: every server, "
+        "whatever its handlers, freezes what its start-up built, as the example does)",
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         help="the servers' sys.setswitchinterval (default 0.005 s): how long a thread may "
@@ -518,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.command == "serve":
-        asyncio.run(serve(args.mode, args.port, args.switch_interval))
+        asyncio.run(serve(args.mode, args.port, args.switch_interval, args.freeze_gc))
         return 0
     result = asyncio.run(run(args))
     print(result)

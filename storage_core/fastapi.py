@@ -29,9 +29,10 @@ Needs the `fastapi` extra: `pip install 'webvh-storage[fastapi]'`.
 
 from __future__ import annotations
 
+import gc
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from typing import Annotated, Any
 
 from storage_core.async_manager import AsyncStorageManager
@@ -57,6 +58,7 @@ __all__ = [
     "PROBLEM_JSON",
     "Storage",
     "attach_storage",
+    "frozen_gc",
     "get_storage",
     "install_error_handlers",
     "storage_lifespan",
@@ -108,28 +110,55 @@ async def attach_storage(
             await store.aclose()
 
 
+@contextmanager
+def frozen_gc() -> Iterator[None]:
+    """Move every object alive now out of the cyclic garbage collector's reach
+    (`gc.collect()`, then `gc.freeze()`) for the block; unfrozen at its end unless
+    something was frozen before (a pre-fork server's own freeze stays).
+
+    Why a server wants it: after start-up a process holds ~120k long-lived objects
+    (FastAPI, pydantic, SQLAlchemy, the drivers: classes, functions, module dicts), and
+    under concurrent requests every full collection walks them all, ~60-100 ms in one
+    go on the event loop (benchmarks/README.md, "Server"). Many requests in flight keep
+    their objects alive across awaits, so they are promoted and full collections come
+    every few hundred requests. Frozen, a full collection walks only what was created
+    since. Process-wide, hence opt-in: the cost is that garbage cycles among the frozen
+    objects are never collected (there are none after the `gc.collect()` here)."""
+    already = gc.get_freeze_count() > 0
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not already:
+            gc.unfreeze()
+
+
 def storage_lifespan(
     storage: AsyncStorageManager | Callable[[], AsyncStorageManager] | None = None,
     *,
     provision: bool = True,
     lifespan: Lifespan | None = None,
+    freeze_gc: bool = False,
 ) -> Lifespan:
     """A lifespan for `FastAPI(lifespan=...)`: `attach_storage` around the app's own
     `lifespan` (which then runs with the store ready and ends before it closes).
 
     `storage` is a store, a factory called at each start-up (so the configuration is read
     when the server starts, not when the module is imported), or None for the
-    process-wide `AsyncStorageManager()`."""
+    process-wide `AsyncStorageManager()`. `freeze_gc`: serve inside `frozen_gc()`, entered
+    once the store is provisioned and the app's own start-up has run (so what they
+    imported and built is frozen too)."""
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         store = storage() if callable(storage) else storage
-        async with attach_storage(app, store, provision=provision):
-            if lifespan is None:
+        async with (
+            attach_storage(app, store, provision=provision),
+            nullcontext() if lifespan is None else lifespan(app),
+        ):
+            with frozen_gc() if freeze_gc else nullcontext():
                 yield
-            else:
-                async with lifespan(app):
-                    yield
 
     return run
 

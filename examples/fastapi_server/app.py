@@ -34,11 +34,14 @@ IfMatch = Annotated[str | None, Header(description='the record_version ETag, e.g
 ExpectedVersion = Annotated[int | None, Query(ge=1, description="the same as If-Match")]
 
 
-def create_app(storage: AsyncStorageManager | None = None) -> FastAPI:
+def create_app(storage: AsyncStorageManager | None = None, *, freeze_gc: bool = True) -> FastAPI:
     """The application. Without `storage`, the process-wide `AsyncStorageManager()` is
     built from the environment when the server starts, provisioned, and closed at
-    shutdown (`storage_core.fastapi.storage_lifespan`)."""
-    app = FastAPI(title="did:webvh example server", lifespan=storage_lifespan(storage))
+    shutdown (`storage_core.fastapi.storage_lifespan`). `freeze_gc`: what start-up built
+    is frozen out of the garbage collector's full collections, which otherwise walk it
+    all on the event loop every few hundred concurrent requests (`frozen_gc`)."""
+    lifespan = storage_lifespan(storage, freeze_gc=freeze_gc)
+    app = FastAPI(title="did:webvh example server", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(router)
     return app
