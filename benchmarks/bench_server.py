@@ -89,6 +89,23 @@ class Ticker:
         self.gc_longest = 0.0
         self._gc_start = 0.0
         self._cpu = time.process_time()
+        self.connects: int | None = None  # connections the store's pool opened (SQL)
+
+    def count_connects(self, storage: Any) -> None:
+        """Count the connections the SQL store's pool opens (a pool listener: it does
+        not route the fast paths through SQLAlchemy, as an engine listener would)."""
+        from sqlalchemy import event
+
+        engine = getattr(storage.backend, "engine", None)
+        pool = getattr(getattr(engine, "sync_engine", engine), "pool", None)
+        if pool is None:
+            return
+        self.connects = 0
+
+        def connected(*_: Any) -> None:
+            self.connects = (self.connects or 0) + 1
+
+        event.listen(pool, "connect", connected)
 
     def time_gc(self) -> None:
         """Time every collection of the cyclic garbage collector (gc.callbacks)."""
@@ -136,8 +153,10 @@ class Ticker:
             "gc_runs": self.gc_runs,
             "gc_longest": self.gc_longest,
             "cpu": time.process_time() - self._cpu,  # the server process's, all threads
+            "connects": self.connects,
         }
         self._cpu = time.process_time()
+        self.connects = None if self.connects is None else 0
         self.stall = self.callback = self.gc_longest = 0.0
         self.gc_time = [0.0, 0.0, 0.0]
         self.gc_runs = [0, 0, 0]
@@ -164,6 +183,7 @@ def sync_app(example: Any, blocking: bool, freeze: bool) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         storage.init_db()
+        app.state.storage = storage  # for the ticker's connection count
         with frozen_gc() if freeze else contextlib.nullcontext():
             yield
         storage.close()
@@ -254,8 +274,14 @@ async def serve(mode: str, port: int, switch_interval: float | None, freeze: boo
         profilers.append(cProfile.Profile())
         profilers[-1].enable()
 
+    hooked: list[Any] = []
+
     @app.get("/_bench/stall")
     async def stall() -> dict[str, Any]:
+        storage = getattr(app.state, "storage", None)  # set once the store is open
+        if storage is not None and not hooked:
+            hooked.append(storage)
+            ticker.count_connects(storage)
         if os.environ.get("BENCH_GC_DEBUG"):
             import collections
 
@@ -376,6 +402,7 @@ class Row:
     gc_full: int  # full (generation 2) collections during them
     gc_longest_ms: float
     cpu_us: float  # the server process's CPU time per request
+    connects: float | None  # connections the pool opened per batch (SQL backends)
     errors: int
 
 
@@ -532,6 +559,7 @@ async def measure(
         gc_full=loop["gc_runs"][2],
         gc_longest_ms=loop["gc_longest"] * 1e3,
         cpu_us=loop["cpu"] * 1e6 / len(latencies),
+        connects=None if loop["connects"] is None else loop["connects"] / len(walls),
         errors=errors,
     )
 
@@ -543,8 +571,8 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         f"{args.dids} seeded DIDs.\n\n"
         "| backend | op | handlers | req/s | p50 ms | p99 ms | batch ms | longest stall ms "
         "| longest callback ms | GC ms per batch | full GCs | longest GC ms "
-        "| server CPU us/req |\n"
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| server CPU us/req | connections opened per batch |\n"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = []
     for r in rows:
@@ -555,7 +583,8 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
         lines.append(
             f"| {r.backend} | {r.op} | {r.mode} | {r.rate:.0f}{errors} | {r.p50_ms:.1f} | "
             f"{r.p99_ms:.1f} | {r.batch_ms:.0f} | {stall} | {r.callback_ms:.1f} | "
-            f"{r.gc_ms:.1f} | {r.gc_full} | {r.gc_longest_ms:.1f} | {r.cpu_us:.0f} |"
+            f"{r.gc_ms:.1f} | {r.gc_full} | {r.gc_longest_ms:.1f} | {r.cpu_us:.0f} | "
+            f"{'-' if r.connects is None else f'{r.connects:.0f}'} |"
         )
     return head + "\n".join(lines) + "\n"
 

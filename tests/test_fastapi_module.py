@@ -5,6 +5,7 @@ PostgreSQL port), not from stand-ins."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import re
@@ -205,6 +206,49 @@ async def test_provision_false_leaves_the_schema_to_the_deploy_step(tmp_path: Pa
         response = await client.post("/tasks/t1")
         assert response.status_code in (500, 503)
         assert "log_entries" not in response.text and "tasks" not in response.json()["detail"]
+
+
+async def test_freeze_gc_freezes_what_start_up_built_while_serving_only(tmp_path: Path) -> None:
+    """Opt-in: off by default (a library leaves process-wide GC alone); on, what the
+    store and the app's own start-up built is frozen while serving, thawed at shutdown."""
+    built: list[object] = []
+
+    @asynccontextmanager
+    async def own(app: FastAPI) -> AsyncIterator[None]:
+        built.append(["made at start-up"])  # a list: always tracked by the collector
+        yield
+
+    url = f"sqlite:///{tmp_path}/gc.db"
+    plain = FastAPI(lifespan=storage_lifespan(open_async_storage("sqlalchemy", url)))
+    assert gc.get_freeze_count() == 0
+    async with plain.router.lifespan_context(plain):
+        assert gc.get_freeze_count() == 0
+
+    app = tasks_app(storage=open_async_storage("sqlalchemy", url), lifespan=own, freeze_gc=True)
+    async with app.router.lifespan_context(app), client_for(app) as client:
+        frozen = gc.get_freeze_count()
+        assert gc.is_tracked(built[0]) and frozen > 0
+        assert not any(o is built[0] for o in gc.get_objects())  # out of every generation
+        assert (await client.post("/tasks/t1")).status_code == 201  # still serves
+        later = ["made while serving"]
+        assert any(o is later for o in gc.get_objects())  # new objects: collected as usual
+    assert gc.get_freeze_count() == 0
+
+
+async def test_freeze_gc_leaves_a_freeze_made_before_it(tmp_path: Path) -> None:
+    """A pre-fork server may have frozen its parent's objects: shutdown keeps them so."""
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        app = tasks_app(
+            storage=open_async_storage("sqlalchemy", f"sqlite:///{tmp_path}/pre.db"),
+            freeze_gc=True,
+        )
+        async with app.router.lifespan_context(app):
+            assert gc.get_freeze_count() >= before
+        assert gc.get_freeze_count() >= before > 0
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_handler_without_the_lifespan_gets_a_500_not_a_crash() -> None:
