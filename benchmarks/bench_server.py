@@ -19,12 +19,23 @@ same route on the same store, next to the same routes without storage:
                thread pool: the loop stays free, at the cost of a thread per request)
 
 Reported: requests/s over the measured batches, p50/p99 latency of a request, the mean
-wall time of a batch, and the event loop's longest stall: a ticker task inside the
-server's loop sleeps 1 ms at a time and records how late it wakes: the longest the loop
-went without reaching it, i.e. the longest loop iteration (a blocked handler, or the
-Python work of the 200 requests that became ready at once: the no-storage row shows the
-latter's share). Target (issue 13): under 10 ms on
-the async API, while the sync-from-async handlers stall for about the whole batch.
+wall time of a batch, and, from inside the server (all over the measured batches):
+- longest stall: a ticker task sleeps 1 ms at a time and records how late it wakes, the
+  longest the loop went without reaching it, i.e. the longest loop iteration (a blocked
+  handler, or the Python work of the 200 requests that became ready at once: the
+  no-storage row is that floor). Target (issue 13): under 10 ms on the async API, while
+  the sync-from-async handlers stall for about the whole batch;
+- longest callback: the longest single callback the loop ran (asyncio.Handle._run);
+- GC: the time spent in the cyclic garbage collector's collections per batch, the
+  number of full (generation 2) ones and the longest one (gc.callbacks);
+- server CPU per request (time.process_time, every thread of the server process) and,
+  on SQL backends, the connections the store's pool opened per batch.
+
+Every server, whatever its handlers, serves inside storage_core.fastapi.frozen_gc()
+as the example does (`--no-freeze-gc`: none does). In the server process,
+BENCH_SERVER_PROFILE=/tmp/p writes a cProfile of the batches since the last reading to
+/tmp/p-{mode}.prof, BENCH_GC_DEBUG=/tmp/g appends the objects per generation and the
+commonest types in generation 2 to /tmp/g-{mode}.txt at each reading.
 
 Ops: `read` GETs /{namespace}/{identifier}/did.jsonl of random DIDs among `--dids`
 seeded ones (benchmarks/_data.py: the real vectors, rewritten); `create` POSTs a new
@@ -568,7 +579,10 @@ def table(rows: list[Row], args: argparse.Namespace) -> str:
     head = (
         f"{args.concurrency} concurrent requests per batch, {args.rounds} batches after a "
         f"warm-up; uvicorn (1 worker) in a child process, a keep-alive asyncio client in this one; "
-        f"{args.dids} seeded DIDs.\n\n"
+        f"{args.dids} seeded DIDs; garbage collector "
+        f"{'frozen after start-up' if args.freeze_gc else 'not frozen'}; SQL pool "
+        f"STORAGE_POOL_SIZE={os.environ.get('STORAGE_POOL_SIZE', '10')} "
+        f"STORAGE_MAX_OVERFLOW={os.environ.get('STORAGE_MAX_OVERFLOW', '20')}.\n\n"
         "| backend | op | handlers | req/s | p50 ms | p99 ms | batch ms | longest stall ms "
         "| longest callback ms | GC ms per batch | full GCs | longest GC ms "
         "| server CPU us/req | connections opened per batch |\n"
