@@ -10,6 +10,9 @@ errors into HTTP answers that say what went wrong without leaking how.
     @app.get("/tasks/{task_id}")
     async def task(task_id: str, storage: Storage) -> dict[str, str]: ...
 
+A server under concurrent load wants `storage_lifespan(freeze_gc=True)` (`frozen_gc`: the
+garbage collector's full collections then skip what start-up built).
+
 Error mapping (`install_error_handlers`); every body is an RFC 9457 problem document
 (`application/problem+json`: `type`, `title`, `status`, `detail`):
 
@@ -118,12 +121,12 @@ def frozen_gc() -> Iterator[None]:
 
     Why a server wants it: after start-up a process holds ~120k long-lived objects
     (FastAPI, pydantic, SQLAlchemy, the drivers: classes, functions, module dicts), and
-    under concurrent requests every full collection walks them all, ~60-100 ms in one
+    under concurrent requests every full collection walks them all, 60-120 ms in one
     go on the event loop (benchmarks/README.md, "Server"). Many requests in flight keep
     their objects alive across awaits, so they are promoted and full collections come
     every few hundred requests. Frozen, a full collection walks only what was created
-    since. Process-wide, hence opt-in: the cost is that garbage cycles among the frozen
-    objects are never collected (there are none after the `gc.collect()` here)."""
+    since. Process-wide, hence opt-in; the cost: a frozen object that later becomes
+    cyclic garbage is not collected while frozen (start-up's objects rarely do)."""
     already = gc.get_freeze_count() > 0
     gc.collect()
     gc.freeze()
