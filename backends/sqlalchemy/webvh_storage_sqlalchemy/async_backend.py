@@ -26,14 +26,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from storage_core.codec import utcnow
 from storage_core.config import mask_url
 from storage_core.errors import ConflictError, StorageError, UnsupportedOperationError
 from storage_core.install_hints import missing_module_hint
-from storage_core.interface import AsyncStorageBackend, Capability
+from storage_core.interface import (
+    ArchivedEntry,
+    AsyncArchiveStore,
+    AsyncStorageBackend,
+    Capability,
+)
 from storage_core.kinds import KindSpec
 from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
-from webvh_storage_sqlalchemy import migrations
+from webvh_storage_sqlalchemy import archive, migrations
 from webvh_storage_sqlalchemy.async_connections import AsyncConnections
 from webvh_storage_sqlalchemy.async_drivers import driver_for
 from webvh_storage_sqlalchemy.errors import translate
@@ -43,7 +49,7 @@ if TYPE_CHECKING:
     from webvh_storage_sqlalchemy.backend import SQLAlchemyBackend
 
 
-class AsyncSqlBackend(AsyncStorageBackend):
+class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
     """The async face of one SQL store (see the module docstring)."""
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -54,10 +60,10 @@ class AsyncSqlBackend(AsyncStorageBackend):
         self._owner = owner
         self.name = owner.name
         self.dialect = owner.dialect
-        # no archive on this face (a migration tool's, sync only); sessions are async here
-        self.capabilities = owner.capabilities - {Capability.ARCHIVE}  # type: ignore[misc]
+        self.capabilities = owner.capabilities  # type: ignore[misc]  # sessions: async ones
         self._secrets = list(owner.settings.secrets)
         self._statements = owner._statements
+        self._archive_upsert = owner._archive_upsert
         self._url = owner._url
         self.driver = driver_for(self.dialect)
         try:
@@ -356,3 +362,52 @@ class AsyncSqlBackend(AsyncStorageBackend):
         except Exception as exc:
             raise self._error(exc, f"bulk writing {spec.name}", spec) from None
         return len(records)
+
+    # --- archive (Capability.ARCHIVE: the sync face's statements, archive.py) -----------
+    async def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        try:
+            async with self._connections.sql_transaction() as conn:
+                for batch in archive.upsert_batches(entries, utcnow()):
+                    await conn.execute(self._archive_upsert, batch)
+        except Exception as exc:
+            raise self._error(exc, "archiving entries") from None
+        return len(entries)
+
+    async def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        found: dict[str, ArchivedEntry] = {}
+        try:
+            for params in archive.get_batches(category, names):
+                rows = await self._archive_rows(archive.GET, params)
+                found.update((e.name, e) for e in map(archive.entry_of, rows))
+        except Exception as exc:
+            raise self._error(exc, "reading the archive") from None
+        return found
+
+    async def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> AsyncIterator[ArchivedEntry]:
+        """Keyset pages, each one read: leaving early holds nothing to release."""
+        after: tuple[str, str] | None = None
+        while True:
+            try:
+                found = await self._archive_rows(archive.page(category, batch_size, after))
+            except Exception as exc:
+                raise self._error(exc, "reading the archive") from None
+            for row in found:
+                yield archive.entry_of(row)
+            if len(found) < batch_size:
+                return
+            after = archive.last_key(found)
+
+    async def archive_count(self, category: str | None = None) -> int:
+        try:
+            rows = await self._archive_rows(archive.count_statement(category))
+        except Exception as exc:
+            raise self._error(exc, "counting the archive") from None
+        return int(rows[0][0])
+
+    async def _archive_rows(self, stmt: Any, params: dict[str, Any] | None = None) -> Sequence[Any]:
+        async def rows(conn: AsyncConnection) -> Sequence[Any]:
+            return (await conn.execute(stmt, params)).all()
+
+        return await self._connections.sql_read(rows)
