@@ -42,6 +42,7 @@ from storage_core.validation import Filters
 from webvh_storage_sqlalchemy import archive, migrations
 from webvh_storage_sqlalchemy.async_connections import AsyncConnections
 from webvh_storage_sqlalchemy.async_drivers import driver_for
+from webvh_storage_sqlalchemy.async_replicas import AsyncReadRouter
 from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.models import table_for
 
@@ -73,6 +74,10 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
             raise UnsupportedOperationError(hint or str(exc)) from None
         except Exception as exc:
             raise translate(exc, self._secrets, action="opening the database") from None
+        try:  # DATABASE_READ_URLS: the sync face's policy, this face's pools
+            self._reads = AsyncReadRouter(self._connections, owner._reads.policy)
+        except Exception as exc:
+            raise translate(exc, self._secrets, action="opening the read replicas") from None
         self.engine = self._connections.engine
         self.SessionLocal = async_sessionmaker(bind=self.engine, expire_on_commit=False)
         self._closed = False
@@ -101,6 +106,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
             "url": mask_url(self._url),
             "dialect": self.dialect.name,
             "driver": self.driver.driver,
+            **({"read_replicas": self._reads.policy.describe()} if self._reads.replicas else {}),
         }
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -126,6 +132,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
             return
         self._closed = True
         try:
+            await self._reads.close()
             await self._connections.close()
         finally:
             self._owner.close()
@@ -164,25 +171,37 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """One database transaction for every call of this task inside the block
-        (async_connections.AsyncConnections.bound_transaction), as on the sync face."""
+        (async_connections.AsyncConnections.bound_transaction), as on the sync face;
+        its reads go to the primary, which holds its writes."""
         return self._transaction()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        block = self._connections.bound_transaction()
-        try:
-            await block.__aenter__()
-        except Exception as exc:
-            raise self._error(exc, "starting a transaction") from None
-        try:
+        with self._reads.policy.primary_only():
+            block = self._connections.bound_transaction()
+            try:
+                await block.__aenter__()
+            except Exception as exc:
+                raise self._error(exc, "starting a transaction") from None
+            try:
+                yield
+            except BaseException as exc:
+                await block.__aexit__(type(exc), exc, exc.__traceback__)  # rolls back
+                raise
+            try:
+                await block.__aexit__(None, None, None)
+            except Exception as exc:
+                raise self._error(exc, "committing a transaction") from None
+        self._reads.policy.wrote()
+
+    def primary(self) -> AbstractAsyncContextManager[None]:
+        """Reads of this task inside the block go to the primary, never to a replica."""
+        return self._primary()
+
+    @asynccontextmanager
+    async def _primary(self) -> AsyncIterator[None]:
+        with self._reads.policy.primary_only():
             yield
-        except BaseException as exc:
-            await block.__aexit__(type(exc), exc, exc.__traceback__)  # rolls back
-            raise
-        try:
-            await block.__aexit__(None, None, None)
-        except Exception as exc:
-            raise self._error(exc, "committing a transaction") from None
 
     # --- single records ------------------------------------------------------------------
     async def create(self, spec: KindSpec[Any], record: Any) -> Any:
@@ -192,12 +211,13 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
                 await conn.execute(st.insert_sql, st.to_params(record))
         except Exception as exc:
             raise self._error(exc, f"creating {spec.name}", spec, spec.key_of(record)) from None
+        self._reads.policy.wrote()
         return record
 
     async def get(self, spec: KindSpec[Any], key: str) -> Any | None:
         st = self._statements[spec.name]
         try:
-            row = await self._connections.fetch_one(st.get_sql, (key,))
+            row = await self._reads.fetch_one(st.get_sql, (key,))
         except Exception as exc:
             raise self._error(exc, f"reading {spec.name}") from None
         return None if row is None else st.from_row(row)
@@ -218,6 +238,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
         except Exception as exc:
             raise self._error(exc, f"updating {spec.name}", spec, key) from None
         if rows:
+            self._reads.policy.wrote()
             return st.from_row(rows[0])
         # absent, or a version conflict: the transaction below tells which, atomically
         return await self._update_in_transaction(spec, key, changes, now, expected_version)
@@ -236,6 +257,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
             async with self._connections.sql_transaction() as conn:
                 row = (await conn.execute(returning, {"key": key})).first()
                 if row is not None:
+                    self._reads.policy.wrote()
                     return st.to_record(row)
                 actual = (await conn.execute(st.get_version, {"key": key})).scalar()
         except Exception as exc:
@@ -259,6 +281,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
                     stmt = st.versioned_update(st.data_params(record), expected_version)
                     row = (await conn.execute(stmt, {"key": key})).first()
                 if row is not None:
+                    self._reads.policy.wrote()
                     return st.to_record(row)
                 actual = (await conn.execute(st.get_version, {"key": key})).scalar()
         except Exception as exc:
@@ -272,6 +295,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
                 deleted = (await conn.execute(st.delete, {"key": key})).rowcount > 0
         except Exception as exc:
             raise self._error(exc, f"deleting {spec.name}") from None
+        self._reads.policy.wrote()
         return deleted
 
     # --- many records --------------------------------------------------------------------
@@ -289,7 +313,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
             return [st.to_record(row) for row in await self._ordered_rows(spec, page)]
         sql, params = st.list_sql(filters, limit, offset)
         try:
-            found = await self._connections.fetch_all(sql, params)
+            found = await self._reads.fetch_all(sql, params)
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
         from_row = st.from_row
@@ -298,19 +322,20 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
     async def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         sql, params = self._statements[spec.name].count_sql(filters)
         try:
-            row = await self._connections.fetch_one(sql, params)
+            row = await self._reads.fetch_one(sql, params)
         except Exception as exc:
             raise self._error(exc, f"counting {spec.name}") from None
         return int(row[0]) if row is not None else 0
 
     async def _ordered_rows(self, spec: KindSpec[Any], stmt: Any) -> Sequence[Any]:
-        """The rows of an ordered select (SQLAlchemy Core, like the sync face's)."""
+        """The rows of an ordered select (SQLAlchemy Core, like the sync face's), read
+        like every other list (replicas, rerun)."""
 
         async def rows(conn: AsyncConnection) -> Sequence[Any]:
             return (await conn.execute(stmt)).all()
 
         try:
-            return await self._connections.sql_read(rows)
+            return await self._reads.read(lambda connections: connections.sql_read(rows))
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
 
@@ -339,7 +364,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
                 after = (records[-1], page[-1][-1])
         sql, params = st.list_sql(filters, None, 0)
         from_row = st.from_row
-        rows = self._connections.stream_rows(sql, params, batch_size)
+        rows = self._reads.stream(lambda c: c.stream_rows(sql, params, batch_size))
         try:
             while True:
                 try:
@@ -361,6 +386,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
                 await conn.bulk_upsert(st.bulk_upsert_sql, [to_params(r) for r in records])
         except Exception as exc:
             raise self._error(exc, f"bulk writing {spec.name}", spec) from None
+        self._reads.policy.wrote()
         return len(records)
 
     # --- archive (Capability.ARCHIVE: the sync face's statements, archive.py) -----------
@@ -371,6 +397,7 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
                     await conn.execute(self._archive_upsert, batch)
         except Exception as exc:
             raise self._error(exc, "archiving entries") from None
+        self._reads.policy.wrote()
         return len(entries)
 
     async def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
