@@ -112,6 +112,24 @@ class TestAsyncCrud:
         assert await sm.health_check() is True
         await sm.flush()
 
+    async def test_primary_block_works_on_every_backend(
+        self, async_storage_manager: AsyncStorageManager
+    ) -> None:
+        """`async with storage.primary():` (a no-op without read replicas): reads inside
+        see the writes before and inside it, blocks nest, and a failure inside leaves."""
+        sm = async_storage_manager
+        before = await sm.create_record(sample_record("task", "before"))
+        async with sm.primary():
+            assert await sm.get_record("task", "before") == before
+            inside = await sm.create_record(sample_record("task", "inside"))
+            async with sm.primary():
+                assert [r.task_id async for r in sm.stream_records("task")] == ["before", "inside"]
+            assert await sm.list_records("task") == [before, inside]
+        with pytest.raises(DuplicateRecordError):
+            async with sm.primary():
+                await sm.create_record(sample_record("task", "inside"))
+        assert await sm.count_records("task") == 2
+
 
 @pytest.mark.asyncio
 class TestAsyncErrors:
