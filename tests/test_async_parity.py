@@ -39,4 +39,3 @@ def test_every_sync_method_has_an_async_twin_with_the_same_arguments() -> None:
             assert not inspect.iscoroutinefunction(other), name
         else:
             assert inspect.iscoroutinefunction(other), name
-
