@@ -9,12 +9,13 @@
 
 `as_async` / `as_sync` pick the adapter (or none: a backend's native face wins).
 
-Transactions cross the adapters with the caller's context variables: a backend keeps
-its open block in a context variable of the caller (thread or task), so the adapter
-enters and leaves the other face's block in one `contextvars.Context`, copies what
-entering set there into the caller's context for the block's duration, and runs the
-calls inside the block with the caller's context (a thread pool does not carry it by
-itself; a loop thread does: `run_coroutine_threadsafe` copies it).
+Blocks (`transaction()`, `primary()`) cross the adapters with the caller's context
+variables: a backend keeps its open block in a context variable of the caller (thread or
+task), so the adapter enters and leaves the other face's block in one
+`contextvars.Context`, copies what entering set there into the caller's context for the
+block's duration, and runs the calls inside the block with the caller's context (a
+thread pool does not carry it by itself; a loop thread does: `run_coroutine_threadsafe`
+copies it). The archive (`Capability.ARCHIVE`) crosses when the adapted face has it.
 """
 
 from __future__ import annotations
