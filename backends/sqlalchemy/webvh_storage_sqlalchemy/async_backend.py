@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -173,35 +173,40 @@ class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
         """One database transaction for every call of this task inside the block
         (async_connections.AsyncConnections.bound_transaction), as on the sync face;
         its reads go to the primary, which holds its writes."""
-        return self._transaction()
+        return self._on_primary(self._transaction(), wrote=True)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        with self._reads.policy.primary_only():
-            block = self._connections.bound_transaction()
-            try:
-                await block.__aenter__()
-            except Exception as exc:
-                raise self._error(exc, "starting a transaction") from None
-            try:
-                yield
-            except BaseException as exc:
-                await block.__aexit__(type(exc), exc, exc.__traceback__)  # rolls back
-                raise
-            try:
-                await block.__aexit__(None, None, None)
-            except Exception as exc:
-                raise self._error(exc, "committing a transaction") from None
-        self._reads.policy.wrote()
+        block = self._connections.bound_transaction()
+        try:
+            await block.__aenter__()
+        except Exception as exc:
+            raise self._error(exc, "starting a transaction") from None
+        try:
+            yield
+        except BaseException as exc:
+            await block.__aexit__(type(exc), exc, exc.__traceback__)  # rolls back
+            raise
+        try:
+            await block.__aexit__(None, None, None)
+        except Exception as exc:
+            raise self._error(exc, "committing a transaction") from None
 
     def primary(self) -> AbstractAsyncContextManager[None]:
         """Reads of this task inside the block go to the primary, never to a replica."""
-        return self._primary()
+        return self._on_primary(nullcontext())
 
     @asynccontextmanager
-    async def _primary(self) -> AsyncIterator[None]:
+    async def _on_primary(
+        self, block: AbstractAsyncContextManager[Any], wrote: bool = False
+    ) -> AsyncIterator[None]:
+        """`block` with this task's reads on the primary; `wrote`: a block that wrote
+        (it committed), after which the task reads its writes there too."""
         with self._reads.policy.primary_only():
-            yield
+            async with block:
+                yield
+        if wrote:
+            self._reads.policy.wrote()
 
     # --- single records ------------------------------------------------------------------
     async def create(self, spec: KindSpec[Any], record: Any) -> Any:
