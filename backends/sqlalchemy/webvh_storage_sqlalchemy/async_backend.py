@@ -7,8 +7,11 @@ statements and row/parameter converters per kind (statements.py, the dialect cla
 the same error translation. Gets by key, creates, updates, pages, counts, streams and
 bulk writes run driver SQL on a raw driver connection (async_connections.py); upserts,
 deletes and an update's conflict check run the same SQLAlchemy Core statements as the
-sync face on an `AsyncConnection`. `engine` (an `AsyncEngine`) and `SessionLocal` (an
-`async_sessionmaker`) are there for callers who want the ORM models asynchronously.
+sync face on an `AsyncConnection`, and so do the archive's (archive.py). Reads go to the
+read replicas by the sync face's policy, shared with it (replicas.py), on a pool per
+replica of this face's own (async_replicas.py). `engine` (an `AsyncEngine`) and
+`SessionLocal` (an `async_sessionmaker`) are there for callers who want the ORM models
+asynchronously.
 
 Built by `SQLAlchemyBackend.native_async()`: it owns that sync face (closing it on
 `aclose()`), whose engine never connects unless the sync face is used itself. On
