@@ -220,6 +220,27 @@ async def test_reads_carry_on_when_the_standby_is_killed(async_stores: AsyncStor
     assert _usable(reader) == [True]
 
 
+@pytest.mark.timeout(300)
+async def test_a_read_the_replica_fails_runs_again_on_the_primary(async_stores: AsyncStores):
+    """No lag check between the standby going down and the reads (checked once an hour):
+    the stream and the get meet the dead replica first, and each runs on the primary."""
+    writer = async_stores.stores.open()
+    writer.bulk_upsert("log_entry", [_entry(f"e{n}") for n in range(10)])
+    async_stores.pair.wait_replayed()
+    reader = async_stores.reader(replica_max_lag=3600, replica_check_interval=3600)
+    assert await reader.get_log_entry("e0") is not None  # the check: usable
+    await asyncio.to_thread(async_stores.pair.standby.stop, "immediate")
+    try:
+        assert _usable(reader) == [True]  # not checked since
+        streamed = [e.scid async for e in reader.stream_records("log_entry", batch_size=3)]
+        assert streamed == [f"e{n}" for n in range(10)]
+        assert _usable(reader) == [False]  # the failed read took it out
+        assert (await reader.get_log_entry("e9")).scid == "e9"
+    finally:
+        await asyncio.to_thread(async_stores.pair.standby.start)
+        async_stores.pair.wait_replayed()
+
+
 async def test_a_spent_replica_pool_is_the_callers_wait_not_a_replica_failure(
     async_stores: AsyncStores,
 ):
