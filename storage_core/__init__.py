@@ -15,6 +15,7 @@ from storage_core.errors import (
 from storage_core.interface import (
     ArchivedEntry,
     ArchiveStore,
+    AsyncArchiveStore,
     AsyncStorageBackend,
     Capability,
     StorageBackend,
@@ -38,6 +39,7 @@ __all__ = [
     "KINDS",
     "ArchiveStore",
     "ArchivedEntry",
+    "AsyncArchiveStore",
     "AsyncStorageBackend",
     "AsyncStorageManager",
     "BackendUnavailableError",

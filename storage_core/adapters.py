@@ -9,12 +9,13 @@
 
 `as_async` / `as_sync` pick the adapter (or none: a backend's native face wins).
 
-Transactions cross the adapters with the caller's context variables: a backend keeps
-its open block in a context variable of the caller (thread or task), so the adapter
-enters and leaves the other face's block in one `contextvars.Context`, copies what
-entering set there into the caller's context for the block's duration, and runs the
-calls inside the block with the caller's context (a thread pool does not carry it by
-itself; a loop thread does: `run_coroutine_threadsafe` copies it).
+Blocks (`transaction()`, `primary()`) cross the adapters with the caller's context
+variables: a backend keeps its open block in a context variable of the caller (thread or
+task), so the adapter enters and leaves the other face's block in one
+`contextvars.Context`, copies what entering set there into the caller's context for the
+block's duration, and runs the calls inside the block with the caller's context (a
+thread pool does not carry it by itself; a loop thread does: `run_coroutine_threadsafe`
+copies it). The archive (`Capability.ARCHIVE`) crosses when the adapted face has it.
 """
 
 from __future__ import annotations
@@ -32,12 +33,20 @@ from contextlib import (
     AbstractContextManager,
     asynccontextmanager,
     contextmanager,
+    nullcontext,
 )
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from storage_core.errors import BackendUnavailableError
-from storage_core.interface import AsyncStorageBackend, Capability, StorageBackend
+from storage_core.interface import (
+    ArchivedEntry,
+    ArchiveStore,
+    AsyncArchiveStore,
+    AsyncStorageBackend,
+    Capability,
+    StorageBackend,
+)
 from storage_core.kinds import KindSpec, R
 from storage_core.loop import BackgroundLoop, LoopClosedError, run_sync
 from storage_core.ordering import OrderBy
@@ -46,8 +55,8 @@ from storage_core.validation import Filters
 T = TypeVar("T")
 #: Threads of a sync store's async face when its settings name no pool size.
 DEFAULT_WORKERS = 10
-#: Abilities of the sync face only: the async face has no SQL sessions or archive yet.
-SYNC_FACE_ONLY = frozenset({Capability.SQL_SESSIONS, Capability.ARCHIVE})
+#: Abilities of the sync face only: an adapted async face has no SQL sessions.
+SYNC_FACE_ONLY = frozenset({Capability.SQL_SESSIONS})
 
 
 def as_async(backend: StorageBackend | AsyncStorageBackend, workers: int) -> AsyncStorageBackend:
@@ -69,13 +78,14 @@ def as_sync(backend: StorageBackend | AsyncStorageBackend) -> StorageBackend:
     return LoopThreadBackend(backend)
 
 
-class ThreadedAsyncBackend(AsyncStorageBackend):
+class ThreadedAsyncBackend(AsyncStorageBackend, AsyncArchiveStore):
     """A sync backend's calls on a bounded thread pool (one executor per store)."""
 
     def __init__(self, backend: StorageBackend, workers: int = DEFAULT_WORKERS) -> None:
         self.sync = backend
         self.name = backend.name
-        self.capabilities = backend.capabilities - SYNC_FACE_ONLY  # type: ignore[misc]  # per store
+        lacks = SYNC_FACE_ONLY | _archive_unless(isinstance(backend, ArchiveStore))
+        self.capabilities = backend.capabilities - lacks  # type: ignore[misc]  # per store
         self._executor = ThreadPoolExecutor(
             max_workers=max(1, workers), thread_name_prefix=f"storage-{backend.name}"
         )
@@ -96,11 +106,19 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """The sync face's transaction(), entered and left on pool threads in one
         context; the calls of this task inside it carry that context along."""
-        return self._transaction()
+        return self._carried(self.sync.transaction)
+
+    def primary(self) -> AbstractAsyncContextManager[None]:
+        """The sync face's primary() (reads go to the primary), carried like a
+        transaction; a no-op for a backend without one."""
+        primary = getattr(self.sync, "primary", None)
+        return self._carried(primary) if callable(primary) else nullcontext()
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[None]:
-        block = self.sync.transaction()
+    async def _carried(
+        self, open_block: Callable[[], AbstractContextManager[None]]
+    ) -> AsyncIterator[None]:
+        block = open_block()
         context = contextvars.copy_context()
         await self._run_in(context, block.__enter__)
         adopted = adopt(context)
@@ -182,20 +200,25 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
     async def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         return await self._run(self.sync.count, spec, filters)
 
-    async def stream(
+    def stream(
         self,
         spec: KindSpec[R],
         filters: Filters,
         batch_size: int,
         order_by: OrderBy | None = None,
     ) -> AsyncIterator[R]:
-        """A batch per thread hand-off; leaving early closes the sync iterator on a pool
-        thread (closing may block: it returns a cursor and its connection). A lock keeps
-        the close from meeting a batch still being read (its awaiting task cancelled)."""
-        iterator = await self._run(self.sync.stream, spec, filters, batch_size, *_given(order_by))
+        opened = functools.partial(self.sync.stream, spec, filters, batch_size, *_given(order_by))
+        return self._drain(opened, batch_size)
+
+    async def _drain(self, open_: Callable[[], Iterator[T]], batch_size: int) -> AsyncIterator[T]:
+        """A sync iterator opened and read on pool threads, a batch per hand-off;
+        leaving early closes it on a pool thread (closing may block: it returns a
+        cursor and its connection). A lock keeps the close from meeting a batch still
+        being read (its awaiting task cancelled)."""
+        iterator = await self._run(open_)
         lock = threading.Lock()
 
-        def take() -> builtins.list[R]:
+        def take() -> builtins.list[T]:
             with lock:
                 return builtins.list(itertools.islice(iterator, batch_size))
 
@@ -218,8 +241,27 @@ class ThreadedAsyncBackend(AsyncStorageBackend):
     async def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int:
         return await self._run(self.sync.bulk_upsert, spec, records)
 
+    # --- archive (Capability.ARCHIVE: only when the sync face is an ArchiveStore) --------
+    def _archive(self) -> ArchiveStore:
+        return cast(ArchiveStore, self.sync)  # the manager checked the capability
 
-class LoopThreadBackend(StorageBackend):
+    async def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        return await self._run(self._archive().archive_upsert, entries)
+
+    async def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        return await self._run(self._archive().archive_get, category, names)
+
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> AsyncIterator[ArchivedEntry]:
+        opened = functools.partial(self._archive().archive_stream, category, batch_size)
+        return self._drain(opened, batch_size)
+
+    async def archive_count(self, category: str | None = None) -> int:
+        return await self._run(self._archive().archive_count, category)
+
+
+class LoopThreadBackend(StorageBackend, ArchiveStore):
     """An async backend's coroutines run from sync code on a loop thread of its own
     (drivers' objects are bound to the loop they were opened on: always the same one)."""
 
@@ -227,7 +269,8 @@ class LoopThreadBackend(StorageBackend):
         self.native = backend
         self.name = backend.name
         # an async face's SQL sessions are async ones: this sync face has none
-        self.capabilities = backend.capabilities - {Capability.SQL_SESSIONS}  # type: ignore[misc]
+        lacks = {Capability.SQL_SESSIONS} | _archive_unless(isinstance(backend, AsyncArchiveStore))
+        self.capabilities = backend.capabilities - lacks  # type: ignore[misc]
         self._loop = BackgroundLoop(name=f"storage-{backend.name}")
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -265,11 +308,19 @@ class LoopThreadBackend(StorageBackend):
         """The async face's transaction(), entered and left on the loop in one context;
         the caller's later calls carry it to the loop (run_coroutine_threadsafe copies
         the calling thread's context)."""
-        return self._transaction()
+        return self._carried(self.native.transaction)
+
+    def primary(self) -> AbstractContextManager[None]:
+        """The async face's primary(), carried like a transaction; a no-op for a face
+        without one."""
+        primary = getattr(self.native, "primary", None)
+        return self._carried(primary) if callable(primary) else nullcontext()
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        block = self.native.transaction()
+    def _carried(
+        self, open_block: Callable[[], AbstractAsyncContextManager[None]]
+    ) -> Iterator[None]:
+        block = open_block()
         context = contextvars.copy_context()
         self._run(_in_context(context, block.__aenter__()))
         adopted = adopt(context)
@@ -327,10 +378,15 @@ class LoopThreadBackend(StorageBackend):
         batch_size: int,
         order_by: OrderBy | None = None,
     ) -> Iterator[R]:
-        """A batch per loop hand-off; closing early closes the async iterator on its loop."""
-        inner = self.native.stream(spec, filters, batch_size, *_given(order_by))
+        opened = functools.partial(self.native.stream, spec, filters, batch_size, *_given(order_by))
+        return self._drain(opened, batch_size)
 
-        async def batch() -> builtins.list[R]:
+    def _drain(self, open_: Callable[[], AsyncIterator[T]], batch_size: int) -> Iterator[T]:
+        """An async iterator read from the loop, a batch per hand-off; closing early
+        closes it on its loop."""
+        inner = open_()
+
+        async def batch() -> builtins.list[T]:
             return [record async for record in _first(inner, batch_size)]
 
         try:
@@ -346,6 +402,30 @@ class LoopThreadBackend(StorageBackend):
 
     def bulk_upsert(self, spec: KindSpec[R], records: Sequence[R]) -> int:
         return self._run(self.native.bulk_upsert(spec, records))
+
+    # --- archive (Capability.ARCHIVE: only when the async face is an AsyncArchiveStore) ---
+    def _archive(self) -> AsyncArchiveStore:
+        return cast(AsyncArchiveStore, self.native)  # the manager checked the capability
+
+    def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        return self._run(self._archive().archive_upsert(entries))
+
+    def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        return self._run(self._archive().archive_get(category, names))
+
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> Iterator[ArchivedEntry]:
+        opened = functools.partial(self._archive().archive_stream, category, batch_size)
+        return self._drain(opened, batch_size)
+
+    def archive_count(self, category: str | None = None) -> int:
+        return self._run(self._archive().archive_count(category))
+
+
+def _archive_unless(archives: bool) -> frozenset[str]:
+    """Capability.ARCHIVE to take away from a face that cannot serve it."""
+    return frozenset() if archives else frozenset({Capability.ARCHIVE})
 
 
 _Adopted = builtins.list[tuple[contextvars.ContextVar[Any], contextvars.Token[Any]]]

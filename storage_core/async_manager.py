@@ -15,14 +15,20 @@ import builtins
 import functools
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 
 from storage_core.adapters import DEFAULT_WORKERS, as_async
 from storage_core.config import Settings
 from storage_core.encoded import within_scope
 from storage_core.errors import StorageError, UnsupportedOperationError
-from storage_core.interface import AsyncSqlSessions, AsyncStorageBackend, Capability, StorageBackend
+from storage_core.interface import (
+    ArchivedEntry,
+    AsyncSqlSessions,
+    AsyncStorageBackend,
+    Capability,
+    StorageBackend,
+)
 from storage_core.kinds import (
     KINDS,
     LOG_ENTRY,
@@ -189,6 +195,14 @@ class AsyncStorageManager(ManagerCore):
         facts["rows"] = {name: await self.count_records(name) for name in KINDS}
         return facts
 
+    def primary(self) -> AbstractAsyncContextManager[None]:
+        """`async with storage.primary():` reads of this task in the block see the
+        latest writes: they go to the primary database, never to a read replica (as
+        `StorageManager.primary`; a face without replicas: no-op). Tasks started inside
+        the block inherit it."""
+        backend_primary = getattr(self.backend, "primary", None)
+        return backend_primary() if callable(backend_primary) else nullcontext()
+
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """`async with storage.transaction():` the calls of this task on this manager
         inside the block are one atomic unit (see `StorageManager.transaction`: the same
@@ -266,6 +280,31 @@ class AsyncStorageManager(ManagerCore):
         """A new ORM `AsyncSession` on the store's engine; the caller closes it (use it
         as an async context manager: `async with storage.get_session() as session:`)."""
         return self._sql().SessionLocal()
+
+    # --- archive (faces with the archive capability) -----------------------------------
+    @_guarded
+    async def archive_upsert(self, entries: Iterable[ArchivedEntry]) -> int:
+        """Keep entries verbatim, replacing any with the same (category, name)."""
+        return cast(int, await self._do(self._archive_upsert_call(entries)))
+
+    @_guarded
+    async def archive_get(self, category: str, names: Iterable[str]) -> dict[str, ArchivedEntry]:
+        return cast(
+            dict[str, ArchivedEntry], await self._do(self._archive_get_call(category, names))
+        )
+
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = DEFAULT_STREAM_BATCH
+    ) -> AsyncGenerator[ArchivedEntry, None]:
+        """Every archived entry (of one category, or all) ordered by (category, name),
+        `async for`; bad arguments raise here, at the call. When stopping early,
+        `await it.aclose()` (or `contextlib.aclosing`) releases what it holds."""
+        call = self._archive_stream_call(category, batch_size)
+        return self._guard_iter(getattr(self.backend, call.method)(*call.args))
+
+    @_guarded
+    async def archive_count(self, category: str | None = None) -> int:
+        return cast(int, await self._do(self._archive_count_call(category)))
 
     # --- generic record API: every kind, by name or by spec ------------------------------
     @_guarded

@@ -254,6 +254,28 @@ class ArchiveStore(ABC):
     def archive_count(self, category: str | None = None) -> int: ...
 
 
+class AsyncArchiveStore(ABC):
+    """`ArchiveStore` on an async face (`Capability.ARCHIVE` there): the same contract,
+    as coroutines; `archive_stream` is an async iterator whose `aclose()` releases what
+    it holds."""
+
+    @abstractmethod
+    async def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int: ...
+
+    @abstractmethod
+    async def archive_get(
+        self, category: str, names: Sequence[str]
+    ) -> dict[str, ArchivedEntry]: ...
+
+    @abstractmethod
+    def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> AsyncIterator[ArchivedEntry]: ...
+
+    @abstractmethod
+    async def archive_count(self, category: str | None = None) -> int: ...
+
+
 class AsyncStorageBackend(ABC):
     """The async face of one store: `StorageBackend`'s contract, method for method, as
     coroutines (`stream` is an async iterator), for callers on an event loop (FastAPI

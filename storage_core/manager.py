@@ -17,13 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast, overload
 from storage_core.config import Settings
 from storage_core.encoded import within_scope
 from storage_core.errors import StorageError, UnsupportedOperationError
-from storage_core.interface import (
-    ArchivedEntry,
-    ArchiveStore,
-    Capability,
-    SqlSessions,
-    StorageBackend,
-)
+from storage_core.interface import ArchivedEntry, Capability, SqlSessions, StorageBackend
 from storage_core.kinds import (
     KINDS,
     LOG_ENTRY,
@@ -68,7 +62,6 @@ from storage_core.records import (
     WhoisPresentation,
     WitnessFile,
 )
-from storage_core.validation import validate_batch_size
 
 if TYPE_CHECKING:  # only for type checkers: storage_core never imports SQLAlchemy itself
     from sqlalchemy import Engine
@@ -277,35 +270,23 @@ class StorageManager(ManagerCore):
         return self._sql().SessionLocal()
 
     # --- archive (backends with the archive capability) --------------------------------
-    def _archive(self) -> ArchiveStore:
-        backend = self.backend
-        if Capability.ARCHIVE not in backend.capabilities or not isinstance(backend, ArchiveStore):
-            raise UnsupportedOperationError(
-                f"backend {self.backend_name!r} cannot keep archived entries "
-                f"(no {Capability.ARCHIVE!r} capability)"
-            )
-        return backend
-
     @_guarded
     def archive_upsert(self, entries: Iterable[ArchivedEntry]) -> int:
         """Keep entries verbatim, replacing any with the same (category, name)."""
-        checked = builtins.list(entries)
-        return self._archive().archive_upsert(checked) if checked else 0
+        return cast(int, self._do(self._archive_upsert_call(entries)))
 
     @_guarded
     def archive_get(self, category: str, names: Iterable[str]) -> dict[str, ArchivedEntry]:
-        wanted = builtins.list(names)
-        return self._archive().archive_get(category, wanted) if wanted else {}
+        return cast(dict[str, ArchivedEntry], self._do(self._archive_get_call(category, names)))
 
     def archive_stream(
         self, category: str | None = None, batch_size: int = DEFAULT_STREAM_BATCH
     ) -> Iterator[ArchivedEntry]:
-        batch_size = validate_batch_size(batch_size)
-        return self._guard_iter(self._archive().archive_stream(category, batch_size))
+        return self._guard_iter(self._do(self._archive_stream_call(category, batch_size)))
 
     @_guarded
     def archive_count(self, category: str | None = None) -> int:
-        return self._archive().archive_count(category)
+        return cast(int, self._do(self._archive_count_call(category)))
 
     # --- generic record API: every kind, by name or by spec ------------------------------
     # A kind given as its spec (e.g. `kinds.LOG_ENTRY`) types the result precisely

@@ -26,7 +26,14 @@ from storage_core.errors import (
     UnsupportedOperationError,
     ValidationError,
 )
-from storage_core.interface import AsyncStorageBackend, Capability, StorageBackend
+from storage_core.interface import (
+    ArchivedEntry,
+    ArchiveStore,
+    AsyncArchiveStore,
+    AsyncStorageBackend,
+    Capability,
+    StorageBackend,
+)
 from storage_core.kinds import POLICY, SPEC_BY_RECORD, KindSpec, R, spec_for
 from storage_core.ordering import parse_order_by
 from storage_core.plugins import get_registry
@@ -266,6 +273,40 @@ class ManagerCore:
         ]
         reject_repeated_keys(spec, checked)
         return Call("bulk_upsert", (spec, checked)) if checked else answered(0)
+
+    # --- archive (faces with Capability.ARCHIVE) -------------------------------------
+    def _check_archive(self) -> None:
+        face = self._face()
+        if Capability.ARCHIVE not in face.capabilities or not isinstance(
+            face, ArchiveStore | AsyncArchiveStore
+        ):
+            raise UnsupportedOperationError(
+                f"backend {self.backend_name!r} cannot keep archived entries "
+                f"(no {Capability.ARCHIVE!r} capability)"
+            )
+
+    def _archive_upsert_call(self, entries: Iterable[ArchivedEntry]) -> Call:
+        checked = builtins.list(entries)
+        if not checked:
+            return answered(0)
+        self._check_archive()
+        return Call("archive_upsert", (checked,))
+
+    def _archive_get_call(self, category: str, names: Iterable[str]) -> Call:
+        wanted = builtins.list(names)
+        if not wanted:
+            return answered({})
+        self._check_archive()
+        return Call("archive_get", (category, wanted))
+
+    def _archive_stream_call(self, category: str | None, batch_size: int) -> Call:
+        batch_size = validate_batch_size(batch_size)
+        self._check_archive()
+        return Call("archive_stream", (category, batch_size))
+
+    def _archive_count_call(self, category: str | None) -> Call:
+        self._check_archive()
+        return Call("archive_count", (category,))
 
 
 # --- the named API's records ----------------------------------------------------------

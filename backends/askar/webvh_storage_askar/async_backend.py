@@ -21,13 +21,14 @@ from aries_askar import AskarError, Store  # type: ignore[import-untyped]
 
 from storage_core.adapters import SYNC_FACE_ONLY
 from storage_core.errors import BackendUnavailableError, StorageError
-from storage_core.interface import AsyncStorageBackend
+from storage_core.interface import ArchivedEntry, AsyncArchiveStore, AsyncStorageBackend
 from storage_core.kinds import KindSpec
 from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
-from webvh_storage_askar import layout
+from webvh_storage_askar import archive, layout
+from webvh_storage_askar.archive import ArchiveOperations
 from webvh_storage_askar.config import AskarConfig
-from webvh_storage_askar.operations import AskarOperations, Op, Reruns
+from webvh_storage_askar.operations import Op, Reruns
 from webvh_storage_askar.streams import StreamCursor
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ T = TypeVar("T")
 V = TypeVar("V")
 
 
-class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
+class AsyncAskarBackend(ArchiveOperations, AsyncStorageBackend, AsyncArchiveStore):
     """Built by `AskarBackend.native_async()`; closing it closes that sync face too."""
 
     def __init__(self, config: AskarConfig, owner: AskarBackend | None = None) -> None:
@@ -232,3 +233,30 @@ class AsyncAskarBackend(AskarOperations, AsyncStorageBackend):
             raise
         self._block.set(None)
         await self._run(self._end_op(block, commit=True))
+
+    # --- archive (Capability.ARCHIVE: the sync face's operations, archive.py) ----------
+    async def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        return await self._run(self._archive_upsert_op(entries))
+
+    async def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        found = await self._run(self._archive_fetch_op([(category, name) for name in names]))
+        return {entry.name: entry for entry in found}
+
+    async def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> AsyncIterator[ArchivedEntry]:
+        """In (category, name) order, a window of keys per scan (see archive.py)."""
+        after: tuple[str, str] | None = None
+        while True:
+            keys, first = await self._run(self._archive_window_op(category, after, batch_size))
+            for entry in first:
+                yield entry
+            for batch in archive.rest_of_window(keys, batch_size):
+                for entry in await self._run(self._archive_fetch_op(batch)):
+                    yield entry
+            if archive.window_done(keys, batch_size):
+                return
+            after = keys[-1]
+
+    async def archive_count(self, category: str | None = None) -> int:
+        return await self._run(self._archive_count_op(category))

@@ -19,9 +19,7 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
-from functools import partial
-from operator import itemgetter
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from aries_askar import AskarError, Store  # type: ignore[import-untyped]
 
@@ -32,22 +30,21 @@ from storage_core.kinds import KindSpec
 from storage_core.loop import BackgroundLoop, LoopClosedError
 from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
-from webvh_storage_askar import layout
+from webvh_storage_askar import archive, layout
+from webvh_storage_askar.archive import ArchiveOperations
 from webvh_storage_askar.config import AskarConfig
-from webvh_storage_askar.operations import AskarOperations, Op, Reruns, StoreSlot, Work
+from webvh_storage_askar.operations import Op, Reruns, StoreSlot, Work
 from webvh_storage_askar.streams import StreamCursor
 
 T = TypeVar("T")
 V = TypeVar("V")
-#: archive_stream orders this many keys per batch of values with one scan.
-ARCHIVE_KEY_WINDOW = 64
 
 
 def _shutdown(loop: BackgroundLoop, slot: StoreSlot) -> None:
     loop.close(before_stop=slot.close_store)
 
 
-class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
+class AskarBackend(ArchiveOperations, StorageBackend, ArchiveStore):
     def __init__(self, settings: Settings) -> None:
         super().__init__(AskarConfig.from_settings(settings))
         self._loop = BackgroundLoop(name="askar-backend")
@@ -240,128 +237,27 @@ class AskarBackend(AskarOperations, StorageBackend, ArchiveStore):
         self._block.set(None)
         self._run(self._end_op(block, commit=True))
 
-    # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
+    # --- archive (Capability.ARCHIVE: the migration's verbatim entries, archive.py) -----
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
-        items = [layout.encode_archived(entry) for entry in entries]
-        if items:
-            self._call(
-                "archiving entries",
-                lambda s: self._write_retrying(
-                    lambda: self._write_all(s, layout.ARCHIVE_CATEGORY, items)
-                ),
-            )
-        return len(items)
+        return self._run(self._archive_upsert_op(entries))
 
     def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
-        found = self._fetch_archived([(category, name) for name in names])
+        found = self._run(self._archive_fetch_op([(category, name) for name in names]))
         return {entry.name: entry for entry in found}
 
     def archive_stream(
         self, category: str | None = None, batch_size: int = 500
     ) -> Iterator[ArchivedEntry]:
-        """Askar scans order by row id only, and names and tags are encrypted (no range
-        filter), so the order is made here. One scan keeps the smallest
-        ARCHIVE_KEY_WINDOW * batch_size keys after the last one served, and the values
-        of the first batch_size of them; the values of the rest are fetched by name, a
-        batch at a time. Memory stays bounded by batch_size (small keys, one batch of
-        values); an archive larger than the window costs one more scan per window, and
-        one no larger than batch_size is a single scan. Nothing is held between calls,
-        so closing the iterator early has nothing to release."""
-        wql = None if category is None else layout.archive_tags(category)
-        window = batch_size * ARCHIVE_KEY_WINDOW
+        """In (category, name) order, a window of keys per scan (see archive.py)."""
         after: tuple[str, str] | None = None
         while True:
-            keys, first = self._call(
-                "reading the archive",
-                partial(self._archive_window, wql=wql, after=after, size=window, values=batch_size),
-            )
-            yield from (layout.decode_archived(raw) for raw in first)
-            for start in range(batch_size, len(keys), batch_size):
-                yield from self._fetch_archived(keys[start : start + batch_size])
-            if len(keys) < window:
+            keys, first = self._run(self._archive_window_op(category, after, batch_size))
+            yield from first
+            for batch in archive.rest_of_window(keys, batch_size):
+                yield from self._run(self._archive_fetch_op(batch))
+            if archive.window_done(keys, batch_size):
                 return
             after = keys[-1]
 
-    async def _archive_window(
-        self,
-        store: Store,
-        wql: layout.Wql | None,
-        after: tuple[str, str] | None,
-        size: int,
-        values: int,
-    ) -> tuple[builtins.list[tuple[str, str]], builtins.list[bytes]]:
-        """The `size` smallest keys after `after` in order, and the values of the first
-        `values` of them."""
-        await self._slot.readers.close()  # the scan takes a pool connection: free idle ones
-        scan = store.scan(layout.ARCHIVE_CATEGORY, wql, profile=self._profile)
-        self._slot.track(scan)
-        keys: _Smallest[None] = _Smallest(size)
-        first: _Smallest[bytes] = _Smallest(values)
-        try:
-            async for entry in scan:
-                key = layout.archive_key(entry.name)
-                if after is not None and key <= after:
-                    continue
-                if keys.wants(key):
-                    keys.add(key, None)
-                if first.wants(key):
-                    first.add(key, bytes(entry.raw_value))
-        finally:
-            self._slot.release(scan)
-        return [key for key, _ in keys.in_order()], [raw for _, raw in first.in_order()]
-
-    def _fetch_archived(self, keys: Sequence[tuple[str, str]]) -> builtins.list[ArchivedEntry]:
-        """The archived entries with these (category, name) keys, in that order, missing
-        ones left out. One fetch by entry name each: an index lookup, where a tag filter
-        with many values can take seconds on PostgreSQL."""
-
-        async def fetch(session: Any) -> builtins.list[Any]:
-            found: builtins.list[Any] = []
-            for category, name in keys:
-                entry = await session.fetch(
-                    layout.ARCHIVE_CATEGORY, layout.archive_name(category, name)
-                )
-                if entry is not None:
-                    found.append(entry)
-            return found
-
-        if not keys:
-            return []
-        entries = self._call(
-            "reading the archive", lambda s: self._slot.readers.run(s, self._profile, fetch)
-        )
-        return [layout.decode_archived(entry.raw_value) for entry in entries]
-
     def archive_count(self, category: str | None = None) -> int:
-        wql = None if category is None else layout.archive_tags(category)
-        return self._call(
-            "counting the archive", lambda s: self._count(s, layout.ARCHIVE_CATEGORY, wql)
-        )
-
-
-class _Smallest(Generic[V]):
-    """The `size` (key, value) pairs with the smallest keys among those added, holding
-    at most 2 * size: sorted and cut back to `size` whenever that fills up."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._pairs: list[tuple[tuple[str, str], V]] = []
-        self._largest_kept: tuple[str, str] | None = None
-
-    def wants(self, key: tuple[str, str]) -> bool:
-        return self._largest_kept is None or key < self._largest_kept
-
-    def add(self, key: tuple[str, str], value: V) -> None:
-        self._pairs.append((key, value))
-        if len(self._pairs) >= 2 * self.size:
-            self._cut()
-
-    def in_order(self) -> list[tuple[tuple[str, str], V]]:
-        self._cut()
-        return self._pairs
-
-    def _cut(self) -> None:
-        self._pairs.sort(key=itemgetter(0))
-        del self._pairs[self.size :]
-        if len(self._pairs) == self.size:
-            self._largest_kept = self._pairs[-1][0]
+        return self._run(self._archive_count_op(category))

@@ -7,8 +7,11 @@ statements and row/parameter converters per kind (statements.py, the dialect cla
 the same error translation. Gets by key, creates, updates, pages, counts, streams and
 bulk writes run driver SQL on a raw driver connection (async_connections.py); upserts,
 deletes and an update's conflict check run the same SQLAlchemy Core statements as the
-sync face on an `AsyncConnection`. `engine` (an `AsyncEngine`) and `SessionLocal` (an
-`async_sessionmaker`) are there for callers who want the ORM models asynchronously.
+sync face on an `AsyncConnection`, and so do the archive's (archive.py). Reads go to the
+read replicas by the sync face's policy, shared with it (replicas.py), on a pool per
+replica of this face's own (async_replicas.py). `engine` (an `AsyncEngine`) and
+`SessionLocal` (an `async_sessionmaker`) are there for callers who want the ORM models
+asynchronously.
 
 Built by `SQLAlchemyBackend.native_async()`: it owns that sync face (closing it on
 `aclose()`), whose engine never connects unless the sync face is used itself. On
@@ -20,22 +23,29 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from storage_core.codec import utcnow
 from storage_core.config import mask_url
 from storage_core.errors import ConflictError, StorageError, UnsupportedOperationError
 from storage_core.install_hints import missing_module_hint
-from storage_core.interface import AsyncStorageBackend, Capability
+from storage_core.interface import (
+    ArchivedEntry,
+    AsyncArchiveStore,
+    AsyncStorageBackend,
+    Capability,
+)
 from storage_core.kinds import KindSpec
 from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
-from webvh_storage_sqlalchemy import migrations
+from webvh_storage_sqlalchemy import archive, migrations
 from webvh_storage_sqlalchemy.async_connections import AsyncConnections
 from webvh_storage_sqlalchemy.async_drivers import driver_for
+from webvh_storage_sqlalchemy.async_replicas import AsyncReadRouter
 from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.models import table_for
 
@@ -43,7 +53,7 @@ if TYPE_CHECKING:
     from webvh_storage_sqlalchemy.backend import SQLAlchemyBackend
 
 
-class AsyncSqlBackend(AsyncStorageBackend):
+class AsyncSqlBackend(AsyncStorageBackend, AsyncArchiveStore):
     """The async face of one SQL store (see the module docstring)."""
 
     capabilities: ClassVar[frozenset[str]] = frozenset()
@@ -54,10 +64,10 @@ class AsyncSqlBackend(AsyncStorageBackend):
         self._owner = owner
         self.name = owner.name
         self.dialect = owner.dialect
-        # no archive on this face (a migration tool's, sync only); sessions are async here
-        self.capabilities = owner.capabilities - {Capability.ARCHIVE}  # type: ignore[misc]
+        self.capabilities = owner.capabilities  # type: ignore[misc]  # sessions: async ones
         self._secrets = list(owner.settings.secrets)
         self._statements = owner._statements
+        self._archive_upsert = owner._archive_upsert
         self._url = owner._url
         self.driver = driver_for(self.dialect)
         try:
@@ -67,6 +77,10 @@ class AsyncSqlBackend(AsyncStorageBackend):
             raise UnsupportedOperationError(hint or str(exc)) from None
         except Exception as exc:
             raise translate(exc, self._secrets, action="opening the database") from None
+        try:  # DATABASE_READ_URLS: the sync face's policy, this face's pools
+            self._reads = AsyncReadRouter(self._connections, owner._reads.policy)
+        except Exception as exc:
+            raise translate(exc, self._secrets, action="opening the read replicas") from None
         self.engine = self._connections.engine
         self.SessionLocal = async_sessionmaker(bind=self.engine, expire_on_commit=False)
         self._closed = False
@@ -95,6 +109,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
             "url": mask_url(self._url),
             "dialect": self.dialect.name,
             "driver": self.driver.driver,
+            **({"read_replicas": self._reads.policy.describe()} if self._reads.replicas else {}),
         }
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -120,6 +135,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
             return
         self._closed = True
         try:
+            await self._reads.close()
             await self._connections.close()
         finally:
             self._owner.close()
@@ -158,8 +174,9 @@ class AsyncSqlBackend(AsyncStorageBackend):
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """One database transaction for every call of this task inside the block
-        (async_connections.AsyncConnections.bound_transaction), as on the sync face."""
-        return self._transaction()
+        (async_connections.AsyncConnections.bound_transaction), as on the sync face;
+        its reads go to the primary, which holds its writes."""
+        return self._on_primary(self._transaction(), wrote=True)
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
@@ -178,6 +195,22 @@ class AsyncSqlBackend(AsyncStorageBackend):
         except Exception as exc:
             raise self._error(exc, "committing a transaction") from None
 
+    def primary(self) -> AbstractAsyncContextManager[None]:
+        """Reads of this task inside the block go to the primary, never to a replica."""
+        return self._on_primary(nullcontext())
+
+    @asynccontextmanager
+    async def _on_primary(
+        self, block: AbstractAsyncContextManager[Any], wrote: bool = False
+    ) -> AsyncIterator[None]:
+        """`block` with this task's reads on the primary; `wrote`: a block that wrote
+        (it committed), after which the task reads its writes there too."""
+        with self._reads.policy.primary_only():
+            async with block:
+                yield
+        if wrote:
+            self._reads.policy.wrote()
+
     # --- single records ------------------------------------------------------------------
     async def create(self, spec: KindSpec[Any], record: Any) -> Any:
         st = self._statements[spec.name]
@@ -186,12 +219,13 @@ class AsyncSqlBackend(AsyncStorageBackend):
                 await conn.execute(st.insert_sql, st.to_params(record))
         except Exception as exc:
             raise self._error(exc, f"creating {spec.name}", spec, spec.key_of(record)) from None
+        self._reads.policy.wrote()
         return record
 
     async def get(self, spec: KindSpec[Any], key: str) -> Any | None:
         st = self._statements[spec.name]
         try:
-            row = await self._connections.fetch_one(st.get_sql, (key,))
+            row = await self._reads.fetch_one(st.get_sql, (key,))
         except Exception as exc:
             raise self._error(exc, f"reading {spec.name}") from None
         return None if row is None else st.from_row(row)
@@ -212,6 +246,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
         except Exception as exc:
             raise self._error(exc, f"updating {spec.name}", spec, key) from None
         if rows:
+            self._reads.policy.wrote()
             return st.from_row(rows[0])
         # absent, or a version conflict: the transaction below tells which, atomically
         return await self._update_in_transaction(spec, key, changes, now, expected_version)
@@ -230,6 +265,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
             async with self._connections.sql_transaction() as conn:
                 row = (await conn.execute(returning, {"key": key})).first()
                 if row is not None:
+                    self._reads.policy.wrote()
                     return st.to_record(row)
                 actual = (await conn.execute(st.get_version, {"key": key})).scalar()
         except Exception as exc:
@@ -253,6 +289,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
                     stmt = st.versioned_update(st.data_params(record), expected_version)
                     row = (await conn.execute(stmt, {"key": key})).first()
                 if row is not None:
+                    self._reads.policy.wrote()
                     return st.to_record(row)
                 actual = (await conn.execute(st.get_version, {"key": key})).scalar()
         except Exception as exc:
@@ -266,6 +303,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
                 deleted = (await conn.execute(st.delete, {"key": key})).rowcount > 0
         except Exception as exc:
             raise self._error(exc, f"deleting {spec.name}") from None
+        self._reads.policy.wrote()
         return deleted
 
     # --- many records --------------------------------------------------------------------
@@ -283,7 +321,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
             return [st.to_record(row) for row in await self._ordered_rows(spec, page)]
         sql, params = st.list_sql(filters, limit, offset)
         try:
-            found = await self._connections.fetch_all(sql, params)
+            found = await self._reads.fetch_all(sql, params)
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
         from_row = st.from_row
@@ -292,19 +330,20 @@ class AsyncSqlBackend(AsyncStorageBackend):
     async def count(self, spec: KindSpec[Any], filters: Filters) -> int:
         sql, params = self._statements[spec.name].count_sql(filters)
         try:
-            row = await self._connections.fetch_one(sql, params)
+            row = await self._reads.fetch_one(sql, params)
         except Exception as exc:
             raise self._error(exc, f"counting {spec.name}") from None
         return int(row[0]) if row is not None else 0
 
     async def _ordered_rows(self, spec: KindSpec[Any], stmt: Any) -> Sequence[Any]:
-        """The rows of an ordered select (SQLAlchemy Core, like the sync face's)."""
+        """The rows of an ordered select (SQLAlchemy Core, like the sync face's), read
+        like every other list (replicas, rerun)."""
 
         async def rows(conn: AsyncConnection) -> Sequence[Any]:
             return (await conn.execute(stmt)).all()
 
         try:
-            return await self._connections.sql_read(rows)
+            return await self._reads.read(lambda connections: connections.sql_read(rows))
         except Exception as exc:
             raise self._error(exc, f"listing {spec.name}") from None
 
@@ -333,7 +372,7 @@ class AsyncSqlBackend(AsyncStorageBackend):
                 after = (records[-1], page[-1][-1])
         sql, params = st.list_sql(filters, None, 0)
         from_row = st.from_row
-        rows = self._connections.stream_rows(sql, params, batch_size)
+        rows = self._reads.stream(lambda c: c.stream_rows(sql, params, batch_size))
         try:
             while True:
                 try:
@@ -355,4 +394,55 @@ class AsyncSqlBackend(AsyncStorageBackend):
                 await conn.bulk_upsert(st.bulk_upsert_sql, [to_params(r) for r in records])
         except Exception as exc:
             raise self._error(exc, f"bulk writing {spec.name}", spec) from None
+        self._reads.policy.wrote()
         return len(records)
+
+    # --- archive (Capability.ARCHIVE: the sync face's statements, archive.py) -----------
+    async def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
+        try:
+            async with self._connections.sql_transaction() as conn:
+                for batch in archive.upsert_batches(entries, utcnow()):
+                    await conn.execute(self._archive_upsert, batch)
+        except Exception as exc:
+            raise self._error(exc, "archiving entries") from None
+        self._reads.policy.wrote()
+        return len(entries)
+
+    async def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
+        found: dict[str, ArchivedEntry] = {}
+        try:
+            for params in archive.get_batches(category, names):
+                rows = await self._archive_rows(archive.GET, params)
+                found.update((e.name, e) for e in map(archive.entry_of, rows))
+        except Exception as exc:
+            raise self._error(exc, "reading the archive") from None
+        return found
+
+    async def archive_stream(
+        self, category: str | None = None, batch_size: int = 500
+    ) -> AsyncIterator[ArchivedEntry]:
+        """Keyset pages, each one read: leaving early holds nothing to release."""
+        after: tuple[str, str] | None = None
+        while True:
+            try:
+                found = await self._archive_rows(archive.page(category, batch_size, after))
+            except Exception as exc:
+                raise self._error(exc, "reading the archive") from None
+            for row in found:
+                yield archive.entry_of(row)
+            if len(found) < batch_size:
+                return
+            after = archive.last_key(found)
+
+    async def archive_count(self, category: str | None = None) -> int:
+        try:
+            rows = await self._archive_rows(archive.count_statement(category))
+        except Exception as exc:
+            raise self._error(exc, "counting the archive") from None
+        return int(rows[0][0])
+
+    async def _archive_rows(self, stmt: Any, params: dict[str, Any] | None = None) -> Sequence[Any]:
+        async def rows(conn: AsyncConnection) -> Sequence[Any]:
+            return (await conn.execute(stmt, params)).all()
+
+        return await self._connections.sql_read(rows)

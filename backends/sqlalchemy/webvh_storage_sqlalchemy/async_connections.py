@@ -204,6 +204,13 @@ class AsyncConnections:
         """True while every statement must go through SQLAlchemy to be seen."""
         return observed(self.engine.sync_engine)
 
+    def saturated(self) -> bool:
+        """Every connection the pool may open is in use (none kept idle): a checkout
+        now would wait (as `Connections.saturated`)."""
+        if not isinstance(self._pool, QueuePool):
+            return False
+        return self._pool.checkedout() - len(self._idle) >= self._capacity
+
     @property
     def idle_count(self) -> int:
         """Pool entries the fast paths hold idle right now (checked out, not in use)."""

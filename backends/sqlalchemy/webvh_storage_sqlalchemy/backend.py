@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, tuple_
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage_core.codec import utcnow
@@ -33,15 +33,14 @@ from storage_core.interface import (
 from storage_core.kinds import KindSpec, spec_for
 from storage_core.ordering import OrderBy
 from storage_core.validation import Filters
-from webvh_storage_sqlalchemy import migrations
+from webvh_storage_sqlalchemy import archive, migrations
 from webvh_storage_sqlalchemy.connections import Connections
 from webvh_storage_sqlalchemy.dialects import Dialect, dialect_for
 from webvh_storage_sqlalchemy.errors import translate
 from webvh_storage_sqlalchemy.locations import absent_database, opening_error
-from webvh_storage_sqlalchemy.models import archive_table, table_for
+from webvh_storage_sqlalchemy.models import table_for
 from webvh_storage_sqlalchemy.options import SQL_OPTIONS
 from webvh_storage_sqlalchemy.replicas import ReadRouter
-from webvh_storage_sqlalchemy.rows import BULK_CHUNK_ROWS, chunks
 from webvh_storage_sqlalchemy.statements import KindStatements
 
 
@@ -84,11 +83,7 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
         # narrowed per instance
         self.capabilities = type(self).capabilities - self.dialect.lacks  # type: ignore[misc]
         self._statements = _StatementsByKind(self.dialect)  # any declared kind
-        insert = self.dialect.insert(archive_table)
-        self._archive_upsert = insert.on_conflict_do_update(
-            index_elements=[archive_table.c.category, archive_table.c.name],
-            set_={n: insert.excluded[n] for n in ("value", "tags", "archived_at")},
-        )
+        self._archive_upsert = archive.upsert_statement(self.dialect)
         self._closed = False
 
     def _error(
@@ -374,44 +369,28 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
                 conn.exec_driver_sql(sql)
         return True
 
-    # --- archive (Capability.ARCHIVE: the migration's verbatim entries) -----------------
+    # --- archive (Capability.ARCHIVE: the migration's verbatim entries, archive.py) ------
     def archive_upsert(self, entries: Sequence[ArchivedEntry]) -> int:
-        now = utcnow()
         try:
             with self._connections.sql_transaction() as conn:
-                for chunk in chunks(entries, BULK_CHUNK_ROWS):
-                    conn.execute(
-                        self._archive_upsert,
-                        [
-                            {
-                                "category": e.category,
-                                "name": e.name,
-                                "value": e.value,
-                                "tags": dict(e.tags),
-                                "archived_at": now,
-                            }
-                            for e in chunk
-                        ],
-                    )
+                for batch in archive.upsert_batches(entries, utcnow()):
+                    conn.execute(self._archive_upsert, batch)
         except Exception as exc:
             raise self._error(exc, "archiving entries") from None
         self._reads.wrote()
         return len(entries)
 
     def archive_get(self, category: str, names: Sequence[str]) -> dict[str, ArchivedEntry]:
-        t = archive_table
-        stmt = select(t.c.category, t.c.name, t.c.value, t.c.tags).where(
-            t.c.category == category, t.c.name.in_(bindparam("names", expanding=True))
-        )
         found: dict[str, ArchivedEntry] = {}
         try:
-            for chunk in chunks(names, BULK_CHUNK_ROWS):
+            for params in archive.get_batches(category, names):
 
-                def rows(conn: Connection, chunk: Sequence[str] = chunk) -> Sequence[Any]:
-                    return conn.execute(stmt, {"names": list(chunk)}).all()
+                def rows(conn: Connection, params: dict[str, Any] = params) -> Sequence[Any]:
+                    return conn.execute(archive.GET, params).all()
 
-                for c, n, v, tags in self._connections.sql_read(rows):
-                    found[n] = ArchivedEntry(c, n, v, tags or {})
+                found.update(
+                    (e.name, e) for e in map(archive.entry_of, self._connections.sql_read(rows))
+                )
         except Exception as exc:
             raise self._error(exc, "reading the archive") from None
         return found
@@ -419,17 +398,9 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
     def archive_stream(
         self, category: str | None = None, batch_size: int = 500
     ) -> Iterator[ArchivedEntry]:
-        """Keyset pages ordered by (category, name)."""
-        t = archive_table
-        stmt = select(t.c.category, t.c.name, t.c.value, t.c.tags)
-        if category is not None:
-            stmt = stmt.where(t.c.category == category)
-        stmt = stmt.order_by(t.c.category, t.c.name).limit(batch_size)
         after: tuple[str, str] | None = None
         while True:
-            page = stmt
-            if after is not None:
-                page = stmt.where(tuple_(t.c.category, t.c.name) > tuple_(*after))
+            page = archive.page(category, batch_size, after)
 
             def rows(conn: Connection, page: Any = page) -> Sequence[Any]:
                 return conn.execute(page).all()
@@ -438,15 +409,13 @@ class SQLAlchemyBackend(StorageBackend, ArchiveStore):
                 found = self._connections.sql_read(rows)
             except Exception as exc:
                 raise self._error(exc, "reading the archive") from None
-            yield from (ArchivedEntry(c, n, v, tags or {}) for c, n, v, tags in found)
+            yield from map(archive.entry_of, found)
             if len(found) < batch_size:
                 return
-            after = (found[-1][0], found[-1][1])
+            after = archive.last_key(found)
 
     def archive_count(self, category: str | None = None) -> int:
-        stmt = select(func.count()).select_from(archive_table)
-        if category is not None:
-            stmt = stmt.where(archive_table.c.category == category)
+        stmt = archive.count_statement(category)
 
         def count(conn: Connection) -> int:
             return int(conn.execute(stmt).scalar_one())

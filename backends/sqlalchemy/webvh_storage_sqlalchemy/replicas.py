@@ -1,8 +1,11 @@
-"""Read replicas: which database a read goes to.
+"""Read replicas: which database a read goes to, on both faces of a SQL store.
 
 With `read_urls` (DATABASE_READ_URLS, comma separated) gets, lists, counts and streams go
 to the replicas in turn (round-robin), everything else to the primary. Each replica has
-its own engine and pool (the same pool_size + max_overflow, against its own server).
+its own engine and pool per face (the same pool_size + max_overflow as the primary's,
+against its own server). `ReadPolicy` holds the rules below and each replica's health,
+shared by the store's two faces; `ReadRouter` (here) and `AsyncReadRouter`
+(async_replicas.py) run a read where it says.
 
 A read goes to the primary instead when
 - it runs inside `primary()` (the caller needs the latest data);
@@ -28,7 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -75,46 +78,50 @@ def _seconds(settings: Settings, name: str, env_name: str, default: float) -> fl
     return value
 
 
-class Replica:
-    """One read replica: its pool, and whether reads may go there right now."""
+class ReplicaHealth:
+    """Whether reads may go to one replica right now: the rules both faces share (each
+    face asks its own pool to the replica, see Replica and async_replicas)."""
 
     def __init__(self, url: str, settings: Settings) -> None:
         self.masked_url = mask_url(url)
         password = make_url(url).password
         self.secrets = [str(password)] if password else []
-        dialect = dialect_for(replace(settings, url=url))
-        if dialect.name != "postgresql":
+        self.dialect = dialect_for(replace(settings, url=url))
+        if self.dialect.name != "postgresql":
             raise ValidationError(
                 "DATABASE_READ_URLS", f"read replicas must be PostgreSQL, got {self.masked_url!r}"
             )
-        self.connections = Connections(dialect)
         self.usable = True
         self.next_check = 0.0  # monotonic time of the next lag check
         self._checking = threading.Lock()
 
-    def recheck_due(self, now: float, interval: float, max_lag: float) -> None:
-        """Check the lag if it is time and nobody else is checking (the others meanwhile
-        go by the last result)."""
-        if now < self.next_check or self.connections.saturated():
-            return  # every connection busy: check on a later read, do not wait here
+    def check_due(self, now: float, interval: float, saturated: bool) -> bool:
+        """True when the caller is to check the lag now (then it calls `checked`): it is
+        time, nobody else is checking (the others meanwhile go by the last result), and
+        the face's pool has a connection free (else check on a later read, not wait)."""
+        if now < self.next_check or saturated:
+            return False
         if not self._checking.acquire(blocking=False):
-            return
+            return False
+        self.next_check = now + interval
+        return True
+
+    def checked(self, lag: float | None, error: Exception | None, max_lag: float) -> None:
+        """The check's outcome: the lag found, or the error it met (neither: it was
+        interrupted, and the last result stands)."""
         try:
-            self.next_check = now + interval
-            self.usable = self._lag() <= max_lag
-        except Exception as exc:
-            if not _pool_exhausted(exc):  # busy after all: says nothing about the replica
+            if lag is not None:
+                if lag:
+                    log.info("read replica %s is %.3f s behind", self.masked_url, lag)
+                self.usable = lag <= max_lag
+            elif error is not None and not pool_exhausted(error):
+                # pool exhausted: busy after all, which says nothing about the replica
                 self.usable = False
-                log.warning("read replica %s unavailable: %s", self.masked_url, type(exc).__name__)
+                log.warning(
+                    "read replica %s unavailable: %s", self.masked_url, type(error).__name__
+                )
         finally:
             self._checking.release()
-
-    def _lag(self) -> float:
-        row = self.connections.fetch_one(LAG_SQL, ())
-        lag = float(row[0]) if row is not None and row[0] is not None else 0.0
-        if lag:
-            log.info("read replica %s is %.3f s behind", self.masked_url, lag)
-        return lag
 
     def failed(self, now: float) -> None:
         """A read here failed: skip it until the next check finds it answering."""
@@ -122,11 +129,17 @@ class Replica:
         self.next_check = now
 
 
-class ReadRouter:
-    """Sends reads to a replica or to the primary (see the module docstring)."""
+def lag_of(row: Sequence[Any] | None) -> float:
+    """Seconds behind, from LAG_SQL's row."""
+    return float(row[0]) if row is not None and row[0] is not None else 0.0
 
-    def __init__(self, primary: Connections, settings: Settings) -> None:
-        self.primary = primary
+
+class ReadPolicy:
+    """Where the next read goes, for either face: the replicas' health, the caller's
+    wishes (primary(), its recent writes) and the round-robin turn. A store's two faces
+    share one, so a check by one serves both and a caller's write counts on either."""
+
+    def __init__(self, settings: Settings) -> None:
         self.max_lag = _seconds(
             settings, "replica_max_lag", "STORAGE_REPLICA_MAX_LAG", DEFAULT_MAX_LAG_S
         )
@@ -136,13 +149,7 @@ class ReadRouter:
             "STORAGE_REPLICA_CHECK_INTERVAL",
             DEFAULT_CHECK_INTERVAL_S,
         )
-        self.replicas: list[Replica] = []
-        try:
-            for url in read_urls(settings):
-                self.replicas.append(Replica(url, settings))
-        except BaseException:
-            self.close()
-            raise
+        self.replicas = [ReplicaHealth(url, settings) for url in read_urls(settings)]
         self._turn = itertools.count()
         # per caller: a thread, or an async task (each runs in its own context)
         self._primary_until: contextvars.ContextVar[float] = contextvars.ContextVar(
@@ -152,7 +159,6 @@ class ReadRouter:
             "webvh_storage_primary_pinned", default=0
         )
 
-    # --- the caller's wishes -------------------------------------------------------------
     @contextmanager
     def primary_only(self) -> Iterator[None]:
         """Reads inside the block go to the primary."""
@@ -169,19 +175,90 @@ class ReadRouter:
             window = self.max_lag + self.check_interval
             self._primary_until.set(time.monotonic() + window)
 
+    def turn(self) -> list[int] | None:
+        """The replicas (by index) to try in turn for the next read, or None: the
+        primary's (no replicas, inside primary(), or the caller wrote lately)."""
+        if not self.replicas or self._pinned.get():
+            return None
+        if time.monotonic() < self._primary_until.get():
+            return None
+        start, count = next(self._turn), len(self.replicas)
+        return [(start + step) % count for step in range(count)]
+
+    def replica_failed(self, replica: ReplicaHealth, exc: Exception) -> None:
+        """A read on `replica` failed: it is skipped if the server did not answer; the
+        caller runs the read on the primary."""
+        error = translate(exc, self.secrets, action="reading from a replica")
+        if isinstance(error, BackendUnavailableError):
+            replica.failed(time.monotonic())
+        log.warning("read on replica %s failed, using the primary: %s", replica.masked_url, error)
+
+    @property
+    def secrets(self) -> list[str]:
+        """The replicas' URL passwords, to mask in every message."""
+        return [secret for replica in self.replicas for secret in replica.secrets]
+
+    def describe(self) -> Sequence[dict[str, Any]]:
+        return [{"url": r.masked_url, "usable": r.usable} for r in self.replicas]
+
+
+class Replica:
+    """One read replica on the sync face: its pool, and its health."""
+
+    def __init__(self, health: ReplicaHealth) -> None:
+        self.health = health
+        self.connections = Connections(health.dialect)
+
+    @property
+    def usable(self) -> bool:
+        return self.health.usable
+
+    def recheck_due(self, now: float, policy: ReadPolicy) -> None:
+        if not self.health.check_due(now, policy.check_interval, self.connections.saturated()):
+            return
+        lag: float | None = None
+        error: Exception | None = None
+        try:
+            lag = lag_of(self.connections.fetch_one(LAG_SQL, ()))
+        except Exception as exc:
+            error = exc
+        finally:
+            self.health.checked(lag, error, policy.max_lag)
+
+
+class ReadRouter:
+    """Sends the sync face's reads to a replica or to the primary (see the module
+    docstring)."""
+
+    def __init__(self, primary: Connections, settings: Settings) -> None:
+        self.primary = primary
+        self.policy = ReadPolicy(settings)
+        self.replicas: list[Replica] = []
+        try:
+            for health in self.policy.replicas:
+                self.replicas.append(Replica(health))
+        except BaseException:
+            self.close()
+            raise
+
+    # --- the caller's wishes -------------------------------------------------------------
+    def primary_only(self) -> AbstractContextManager[None]:
+        """Reads inside the block go to the primary."""
+        return self.policy.primary_only()
+
+    def wrote(self) -> None:
+        self.policy.wrote()
+
     # --- routing -----------------------------------------------------------------------
     def choose(self) -> Replica | None:
         """The replica for the next read, or None for the primary."""
-        if not self.replicas or self._pinned.get():
+        turn = self.policy.turn()
+        if turn is None:
             return None
         now = time.monotonic()
-        if now < self._primary_until.get():
-            return None
-        start = next(self._turn)
-        count = len(self.replicas)
-        for step in range(count):
-            replica = self.replicas[(start + step) % count]
-            replica.recheck_due(now, self.check_interval, self.max_lag)
+        for index in turn:
+            replica = self.replicas[index]
+            replica.recheck_due(now, self.policy)
             if replica.usable:
                 return replica
         return None
@@ -195,9 +272,9 @@ class ReadRouter:
         try:
             return work(replica.connections)
         except Exception as exc:
-            if _pool_exhausted(exc):
+            if pool_exhausted(exc):
                 raise
-            self._replica_failed(replica, exc)
+            self.policy.replica_failed(replica.health, exc)
         return work(self.primary)
 
     def fetch_one(self, sql: str, params: Sequence[Any]) -> Sequence[Any] | None:
@@ -226,30 +303,23 @@ class ReadRouter:
                 yield item
             return
         except Exception as exc:
-            if started or _pool_exhausted(exc):
+            if started or pool_exhausted(exc):
                 raise
-            self._replica_failed(replica, exc)
+            self.policy.replica_failed(replica.health, exc)
         yield from work(self.primary)
 
     @property
     def secrets(self) -> list[str]:
-        """The replicas' URL passwords, to mask in every message."""
-        return [secret for replica in self.replicas for secret in replica.secrets]
-
-    def _replica_failed(self, replica: Replica, exc: Exception) -> None:
-        error = translate(exc, self.secrets, action="reading from a replica")
-        if isinstance(error, BackendUnavailableError):
-            replica.failed(time.monotonic())
-        log.warning("read on replica %s failed, using the primary: %s", replica.masked_url, error)
+        return self.policy.secrets
 
     def describe(self) -> Sequence[dict[str, Any]]:
-        return [{"url": r.masked_url, "usable": r.usable} for r in self.replicas]
+        return self.policy.describe()
 
     def close(self) -> None:
         for replica in self.replicas:
             replica.connections.close()
 
 
-def _pool_exhausted(exc: Exception) -> bool:
+def pool_exhausted(exc: Exception) -> bool:
     """No pooled connection within pool_timeout (SQLAlchemy's TimeoutError)."""
     return isinstance(exc, sa_exc.TimeoutError)

@@ -14,6 +14,8 @@ from storage_core.testing.suite.archive import (
     TestArchive,
     TestArchiveAbsent,
     TestArchivedEntryDigest,
+    TestAsyncArchive,
+    TestAsyncArchiveAbsent,
 )
 from storage_core.testing.suite.async_api import (
     TestAsyncConcurrency,
@@ -50,6 +52,8 @@ __all__ = [
     "TestArchive",
     "TestArchiveAbsent",
     "TestArchivedEntryDigest",
+    "TestAsyncArchive",
+    "TestAsyncArchiveAbsent",
     "TestAsyncConcurrency",
     "TestAsyncCrud",
     "TestAsyncErrors",

@@ -8,12 +8,13 @@ on every backend, so a reverse run writes entries in the same order whatever the
 
 from __future__ import annotations
 
-from contextlib import closing
+from contextlib import aclosing, closing
 from typing import Any
 
 import pytest
 
-from storage_core.errors import UnsupportedOperationError
+from storage_core.async_manager import AsyncStorageManager
+from storage_core.errors import UnsupportedOperationError, ValidationError
 from storage_core.interface import ArchivedEntry, Capability
 from storage_core.kinds import KINDS
 from storage_core.manager import StorageManager, open_storage
@@ -259,6 +260,140 @@ class TestArchiveAbsent:
         ):
             with pytest.raises(UnsupportedOperationError, match=Capability.ARCHIVE):
                 call()
+
+
+async def everything_async(manager: AsyncStorageManager, **kwargs: Any) -> list[ArchivedEntry]:
+    return [e async for e in manager.archive_stream(**kwargs)]
+
+
+def _needs_archive(manager: AsyncStorageManager) -> None:
+    if Capability.ARCHIVE not in manager.capabilities:
+        pytest.skip(f"backend {manager.backend_name!r} lacks capability {Capability.ARCHIVE!r}")
+
+
+@pytest.mark.asyncio
+class TestAsyncArchive:
+    """The archive on the async face (`AsyncStorageManager`): the same contract, awaited.
+    (The sync tests above also run through each async face, on the `+async` variants.)"""
+
+    async def test_entries_round_trip_exactly(
+        self, async_storage_manager: AsyncStorageManager
+    ) -> None:
+        sm = async_storage_manager
+        _needs_archive(sm)
+        entries = [
+            ArchivedEntry(f"cat{i % 2}", f"name-{i}", value, tags)
+            for i, (value, tags) in enumerate(zip(AWKWARD_VALUES, AWKWARD_TAGS * 2, strict=False))
+        ]
+        assert await sm.archive_upsert(iter(entries)) == len(entries)  # any iterable
+        by_key = {(e.category, e.name): e for e in entries}
+        streamed = await everything_async(sm)
+        assert [(e.category, e.name) for e in streamed] == sorted(by_key)
+        for got in streamed:
+            assert_same(got, by_key[(got.category, got.name)])
+        names = [e.name for e in entries if e.category == "cat1"]
+        found = await sm.archive_get("cat1", iter(names))
+        assert sorted(found) == sorted(names)
+        for name, got in found.items():
+            assert_same(got, by_key[("cat1", name)])
+        assert await sm.archive_count() == len(entries)
+        assert await sm.archive_count("cat1") == len(names)
+
+    async def test_upsert_replaces_and_get_returns_present_names_only(
+        self, async_storage_manager: AsyncStorageManager
+    ) -> None:
+        sm = async_storage_manager
+        _needs_archive(sm)
+        await sm.archive_upsert([entry("a", "k", "old", t1="x", t2="y"), entry("b", "k")])
+        replaced = entry("a", "k", "new", t1="changed")
+        assert await sm.archive_upsert([replaced]) == 1
+        assert await sm.archive_get("a", ["k", "missing", "k"]) == {"k": replaced}
+        assert await sm.archive_get("missing", ["k"]) == {}
+        many = [f"n{i}" for i in range(600)]
+        assert await sm.archive_get("b", [*many, "k"]) == {"k": entry("b", "k")}
+        assert await sm.archive_count() == 2
+
+    @pytest.mark.parametrize("batch_size", [1, 7, 500])
+    async def test_stream_pages_agree_at_any_batch_size(
+        self, async_storage_manager: AsyncStorageManager, batch_size: int
+    ) -> None:
+        sm = async_storage_manager
+        _needs_archive(sm)
+        entries = [entry(f"c{i % 3}", f"n{(i * 37) % 150:03d}", str(i)) for i in range(150)]
+        await sm.archive_upsert(entries)
+        expected = sorted(entries, key=lambda e: (e.category, e.name))
+        assert await everything_async(sm, batch_size=batch_size) == expected
+        in_c1 = [e for e in expected if e.category == "c1"]
+        assert await everything_async(sm, category="c1", batch_size=batch_size) == in_c1
+        assert await everything_async(sm, category="c", batch_size=batch_size) == []
+
+    async def test_stream_left_early_releases_the_store(
+        self, async_storage_manager: AsyncStorageManager
+    ) -> None:
+        sm = async_storage_manager
+        _needs_archive(sm)
+        entries = [entry("c", f"n{i:02d}") for i in range(20)]
+        await sm.archive_upsert(entries)
+        for _ in range(30):  # more than any pool has connections
+            async with aclosing(sm.archive_stream(batch_size=1)) as stream:
+                assert await anext(stream) == entries[0]
+        for _ in range(30):  # broken out of
+            async for got in sm.archive_stream(batch_size=2):
+                assert got == entries[0]
+                break
+        await sm.archive_upsert([entry("c", "late")])
+        assert await sm.archive_count() == 21
+        assert (await sm.create_record(sample_record("task", "after"))).task_id == "after"
+
+    async def test_faces_agree(
+        self, async_storage_manager: AsyncStorageManager, storage_backend_config: dict[str, Any]
+    ) -> None:
+        """What one face archives the other reads back, entry for entry."""
+        sm = async_storage_manager
+        _needs_archive(sm)
+        if Capability.PERSISTENT not in sm.capabilities:
+            pytest.skip("each face of an in-memory store has its own data")
+        written = [entry("c", "from-async", "\u00e9", t="1")]
+        await sm.archive_upsert(written)
+        config = storage_backend_config
+        sync = open_storage(config["backend"], config.get("url"), **config.get("options", {}))
+        try:
+            assert everything(sync) == written
+            sync.archive_upsert([entry("c", "from-sync", "x")])
+        finally:
+            sync.close()
+        assert [e.name for e in await everything_async(sm)] == ["from-async", "from-sync"]
+
+    async def test_bad_arguments_are_refused_at_the_call(
+        self, async_storage_manager: AsyncStorageManager
+    ) -> None:
+        sm = async_storage_manager
+        _needs_archive(sm)
+        for bad in (0, -1, "10", None, 10**9):
+            with pytest.raises(ValidationError, match=r"^batch_size:"):
+                sm.archive_stream(batch_size=bad)  # type: ignore[arg-type]  # not on iteration
+        assert await sm.archive_upsert([]) == 0
+        assert await sm.archive_get("c", []) == {}
+        assert await everything_async(sm) == []
+        assert await sm.archive_count() == 0
+
+
+@pytest.mark.asyncio
+class TestAsyncArchiveAbsent:
+    async def test_archive_without_the_capability_is_unsupported(
+        self, async_storage_manager: AsyncStorageManager
+    ) -> None:
+        sm = async_storage_manager
+        if Capability.ARCHIVE in sm.capabilities:
+            pytest.skip(f"backend {sm.backend_name!r} has capability {Capability.ARCHIVE!r}")
+        for call in (
+            lambda: sm.archive_upsert([entry("c", "n")]),
+            lambda: sm.archive_get("c", ["n"]),
+            lambda: everything_async(sm),
+            lambda: sm.archive_count(),
+        ):
+            with pytest.raises(UnsupportedOperationError, match=Capability.ARCHIVE):
+                await call()
 
 
 class TestArchivedEntryDigest:

@@ -16,7 +16,7 @@ import pytest
 
 from storage_core.async_manager import AsyncStorageManager
 from storage_core.errors import ConflictError, DuplicateRecordError, ValidationError
-from storage_core.kinds import KINDS, LOG_ENTRY
+from storage_core.kinds import KINDS, LOG_ENTRY, TASK
 from storage_core.testing.samples import SAMPLE_CHANGES, data_of, present, sample_record
 
 #: Concurrent tasks per test: more than any pool has connections or threads.
@@ -111,6 +111,24 @@ class TestAsyncCrud:
         assert (await sm.info())["rows"]["task"] == 1
         assert await sm.health_check() is True
         await sm.flush()
+
+    async def test_primary_block_works_on_every_backend(
+        self, async_storage_manager: AsyncStorageManager
+    ) -> None:
+        """`async with storage.primary():` (a no-op without read replicas): reads inside
+        see the writes before and inside it, blocks nest, and a failure inside leaves."""
+        sm = async_storage_manager
+        before = await sm.create_record(sample_record(TASK, "before"))
+        async with sm.primary():
+            assert await sm.get_record("task", "before") == before
+            inside = await sm.create_record(sample_record(TASK, "inside"))
+            async with sm.primary():
+                assert [r async for r in sm.stream_records(TASK)] == [before, inside]
+            assert await sm.list_records("task") == [before, inside]
+        with pytest.raises(DuplicateRecordError):
+            async with sm.primary():
+                await sm.create_record(sample_record("task", "inside"))
+        assert await sm.count_records("task") == 2
 
 
 @pytest.mark.asyncio
