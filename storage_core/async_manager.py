@@ -148,6 +148,18 @@ class AsyncStorageManager(ManagerCore):
         self._log_opened()
 
     @classmethod
+    async def configure(cls, source: Settings | AsyncStorageManager) -> AsyncStorageManager:
+        """`StorageManager.configure` for the async face: every later
+        `AsyncStorageManager()` returns this store. A process-wide instance opened
+        before is closed (awaited) and replaced."""
+        instance = source if isinstance(source, AsyncStorageManager) else cls(source)
+        with cls._instance_lock:
+            previous, cls._instance = cls._instance, instance
+        if previous is not None and previous is not instance:
+            await previous.aclose()
+        return instance
+
+    @classmethod
     async def reset(cls) -> None:
         """Close and forget the process-wide instance (the next call builds a new one)."""
         with cls._instance_lock:

@@ -11,7 +11,6 @@ from storage_core import AsyncStorageManager, StorageManager
 #: Sync-only, each with an async counterpart or none needed.
 SYNC_ONLY = {
     "close": "aclose",  # `await storage.aclose()` / `async with`
-    "configure": None,  # process-wide setup from sync start-up code
 }
 #: Methods whose sync form returns an iterator or a context manager: the async form is
 #: a plain method returning its async counterpart (not a coroutine).

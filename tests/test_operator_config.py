@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
-from storage_core import Settings, StorageError, StorageManager, ValidationError, open_storage
+from storage_core import (
+    AsyncStorageManager,
+    Settings,
+    StorageError,
+    StorageManager,
+    ValidationError,
+    open_async_storage,
+    open_storage,
+)
 from storage_core.config import database_url_from_env
 from storage_core.testing.plugin import provisioned_storage
 from storage_core.testing.samples import sample_record
@@ -72,6 +80,29 @@ def test_a_store_configured_in_code_becomes_the_process_wide_one(
     assert second.masked_url == f"sqlite:///{tmp_path}/b.db"
     with pytest.raises(StorageError):  # the replaced instance was closed
         first.get_task("t1")
+
+
+async def test_an_async_store_configured_in_code_becomes_the_process_wide_one(
+    tmp_path: Path,
+) -> None:
+    await AsyncStorageManager.reset()
+    try:
+        first = await AsyncStorageManager.configure(
+            open_async_storage("sqlalchemy", f"sqlite:///{tmp_path}/a.db")
+        )
+        assert AsyncStorageManager() is first
+        await first.provision()
+        await first.create_task("t1", "sync_records", "started")
+        assert await AsyncStorageManager().get_task("t1") is not None
+        second = await AsyncStorageManager.configure(
+            Settings.from_env(url=f"sqlite:///{tmp_path}/b.db")
+        )
+        assert AsyncStorageManager() is second is not first
+        assert second.masked_url == f"sqlite:///{tmp_path}/b.db"
+        with pytest.raises(StorageError):  # the replaced instance was closed
+            await first.get_task("t1")
+    finally:
+        await AsyncStorageManager.reset()
 
 
 def test_the_readme_configure_example_runs(
