@@ -49,6 +49,7 @@ from storage_core.validation import (
     validate_key,
     validate_paging,
     validate_record,
+    validate_records,
 )
 
 #: The managers' logger keeps its name: operators filter on "storage_core.manager".
@@ -261,9 +262,7 @@ class ManagerCore:
         """All records validated first, so a bad one leaves the store unchanged."""
         spec = spec_for(kind)
         now = utcnow()
-        checked = [
-            validate_record(spec, rec, max_payload=self._max_payload, now=now) for rec in records
-        ]
+        checked = validate_records(spec, records, max_payload=self._max_payload, now=now)
         reject_repeated_keys(spec, checked)
         return Call("bulk_upsert", (spec, checked)) if checked else answered(0)
 

@@ -22,6 +22,7 @@ from storage_core.records import LogEntry
 from storage_core.validation import (
     MAX_BATCH_SIZE,
     MAX_FILTER_VALUES,
+    MAX_INDEXED_BYTES,
     MAX_JSON_DEPTH,
     _marshal_plain,
     check_json,
@@ -31,6 +32,7 @@ from storage_core.validation import (
     validate_changes,
     validate_paging,
     validate_record,
+    validate_records,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -404,3 +406,69 @@ def test_a_str_subclass_that_marshal_takes_as_bytes_is_still_refused():
     with pytest.raises(ValidationError) as info:
         check_json("content", doc, max_bytes=1 << 20)
     assert info.value.problem == f"content['a'][0] is a Buffered{_NOT_JSON}"
+
+
+# --- a batch (bulk upsert) validates exactly as record by record ---------------------------
+_ODD_VALUES = [
+    ("scid", ""),
+    ("scid", "k\x00"),
+    ("scid", "é"),
+    ("scid", "k" * (MAX_INDEXED_BYTES + 1)),
+    ("scid", _Str("k")),
+    ("did", ""),
+    ("did", 7),
+    ("did", None),
+    ("did", "é" * 600),
+    ("did", "d" * (MAX_INDEXED_BYTES + 1)),
+    ("did", "\ud800"),
+    ("namespace", _Str("ns")),
+    ("deactivated", 1),
+    ("deactivated", None),
+    ("deactivated", "False"),
+    ("logs", [(1, 2)]),
+    ("logs", {"not": "a list"}),
+    ("created_at", datetime(2026, 1, 1)),
+    ("created_at", datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
+    ("record_version", 0),
+]
+
+
+def _outcome(call):
+    try:
+        return "ok", call()
+    except ValidationError as exc:
+        return "invalid", (exc.field, exc.problem)
+
+
+@pytest.mark.parametrize("position", [0, 3])
+@pytest.mark.parametrize(
+    ("field", "value"), _ODD_VALUES, ids=[f"{f}={v!r}"[:40] for f, v in _ODD_VALUES]
+)
+def test_a_batch_validates_exactly_as_each_record_alone(field, value, position):
+    """One odd value in a batch of five whose other records are plain; a bad document
+    in record 1 too, so a batch that checked a column before the records' documents
+    would name the wrong error."""
+    batch = [entry(scid=f"s{i}", did=f"did:{i}") for i in range(5)]
+    batch[position] = entry(**{"scid": f"s{position}", "did": f"did:{position}", field: value})
+    if position > 1:
+        batch[1] = entry(scid="s1", did="did:1", logs=[b"bytes"])
+    one_by_one = _outcome(
+        lambda: [validate_record(LOG_ENTRY, r, max_payload=1 << 20, now=NOW) for r in batch]
+    )
+    together = _outcome(lambda: validate_records(LOG_ENTRY, batch, max_payload=1 << 20, now=NOW))
+    assert together == one_by_one
+
+
+def test_a_batch_refuses_a_record_of_another_kind_in_place():
+    batch = [entry(), "not a record", entry(scid="t")]
+    with pytest.raises(ValidationError) as info:
+        validate_records(LOG_ENTRY, batch, max_payload=1 << 20, now=NOW)
+    assert (info.value.field, info.value.problem) == ("record", "expected LogEntry, got str")
+
+
+def test_a_plain_batch_is_returned_stamped():
+    batch = (entry(scid=f"s{i}") for i in range(3))  # any iterable
+    got = validate_records(LOG_ENTRY, batch, max_payload=1 << 20, now=NOW)
+    assert [r.scid for r in got] == ["s0", "s1", "s2"]
+    assert all(r.created_at == r.updated_at == NOW for r in got)
+    assert validate_records(LOG_ENTRY, [], max_payload=1 << 20, now=NOW) == []
