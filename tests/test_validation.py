@@ -24,7 +24,7 @@ from storage_core.validation import (
     MAX_FILTER_VALUES,
     MAX_INDEXED_BYTES,
     MAX_JSON_DEPTH,
-    _marshal_plain,
+    _marshal_exact,
     check_json,
     check_timestamp,
     normalize_filters,
@@ -337,7 +337,7 @@ _REFUSED = [
 def test_every_non_json_value_gets_the_walks_exact_error(build, problem, through_walk):
     doc = build("(" if through_walk else None)
     if through_walk:
-        assert not _marshal_plain(doc)
+        assert _marshal_exact(doc) is None
     with pytest.raises(ValidationError) as info:
         check_json("content", doc, max_bytes=1 << 20)
     assert (info.value.field, info.value.problem) == ("content", problem)
@@ -365,7 +365,7 @@ def test_a_tuple_is_refused_by_its_marshal_type_code_alone(doc, code):
     """Each code on its own (no other of the four bytes in the output): the fast check
     must send the document to the walk for it, or the tuple is stored as a list."""
     assert _tuple_codes(marshal.dumps(doc, 4)) == [code]
-    assert not _marshal_plain(doc)
+    assert _marshal_exact(doc) is None
     with pytest.raises(ValidationError, match=r"content\['a'\]\[1\] is a tuple, not JSON"):
         check_json("content", doc, max_bytes=1 << 20)
 
@@ -388,7 +388,7 @@ def test_the_did_log_vectors_take_the_fast_path():
     """Real logs hold none of the tuple codes, so validation never walks them."""
     for path in sorted(VECTORS.glob("*/did.jsonl")):
         logs = [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        assert _marshal_plain(logs), path
+        assert _marshal_exact(logs) is not None, path
         assert check_json("logs", logs, max_bytes=1 << 24) == orjson.dumps(logs)
 
 
@@ -402,7 +402,7 @@ def test_a_str_subclass_that_marshal_takes_as_bytes_is_still_refused():
             return memoryview(b"x")
 
     doc = {"a": [Buffered("v")]}
-    assert _marshal_plain(doc)
+    assert _marshal_exact(doc) is not None
     with pytest.raises(ValidationError) as info:
         check_json("content", doc, max_bytes=1 << 20)
     assert info.value.problem == f"content['a'][0] is a Buffered{_NOT_JSON}"
@@ -472,3 +472,27 @@ def test_a_plain_batch_is_returned_stamped():
     assert [r.scid for r in got] == ["s0", "s1", "s2"]
     assert all(r.created_at == r.updated_at == NOW for r in got)
     assert validate_records(LOG_ENTRY, [], max_payload=1 << 20, now=NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "top"),
+    [(math.nan, 0x7F), (-math.nan, 0xFF), (math.inf, 0x7F), (-math.inf, 0xFF)],
+    ids=["nan", "-nan", "inf", "-inf"],
+)
+def test_nan_and_infinity_are_found_by_their_top_byte_in_marshal(value, top):
+    """The null in orjson's text is sought only when marshal's bytes hold a 0x7f or 0xff:
+    each sign of NaN and Infinity must be caught by one of them alone."""
+    doc = {"a": [1.5, value], "b": None}
+    dumped = _marshal_exact(doc)
+    assert dumped is not None and [b for b in dumped if b in (0x7F, 0xFF)] == [top]
+    with pytest.raises(ValidationError) as info:
+        check_json("content", doc, max_bytes=1 << 20)
+    assert (info.value.field, info.value.problem) == (
+        "content",
+        f"contains {value!r}, which JSON cannot represent",
+    )
+
+
+def test_a_float_with_a_top_byte_of_0x7f_and_a_null_is_still_stored():
+    doc = {"big": 1e308, "none": None, "neg": -1.0}
+    assert check_json("content", doc, max_bytes=1 << 20) == orjson.dumps(doc)
