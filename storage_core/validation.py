@@ -317,7 +317,8 @@ def validate_record(spec: KindSpec[R], record: R, *, max_payload: int, now: date
     non-empty for keys; a bool; a list, whose JSON is then checked) are accepted inline;
     anything else goes through `check_field`, which decides and words the error, so the
     outcome is exactly `check_field`'s."""
-    return _validate_record(spec, record, payload_limit(spec, max_payload), now, _plan(spec))
+    limit = payload_limit(spec, max_payload)
+    return _validate_record(spec, record, limit, now, _plan(spec), stamped=False)
 
 
 def validate_records(
@@ -328,13 +329,16 @@ def validate_records(
     Bulk imports validate 100k records: a column of keys, indexed strings or bools that
     plainly passes for every record is checked once for the batch at C speed (a few
     joins and set builds) and left out of the per-record checks, where it could not
-    fail anyway; any other column is checked per record as `validate_record` does."""
+    fail anyway; any other column is checked per record as `validate_record` does.
+    Likewise timestamps that are all set, in UTC already."""
     batch = list(records)
     plan = _plan(spec)
+    stamped = False
     if batch and all(type(record) is spec.record for record in batch):
         plan = tuple(step for step in plan if not _plain_column(step, batch))
+        stamped = spec.timestamps and _stamped_in_utc(batch)
     limit = payload_limit(spec, max_payload)
-    return [_validate_record(spec, record, limit, now, plan) for record in batch]
+    return [_validate_record(spec, r, limit, now, plan, stamped=stamped) for r in batch]
 
 
 def _plain_column(step: tuple[str, FieldType, int, bool], batch: list[Any]) -> bool:
@@ -357,11 +361,21 @@ def _plain_column(step: tuple[str, FieldType, int, bool], batch: list[Any]) -> b
     )
 
 
+def _stamped_in_utc(batch: list[Any]) -> bool:
+    """Every record's created_at and updated_at is a datetime whose tzinfo is UTC (the
+    very object: `check_timestamp` returns those as they are)."""
+    stamps = [*map(attrgetter("created_at"), batch), *map(attrgetter("updated_at"), batch)]
+    return set(map(type, stamps)) == {datetime} and set(
+        map(id, map(attrgetter("tzinfo"), stamps))
+    ) == {id(UTC)}
+
+
 def _validate_record(
-    spec: KindSpec[R], record: R, max_payload: int, now: datetime, plan: _Plan
+    spec: KindSpec[R], record: R, max_payload: int, now: datetime, plan: _Plan, *, stamped: bool
 ) -> R:
     """validate_record, checking only the fields in `plan` (all of them but columns a
-    batch has already found plain)."""
+    batch has already found plain) and, unless `stamped` (a batch found them set and in
+    UTC), the timestamps."""
     if type(record) is not spec.record:
         raise ValidationError(
             "record", f"expected {spec.record.__name__}, got {type(record).__name__}"
@@ -394,14 +408,14 @@ def _validate_record(
         check_version("record_version", version)
     if in_utc:
         record = replace(record, **in_utc)
-    if not spec.timestamps:
+    if not spec.timestamps or stamped:
         return record
-    stamped: Any = record  # a kind with timestamps: its record has created_at/updated_at
-    created = check_timestamp("created_at", stamped.created_at) or now
-    updated = check_timestamp("updated_at", stamped.updated_at) or created
-    if created is stamped.created_at and updated is stamped.updated_at:
+    with_stamps: Any = record  # a kind with timestamps: its record has created_at/updated_at
+    created = check_timestamp("created_at", with_stamps.created_at) or now
+    updated = check_timestamp("updated_at", with_stamps.updated_at) or created
+    if created is with_stamps.created_at and updated is with_stamps.updated_at:
         return record
-    result: R = replace(stamped, created_at=created, updated_at=updated)
+    result: R = replace(with_stamps, created_at=created, updated_at=updated)
     return result
 
 

@@ -409,6 +409,10 @@ def test_a_str_subclass_that_marshal_takes_as_bytes_is_still_refused():
 
 
 # --- a batch (bulk upsert) validates exactly as record by record ---------------------------
+class _Stamp(datetime):
+    pass
+
+
 _ODD_VALUES = [
     ("scid", ""),
     ("scid", "k\x00"),
@@ -430,12 +434,19 @@ _ODD_VALUES = [
     ("created_at", datetime(2026, 1, 1)),
     ("created_at", datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
     ("record_version", 0),
+    ("created_at", None),
+    ("updated_at", datetime(2026, 1, 1, tzinfo=timezone(timedelta(0), "Z"))),  # == UTC, not UTC
+    ("updated_at", _Stamp(2026, 1, 1, tzinfo=UTC)),
 ]
 
 
 def _outcome(call):
+    """("ok", records with their timestamps' zones and types) or ("invalid", the error)."""
     try:
-        return "ok", call()
+        return "ok", [
+            (r, *(repr(t.tzinfo) for t in (r.created_at, r.updated_at)), type(r.updated_at))
+            for r in call()
+        ]
     except ValidationError as exc:
         return "invalid", (exc.field, exc.problem)
 
@@ -448,8 +459,9 @@ def test_a_batch_validates_exactly_as_each_record_alone(field, value, position):
     """One odd value in a batch of five whose other records are plain; a bad document
     in record 1 too, so a batch that checked a column before the records' documents
     would name the wrong error."""
-    batch = [entry(scid=f"s{i}", did=f"did:{i}") for i in range(5)]
-    batch[position] = entry(**{"scid": f"s{position}", "did": f"did:{position}", field: value})
+    batch = [entry(scid=f"s{i}", did=f"did:{i}", created_at=NOW, updated_at=NOW) for i in range(5)]
+    plain = {"scid": f"s{position}", "did": f"did:{position}", "created_at": NOW, "updated_at": NOW}
+    batch[position] = entry(**{**plain, field: value})
     if position > 1:
         batch[1] = entry(scid="s1", did="did:1", logs=[b"bytes"])
     one_by_one = _outcome(
