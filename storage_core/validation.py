@@ -68,25 +68,48 @@ def check_json(field: str, value: Any, *, max_bytes: int) -> bytes:
     dict (str keys), list, str, int, float, bool and None, nesting deeper than
     MAX_JSON_DEPTH, NaN/Infinity, ints beyond 64 bits, unpaired surrogates. The encoding
     is kept for the backend within the manager's write call (`storage_core.encoded`)."""
+    encoded = _encode_plain(value, max_bytes)
+    if encoded is None:
+        encoded = _encode_checked(field, value, max_bytes)
+    _encoded.remember(value, encoded)
+    return encoded
+
+
+def _encode_plain(value: Any, max_bytes: int) -> bytes | None:
+    """The encoding of a document that plainly passes check_json, else None (then
+    `_encode_checked` decides, and words any error): exact types by `_marshal_exact`,
+    taken by orjson, within `max_bytes`, no NaN/Infinity."""
     dumped = _marshal_exact(value)
-    if dumped is None and not _plain_json(value):
+    if dumped is None:
+        return None
+    try:
+        encoded = orjson.dumps(value, option=_ORJSON_EXACT)
+    except (orjson.JSONEncodeError, TypeError):  # bytes, sets, non-str keys, depth...
+        return None
+    if len(encoded) > max_bytes:
+        return None
+    # orjson writes NaN/Infinity as null: look only when the text has a null and
+    # marshal's bytes a 0x7f or 0xff (the top byte of every NaN/Infinity; rare in a DID
+    # log, where "null" is ~2 us to seek). orjson refuses ints beyond 64 bits.
+    suspect = (b"\x7f" in dumped or b"\xff" in dumped) and b"null" in encoded
+    return None if suspect and _non_finite(value) is not None else encoded
+
+
+def _encode_checked(field: str, value: Any, max_bytes: int) -> bytes:
+    """check_json's encoding, the exact walk first: what refuses a document, with the
+    error naming where in it (or orjson's own reason) and why."""
+    if not _plain_json(value):
         _explain_json(field, value)
     try:
         encoded = orjson.dumps(value, option=_ORJSON_EXACT)
     except (orjson.JSONEncodeError, TypeError) as exc:
-        # `_marshal_exact` lets through what orjson refuses (bytes, sets, non-str keys,
-        # depth...): the walk words those exactly as when it runs first.
-        if not _plain_json(value):
-            _explain_json(field, value)
         raise ValidationError(field, f"is not storable as JSON: {exc}") from None
     if len(encoded) > max_bytes:
         raise ValidationError(field, f"is {len(encoded)} bytes, the limit is {max_bytes}")
-    # orjson writes NaN/Infinity as null: look only when the text has a null and, after
-    # marshal, a 0x7f or 0xff byte (the top byte of every NaN/Infinity it writes; rare in
-    # a DID log, where "null" is ~2 us to seek). orjson refuses ints beyond 64 bits.
-    if (dumped is None or b"\x7f" in dumped or b"\xff" in dumped) and b"null" in encoded:
-        _check_floats(field, value)
-    _encoded.remember(value, encoded)
+    if b"null" in encoded:
+        bad = _non_finite(value)
+        if bad is not None:
+            raise ValidationError(field, f"contains {bad!r}, which JSON cannot represent")
     return encoded
 
 
@@ -184,17 +207,19 @@ def _explain_json(field: str, value: Any) -> None:
     raise AssertionError("_explain_json found nothing wrong")  # pragma: no cover
 
 
-def _check_floats(field: str, value: Any) -> None:
+def _non_finite(value: Any) -> float | None:
+    """A NaN or Infinity in the document (which orjson writes as null), else None."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, float):
             if not math.isfinite(item):
-                raise ValidationError(field, f"contains {item!r}, which JSON cannot represent")
+                return item
         elif isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
+    return None
 
 
 def check_field(
@@ -328,28 +353,39 @@ def validate_records(
 
     Bulk imports validate 100k records: a column of keys, indexed strings or bools that
     plainly passes for every record is checked once for the batch at C speed (a few
-    joins and set builds) and left out of the per-record checks, where it could not
-    fail anyway; any other column is checked per record as `validate_record` does.
+    joins and set builds), and a column of lists whose documents all plainly pass is
+    encoded in one loop; those are left out of the per-record checks, where they could
+    not fail anyway; any other column is checked per record as `validate_record` does.
     Likewise timestamps that are all set, in UTC already."""
     batch = list(records)
     plan = _plan(spec)
+    limit = payload_limit(spec, max_payload)
     stamped = False
     if batch and all(type(record) is spec.record for record in batch):
-        plan = tuple(step for step in plan if not _plain_column(step, batch))
+        plan = tuple(step for step in plan if not _plain_column(step, batch, limit))
         stamped = spec.timestamps and _stamped_in_utc(batch)
-    limit = payload_limit(spec, max_payload)
     return [_validate_record(spec, r, limit, now, plan, stamped=stamped) for r in batch]
 
 
-def _plain_column(step: tuple[str, FieldType, int, bool], batch: list[Any]) -> bool:
-    """True when every record's value of this field plainly passes (see validate_record)."""
+def _plain_column(step: tuple[str, FieldType, int, bool], batch: list[Any], limit: int) -> bool:
+    """True when every record's value of this field plainly passes (see validate_record);
+    a list field's documents are then encoded and kept for the backend."""
     name, _, fast, _ = step
-    if fast not in (_FAST_STR, _FAST_KEY, _FAST_BOOL):
+    if not fast:
         return False
     values = list(map(attrgetter(name), batch))
     types = set(map(type, values))
     if fast == _FAST_BOOL:
         return types <= {bool}  # True and False are its only values
+    if fast == _FAST_LIST:
+        if types != {list}:
+            return False
+        for doc in values:
+            encoded = _encode_plain(doc, limit)
+            if encoded is None:
+                return False  # each record's check_json decides, in the records' order
+            _encoded.remember(doc, encoded)
+        return True
     if types != {str}:
         return False
     joined = "".join(values)

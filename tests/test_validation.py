@@ -431,6 +431,9 @@ _ODD_VALUES = [
     ("deactivated", "False"),
     ("logs", [(1, 2)]),
     ("logs", {"not": "a list"}),
+    ("logs", [{"x": -math.inf, "y": None}]),
+    ("logs", ["x" * (1 << 20)]),  # over the limit once encoded
+    ("logs", ["(", ["(x)"]]),  # plain, but marshal cannot tell
     ("created_at", datetime(2026, 1, 1)),
     ("created_at", datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
     ("record_version", 0),
