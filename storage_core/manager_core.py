@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from storage_core.codec import utcnow
@@ -56,6 +57,7 @@ from storage_core.validation import (
     validate_key,
     validate_paging,
     validate_record,
+    validate_records,
 )
 
 #: The managers' logger keeps its name: operators filter on "storage_core.manager".
@@ -268,9 +270,7 @@ class ManagerCore:
         """All records validated first, so a bad one leaves the store unchanged."""
         spec = spec_for(kind)
         now = utcnow()
-        checked = [
-            validate_record(spec, rec, max_payload=self._max_payload, now=now) for rec in records
-        ]
+        checked = validate_records(spec, records, max_payload=self._max_payload, now=now)
         reject_repeated_keys(spec, checked)
         return Call("bulk_upsert", (spec, checked)) if checked else answered(0)
 
@@ -441,9 +441,12 @@ def matches_nothing(filters: Mapping[str, tuple[Any, ...]]) -> bool:
 
 
 def reject_repeated_keys(spec: KindSpec[R], records: builtins.list[R]) -> None:
+    """Name the first key seen twice; the set of all keys, built in C, says if there is one."""
+    keys = list(map(attrgetter(spec.key), records))
+    if len(set(keys)) == len(keys):
+        return
     seen: set[str] = set()
-    for rec in records:
-        key = spec.key_of(rec)
+    for key in keys:
         if key in seen:
             raise ValidationError(spec.key, f"{key!r} appears twice in one bulk upsert")
         seen.add(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -201,4 +202,13 @@ def test_bulk_upsert_of_nothing_writes_nothing(tmp_path):
         entry = LogEntry(scid="s", did="d", domain="x", namespace="n", identifier="i", logs=[])
         with pytest.raises(ValidationError, match="twice"):
             storage.bulk_upsert("log_entry", [entry, entry])
+        assert storage.count_log_entries() == 0
+        # the error names the first key met a second time, in the batch's order
+        batch = [dataclasses.replace(entry, scid=k) for k in ("a", "b", "c", "b", "a")]
+        with pytest.raises(ValidationError) as refused:
+            storage.bulk_upsert("log_entry", batch)
+        assert (refused.value.field, refused.value.problem) == (
+            "scid",
+            "'b' appears twice in one bulk upsert",
+        )
         assert storage.count_log_entries() == 0

@@ -68,6 +68,20 @@ def test_get_create_bulk_and_stream_agree_with_each_other(store):
     assert filtered == store.get_log_entries({"namespace": "ns1"})
 
 
+def test_each_row_gets_its_own_timestamps_whichever_row_came_before(store):
+    """SQLite's timestamp text is reused for the very datetime converted last: a shared
+    stamp, the same instant in another zone, then different ones, must each read back."""
+    a = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    b = a.astimezone(timezone(timedelta(hours=-5)))  # equal to a, another object
+    c = a + timedelta(microseconds=1)
+    stamps = [(a, a), (a, c), (b, b), (c, a), (c, c), (a, b)]
+    bulk = [_entry(n, created_at=x, updated_at=y) for n, (x, y) in enumerate(stamps)]
+    store.bulk_upsert("log_entry", bulk)
+    got = [(r.created_at, r.updated_at) for r in store.get_log_entries()]
+    assert got == stamps
+    assert all(t.tzinfo is UTC for pair in got for t in pair)
+
+
 def test_bulk_upsert_replaces_in_place_and_keeps_json_null(store):
     store.bulk_upsert("log_entry", [_entry(1), _entry(2)])
     changed = _entry(1, record_version=5)

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
+import enum
+import marshal
 import math
+import sys
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,7 +22,9 @@ from storage_core.records import LogEntry
 from storage_core.validation import (
     MAX_BATCH_SIZE,
     MAX_FILTER_VALUES,
+    MAX_INDEXED_BYTES,
     MAX_JSON_DEPTH,
+    _marshal_exact,
     check_json,
     check_timestamp,
     normalize_filters,
@@ -23,9 +32,11 @@ from storage_core.validation import (
     validate_changes,
     validate_paging,
     validate_record,
+    validate_records,
 )
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+VECTORS = Path(__file__).parent / "data" / "vectors"
 
 
 def entry(**overrides):
@@ -114,8 +125,8 @@ def test_paging_is_checked(limit, offset):
         validate_paging(limit, offset)
 
 
-def nested(depth: int) -> object:
-    doc: object = "leaf"
+def nested(depth: int, leaf: str = "leaf") -> object:
+    doc: object = leaf
     for _ in range(depth):
         doc = [doc]
     return doc
@@ -179,3 +190,324 @@ def test_filter_values_are_counted_over_every_field():
     with pytest.raises(ValidationError, match=f"at most {MAX_FILTER_VALUES}") as info:
         normalize_filters(TASK, {"task_id": half, "status": [*half, "one more"]})
     assert info.value.field == "filters.status"
+
+
+# --- the exact-type check: marshal at C speed first, the walk when marshal cannot tell ---
+class _IntEnum(enum.IntEnum):
+    A = 1
+
+
+class _StrEnum(enum.StrEnum):
+    A = "a"
+
+
+class _MixinEnum(str, enum.Enum):  # noqa: UP042 (the mixin, not StrEnum)
+    A = "a"
+
+
+class _PlainEnum(enum.Enum):
+    A = 1
+
+
+class _Str(str):
+    pass
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int = 1
+
+
+_NOT_JSON = ", not JSON: JSON fields hold only dict, list, str, int, float, bool and None"
+_TOO_DEEP = f"nests JSON deeper than the limit of {MAX_JSON_DEPTH} levels"
+
+
+def _self_list(extra: object = None) -> list:
+    loop: list = [] if extra is None else [extra]
+    loop.append(loop)
+    return loop
+
+
+def _self_dict(extra: object = None) -> dict:
+    loop: dict = {} if extra is None else {"x": extra}
+    loop["self"] = loop
+    return loop
+
+
+#: (name, build(extra), exact problem). `build(None)` is the document itself; `build("(")`
+#: the same document with a "(" string beside the bad value, which sends it through the
+#: walk first, so both paths must word it the same.
+_REFUSED = [
+    ("tuple", lambda x: (1, 2) if x is None else (x, 2), f"content is a tuple{_NOT_JSON}"),
+    (
+        "nested tuple",
+        lambda x: {"a": [1, (2, 3)], "z": x},
+        f"content['a'][1] is a tuple{_NOT_JSON}",
+    ),
+    (
+        "tuple key",
+        lambda x: {(1, 2): "x", "z": x},
+        "content[(1, 2)] has a tuple key; JSON keys are str",
+    ),
+    ("bytes", lambda x: {"a": [b"x"], "z": x}, f"content['a'][0] is a bytes{_NOT_JSON}"),
+    (
+        "bytearray",
+        lambda x: {"a": [bytearray(b"x")], "z": x},
+        f"content['a'][0] is a bytearray{_NOT_JSON}",
+    ),
+    (
+        "memoryview",
+        lambda x: {"a": [memoryview(b"x")], "z": x},
+        f"content['a'][0] is a memoryview{_NOT_JSON}",
+    ),
+    ("complex", lambda x: {"a": [1j], "z": x}, f"content['a'][0] is a complex{_NOT_JSON}"),
+    ("set", lambda x: {"a": [{1}], "z": x}, f"content['a'][0] is a set{_NOT_JSON}"),
+    (
+        "frozenset",
+        lambda x: {"a": [frozenset({1})], "z": x},
+        f"content['a'][0] is a frozenset{_NOT_JSON}",
+    ),
+    ("Ellipsis", lambda x: {"a": [...], "z": x}, f"content['a'][0] is a ellipsis{_NOT_JSON}"),
+    (
+        "StopIteration",
+        lambda x: {"a": [StopIteration], "z": x},
+        f"content['a'][0] is a type{_NOT_JSON}",
+    ),
+    ("int key", lambda x: {1: "v", "z": x}, "content[1] has a int key; JSON keys are str"),
+    (
+        "None key",
+        lambda x: {None: "v", "z": x},
+        "content[None] has a NoneType key; JSON keys are str",
+    ),
+    ("bool key", lambda x: {True: "v", "z": x}, "content[True] has a bool key; JSON keys are str"),
+    ("float key", lambda x: {1.5: "v", "z": x}, "content[1.5] has a float key; JSON keys are str"),
+    (
+        "str subclass key",
+        lambda x: {_Str("k"): "v", "z": x},
+        "content['k'] has a _Str key; JSON keys are str",
+    ),
+    ("str subclass", lambda x: {"a": [_Str("v")], "z": x}, f"content['a'][0] is a _Str{_NOT_JSON}"),
+    ("IntEnum", lambda x: {"a": [_IntEnum.A], "z": x}, f"content['a'][0] is a _IntEnum{_NOT_JSON}"),
+    ("StrEnum", lambda x: {"a": [_StrEnum.A], "z": x}, f"content['a'][0] is a _StrEnum{_NOT_JSON}"),
+    (
+        "str Enum",
+        lambda x: {"a": [_MixinEnum.A], "z": x},
+        f"content['a'][0] is a _MixinEnum{_NOT_JSON}",
+    ),
+    (
+        "Enum",
+        lambda x: {"a": [_PlainEnum.A], "z": x},
+        f"content['a'][0] is a _PlainEnum{_NOT_JSON}",
+    ),
+    ("UUID", lambda x: {"a": [uuid.UUID(int=5)], "z": x}, f"content['a'][0] is a UUID{_NOT_JSON}"),
+    (
+        "datetime",
+        lambda x: {"a": [datetime(2026, 1, 1)], "z": x},
+        f"content['a'][0] is a datetime{_NOT_JSON}",
+    ),
+    (
+        "Decimal",
+        lambda x: {"a": [decimal.Decimal("1.5")], "z": x},
+        f"content['a'][0] is a Decimal{_NOT_JSON}",
+    ),
+    ("dataclass", lambda x: {"a": [_Point()], "z": x}, f"content['a'][0] is a _Point{_NOT_JSON}"),
+    (
+        "2**64",
+        lambda x: {"a": [2**64], "z": x},
+        "is not storable as JSON: Integer exceeds 64-bit range",
+    ),
+    (
+        "surrogate",
+        lambda x: {"a": "\ud800", "z": x},
+        "is not storable as JSON: str is not valid UTF-8: surrogates not allowed",
+    ),
+    ("NaN", lambda x: {"a": [math.nan], "z": x}, "contains nan, which JSON cannot represent"),
+    ("inf", lambda x: {"a": [math.inf], "z": x}, "contains inf, which JSON cannot represent"),
+    ("depth 255", lambda x: nested(MAX_JSON_DEPTH + 1, x or "leaf"), _TOO_DEEP),
+    ("depth 2500, past marshal's limit", lambda x: nested(2500, x or "leaf"), _TOO_DEEP),
+    ("list containing itself", _self_list, _TOO_DEEP),
+    ("dict containing itself", _self_dict, _TOO_DEEP),
+]
+
+
+@pytest.mark.parametrize("through_walk", [False, True], ids=["marshal first", "walk first"])
+@pytest.mark.parametrize(
+    ("build", "problem"), [c[1:] for c in _REFUSED], ids=[c[0] for c in _REFUSED]
+)
+def test_every_non_json_value_gets_the_walks_exact_error(build, problem, through_walk):
+    doc = build("(" if through_walk else None)
+    if through_walk:
+        assert _marshal_exact(doc) is None
+    with pytest.raises(ValidationError) as info:
+        check_json("content", doc, max_bytes=1 << 20)
+    assert (info.value.field, info.value.problem) == ("content", problem)
+
+
+def _tuple_codes(data: bytes) -> list[int]:
+    return [b for b in data if b in b"()\xa8\xa9"]
+
+
+def _big() -> tuple:
+    return tuple([None] * 300)  # over 255 items: marshal writes "(" rather than ")"
+
+
+@pytest.mark.parametrize(
+    ("doc", "code"),
+    [
+        ({"a": [1, tuple([2, 3])]}, ord(")")),  # refcount 1: no FLAG_REF
+        ({"a": [1, _big()]}, ord("(")),
+        ({"a": [1, _pair := (2, 3), _pair]}, 0xA9),  # shared: written once, with FLAG_REF
+        ({"a": [1, _many := _big(), _many]}, 0xA8),
+    ],
+    ids=["small", "large", "small shared", "large shared"],
+)
+def test_a_tuple_is_refused_by_its_marshal_type_code_alone(doc, code):
+    """Each code on its own (no other of the four bytes in the output): the fast check
+    must send the document to the walk for it, or the tuple is stored as a list."""
+    assert _tuple_codes(marshal.dumps(doc, 4)) == [code]
+    assert _marshal_exact(doc) is None
+    with pytest.raises(ValidationError, match=r"content\['a'\]\[1\] is a tuple, not JSON"):
+        check_json("content", doc, max_bytes=1 << 20)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        nested(MAX_JSON_DEPTH),
+        {"a": "(x)", "b": ["(", ")"], "c": "\xa8\xa9"},
+        {"x" * 40: "y" * 41, "n": [40, 41, 168, 169, -(2**63), 2**64 - 1]},
+        {"bool": [True, False, None], "f": [0.5, -0.0], "nested": {"k": [{}, []]}},
+    ],
+    ids=["depth 254", "parentheses in text", "tuple codes as lengths and ints", "scalars"],
+)
+def test_plain_json_is_accepted_even_when_marshal_cannot_tell(doc):
+    assert check_json("content", doc, max_bytes=1 << 20) == orjson.dumps(doc)
+
+
+def test_the_did_log_vectors_take_the_fast_path():
+    """Real logs hold none of the tuple codes, so validation never walks them."""
+    for path in sorted(VECTORS.glob("*/did.jsonl")):
+        logs = [orjson.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        assert _marshal_exact(logs) is not None, path
+        assert check_json("logs", logs, max_bytes=1 << 24) == orjson.dumps(logs)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="Python classes get __buffer__ in 3.12")
+def test_a_str_subclass_that_marshal_takes_as_bytes_is_still_refused():
+    """marshal writes any buffer as bytes, so a str subclass with __buffer__ passes it;
+    orjson must then refuse the subclass (OPT_PASSTHROUGH_SUBCLASS), not encode it."""
+
+    class Buffered(str):
+        def __buffer__(self, flags: int) -> memoryview:
+            return memoryview(b"x")
+
+    doc = {"a": [Buffered("v")]}
+    assert _marshal_exact(doc) is not None
+    with pytest.raises(ValidationError) as info:
+        check_json("content", doc, max_bytes=1 << 20)
+    assert info.value.problem == f"content['a'][0] is a Buffered{_NOT_JSON}"
+
+
+# --- a batch (bulk upsert) validates exactly as record by record ---------------------------
+class _Stamp(datetime):
+    pass
+
+
+_ODD_VALUES = [
+    ("scid", ""),
+    ("scid", "k\x00"),
+    ("scid", "é"),
+    ("scid", "k" * (MAX_INDEXED_BYTES + 1)),
+    ("scid", _Str("k")),
+    ("did", ""),
+    ("did", 7),
+    ("did", None),
+    ("did", "é" * 600),
+    ("did", "d" * (MAX_INDEXED_BYTES + 1)),
+    ("did", "\ud800"),
+    ("namespace", _Str("ns")),
+    ("deactivated", 1),
+    ("deactivated", None),
+    ("deactivated", "False"),
+    ("logs", [(1, 2)]),
+    ("logs", {"not": "a list"}),
+    ("logs", [{"x": -math.inf, "y": None}]),
+    ("logs", ["x" * (1 << 20)]),  # over the limit once encoded
+    ("logs", ["(", ["(x)"]]),  # plain, but marshal cannot tell
+    ("created_at", datetime(2026, 1, 1)),
+    ("created_at", datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=2)))),
+    ("record_version", 0),
+    ("created_at", None),
+    ("updated_at", datetime(2026, 1, 1, tzinfo=timezone(timedelta(0), "Z"))),  # == UTC, not UTC
+    ("updated_at", _Stamp(2026, 1, 1, tzinfo=UTC)),
+]
+
+
+def _outcome(call):
+    """("ok", records with their timestamps' zones and types) or ("invalid", the error)."""
+    try:
+        return "ok", [
+            (r, *(repr(t.tzinfo) for t in (r.created_at, r.updated_at)), type(r.updated_at))
+            for r in call()
+        ]
+    except ValidationError as exc:
+        return "invalid", (exc.field, exc.problem)
+
+
+@pytest.mark.parametrize("position", [0, 3])
+@pytest.mark.parametrize(
+    ("field", "value"), _ODD_VALUES, ids=[f"{f}={v!r}"[:40] for f, v in _ODD_VALUES]
+)
+def test_a_batch_validates_exactly_as_each_record_alone(field, value, position):
+    """One odd value in a batch of five whose other records are plain; a bad document
+    in record 1 too, so a batch that checked a column before the records' documents
+    would name the wrong error."""
+    batch = [entry(scid=f"s{i}", did=f"did:{i}", created_at=NOW, updated_at=NOW) for i in range(5)]
+    plain = {"scid": f"s{position}", "did": f"did:{position}", "created_at": NOW, "updated_at": NOW}
+    batch[position] = entry(**{**plain, field: value})
+    if position > 1:
+        batch[1] = entry(scid="s1", did="did:1", logs=[b"bytes"])
+    one_by_one = _outcome(
+        lambda: [validate_record(LOG_ENTRY, r, max_payload=1 << 20, now=NOW) for r in batch]
+    )
+    together = _outcome(lambda: validate_records(LOG_ENTRY, batch, max_payload=1 << 20, now=NOW))
+    assert together == one_by_one
+
+
+def test_a_batch_refuses_a_record_of_another_kind_in_place():
+    batch = [entry(), "not a record", entry(scid="t")]
+    with pytest.raises(ValidationError) as info:
+        validate_records(LOG_ENTRY, batch, max_payload=1 << 20, now=NOW)
+    assert (info.value.field, info.value.problem) == ("record", "expected LogEntry, got str")
+
+
+def test_a_plain_batch_is_returned_stamped():
+    batch = (entry(scid=f"s{i}") for i in range(3))  # any iterable
+    got = validate_records(LOG_ENTRY, batch, max_payload=1 << 20, now=NOW)
+    assert [r.scid for r in got] == ["s0", "s1", "s2"]
+    assert all(r.created_at == r.updated_at == NOW for r in got)
+    assert validate_records(LOG_ENTRY, [], max_payload=1 << 20, now=NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "top"),
+    [(math.nan, 0x7F), (-math.nan, 0xFF), (math.inf, 0x7F), (-math.inf, 0xFF)],
+    ids=["nan", "-nan", "inf", "-inf"],
+)
+def test_nan_and_infinity_are_found_by_their_top_byte_in_marshal(value, top):
+    """The null in orjson's text is sought only when marshal's bytes hold a 0x7f or 0xff:
+    each sign of NaN and Infinity must be caught by one of them alone."""
+    doc = {"a": [1.5, value], "b": None}
+    dumped = _marshal_exact(doc)
+    assert dumped is not None and [b for b in dumped if b in (0x7F, 0xFF)] == [top]
+    with pytest.raises(ValidationError) as info:
+        check_json("content", doc, max_bytes=1 << 20)
+    assert (info.value.field, info.value.problem) == (
+        "content",
+        f"contains {value!r}, which JSON cannot represent",
+    )
+
+
+def test_a_float_with_a_top_byte_of_0x7f_and_a_null_is_still_stored():
+    doc = {"big": 1e308, "none": None, "neg": -1.0}
+    assert check_json("content", doc, max_bytes=1 << 20) == orjson.dumps(doc)

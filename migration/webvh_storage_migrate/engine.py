@@ -21,7 +21,12 @@ from storage_core.errors import StorageError, ValidationError
 from storage_core.interface import ArchivedEntry
 from storage_core.kinds import LOG_ENTRY, KindSpec
 from storage_core.manager import StorageManager
-from storage_core.validation import DEFAULT_MAX_PAYLOAD_BYTES, validate_key, validate_record
+from storage_core.validation import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    validate_key,
+    validate_record,
+    validate_records,
+)
 from webvh_storage_migrate.convert import Item, Job, location_of
 from webvh_storage_migrate.legacy import Action
 from webvh_storage_migrate.report import CategoryStats, Progress, RejectsFile
@@ -313,7 +318,14 @@ class Engine:
         return replace(record, record_version=old.record_version + 1)
 
     def _validate(self, spec: KindSpec[Any], records: list[Any]) -> dict[int, str]:
+        """Each refused record's position and why: the batch is checked at once (the
+        common case: none), record by record only to name every refusal."""
         now = utcnow()
+        try:
+            validate_records(spec, records, max_payload=self.max_payload, now=now)
+            return {}
+        except ValidationError:
+            pass
         refused = {}
         for position, record in enumerate(records):
             try:

@@ -110,11 +110,22 @@ def _from_sqlite_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+#: The last timestamp converted and its text: a record's created_at is often its
+#: updated_at, and a bulk upsert stamps every record with the same `now`.
+_last_datetime: tuple[datetime | None, str | None] = (None, None)
+
+
 def _to_sqlite_datetime(value: datetime | None) -> str | None:
     # Exactly what SQLAlchemy's SQLite DATETIME writes for UTCDateTime (naive UTC).
+    global _last_datetime
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
+    last = _last_datetime  # one read: another thread may replace it, never half of it
+    if value is last[0]:
+        return last[1]
+    text = value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", timespec="microseconds")
+    _last_datetime = (value, text)
+    return text
 
 
 class SQLiteDialect(Dialect):
