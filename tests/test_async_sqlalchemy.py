@@ -232,6 +232,83 @@ async def test_connections_stay_within_the_pool_under_200_tasks(
         assert await storage.count_log_entries({"namespace": "done"}) == 200
 
 
+@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+async def test_200_tasks_share_the_pools_connections_with_sqlalchemy_paths(
+    variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Fast calls beyond the pool wait at the gate, the SQLAlchemy paths (ordered
+    listings, transactions) in the pool's queue: neither side starves the other, every
+    call returns the right data, and the pool never opens more than pool_size +
+    max_overflow connections (counted by its connect event, which does not make the
+    fast paths go through SQLAlchemy) at once: an overflow one is closed when it comes
+    back and opened again later."""
+    async with _store(_url(variant, request, tmp_path), pool_size=2, max_overflow=1) as storage:
+        face = _face(storage)
+        await storage.bulk_upsert("log_entry", [_entry(f"e{i:03d}") for i in range(50)])
+        await face._connections.close_idle()
+        open_now, most = 0, 0
+
+        def opened(*_: Any) -> None:
+            nonlocal open_now, most
+            open_now += 1
+            most = max(most, open_now)
+
+        def closed(*_: Any) -> None:
+            nonlocal open_now
+            open_now -= 1
+
+        pool = face.engine.sync_engine.pool
+        event.listen(pool, "connect", opened)
+        event.listen(pool, "close", closed)
+        assert not face._connections.observed()
+
+        async def get(i: int) -> str | None:
+            found = await storage.get_log_entry(f"e{i % 50:03d}")
+            return None if found is None else found.scid
+
+        async def ordered() -> list[str]:
+            page = await storage.get_log_entries({"namespace": "ns"}, limit=3, order_by="-scid")
+            return [e.scid for e in page]
+
+        async def written(i: int) -> None:
+            async with storage.transaction():
+                await storage.create_record(_entry(f"w{i}", namespace="written"))
+
+        gets = [get(i) for i in range(200)]
+        others = [ordered() for _ in range(10)] + [written(i) for i in range(10)]
+        results = await asyncio.gather(*gets, *others)
+        assert results[:200] == [f"e{i % 50:03d}" for i in range(200)]
+        assert results[200:210] == [["e049", "e048", "e047"]] * 10
+        assert await storage.count_log_entries() == 60
+        assert 1 <= most <= 3
+        assert _in_use(face) == 0
+
+
+@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+async def test_fast_calls_on_a_full_pool_wait_pool_timeout_then_are_unavailable(
+    variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """An open stream holds a 1 + 0 pool's one connection: a get, a page and a create
+    wait pool_timeout at the gate and are told so; nothing was written; once the
+    stream is closed every call works again."""
+    url = _url(variant, request, tmp_path)
+    async with _store(url, pool_size=1, max_overflow=0, pool_timeout=0.5) as storage:
+        await storage.bulk_upsert("log_entry", [_entry(f"e{i}") for i in range(5)])
+        stream = storage.stream_records(LOG_ENTRY, batch_size=2)
+        assert (await anext(stream)).scid == "e0"
+        for call in (
+            lambda: storage.get_log_entry("e1"),
+            lambda: storage.get_log_entries({"namespace": "ns"}, limit=2),
+            lambda: storage.create_record(_entry("late")),
+        ):
+            with pytest.raises(BackendUnavailableError, match="no pooled connection"):
+                await call()
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert await storage.get_log_entry("late") is None
+        assert await storage.count_log_entries() == 5
+        assert (await storage.create_record(_entry("late"))).scid == "late"
+
+
 # --- visibility: listeners and echo ------------------------------------------------------
 @pytest.mark.parametrize("variant", SQL_VARIANTS)
 async def test_listeners_and_echo_see_every_statement(
