@@ -5,11 +5,11 @@ of tasks: the rest wait pool_timeout, then get BackendUnavailableError).
 The fast paths follow connections.py (the sync face): they take a pool entry and run
 driver SQL on its raw driver connection (asyncpg / aiosqlite), skipping SQLAlchemy's
 Connection, proxy and reset layers; entries are kept checked out between calls (LIFO)
-while that leaves the pool a free slot. Fast calls beyond the pool's capacity queue on
-an asyncio.Semaphore of that size (the gate) rather than in the pool: a wait there is
-one future, where the pool's is a greenlet and its queue each, and behind a full pool
-every call went back through them (200 tasks on 30 connections: 0.5 of raw aiosqlite's
-rate, a third more event-loop turns than calls). While anyone listens to the engine (event
+while no one waits in the pool's queue. Fast calls beyond the pool's capacity queue on
+an asyncio.Semaphore of that size (the gate), not in the pool: a wait there is one
+future, where the pool's is a greenlet_spawn and a queue wait (200 tasks on 30
+connections took 1.5 event-loop turns and 1.7 greenlet_spawns a read, 0.5 of raw
+aiosqlite's rate; raw, 0.15 turns). While anyone listens to the engine (event
 listeners on `AsyncEngine.sync_engine`, echo=True) every statement goes through a
 SQLAlchemy `AsyncConnection` instead, so they all stay visible. Inside a
 `bound_transaction()` block every use by the calling task is the block's one
@@ -246,6 +246,18 @@ class AsyncConnections:
         except IndexError:
             return await greenlet_spawn(self._from_pool)
 
+    def _pool_waited_on(self) -> bool:
+        """A task waits in the pool's own queue (a SQLAlchemy path, or a fast call let
+        in while those held connections): the entry must go there, or it would wait
+        for as long as fast calls keep coming. (The rule before, keep one only while the
+        pool had a free slot, sent every call through the pool once all were in use:
+        two greenlet_spawns a call, 30 tasks on 30 connections.) Read from SQLAlchemy's
+        AsyncAdaptedQueue, an asyncio.Queue; without it, that rule."""
+        try:
+            return bool(self._pool._pool._queue._getters)  # type: ignore[attr-defined]
+        except AttributeError:
+            return bool(self._pool.checkedout() >= self._capacity - 1)  # type: ignore[attr-defined]
+
     async def _enter_gate(self) -> None:
         """A place among the fast calls that hold entries; within pool_timeout, as the
         pool's own wait, else SQLAlchemy's TimeoutError (BackendUnavailableError)."""
@@ -272,8 +284,8 @@ class AsyncConnections:
         return entry
 
     async def _give_back(self, entry: Any) -> None:
-        """Keep an entry for the next fast call while that leaves the pool a free slot
-        for everyone else, else check it in; throw it away when it is unusable."""
+        """Keep an entry for the next fast call (the gate's next one) unless a task
+        waits in the pool's queue, else check it in; throw it away when unusable."""
         try:
             reusable = self.driver.reusable(entry.driver_connection)
         except Exception:
@@ -281,11 +293,7 @@ class AsyncConnections:
         if not reusable:
             await self._discard(entry, None)
             return
-        if (
-            len(self._idle) < self._max_idle
-            and not self.closed
-            and self._pool.checkedout() < self._capacity - 1  # type: ignore[attr-defined]
-        ):
+        if len(self._idle) < self._max_idle and not self.closed and not self._pool_waited_on():
             self._idle.append(entry)
         else:
             await greenlet_spawn(entry.checkin, _fairy_was_created=False)
