@@ -23,7 +23,8 @@ helpers, so a ratio measures only what our layers add on top of the driver:
 Under concurrency (`bench_async.py --concurrency N`: N tasks at once) one connection
 cannot serve a call while another is in flight, so the raw side there is each driver's
 plain concurrent pattern, as many connections as ours may open (pool_size +
-max_overflow): `AsyncpgPoolRaw` (an `asyncpg.Pool`, its per-connection statement cache),
+max_overflow): `AsyncpgPoolRaw` (an `asyncpg.Pool`, its per-connection statement cache,
+without the reset query asyncpg runs on each release: ours makes none),
 `AiosqlitePoolRaw` (that many aiosqlite connections handed out by an asyncio.Queue),
 `AskarSessionRaw` (a session per get, Askar's own pool behind it).
 """
@@ -204,7 +205,11 @@ class AsyncpgRaw:
 
 
 class AsyncpgPoolRaw:
-    """Gets and pages from an asyncpg pool of `size` connections (concurrent tasks)."""
+    """Gets and pages from an asyncpg pool of `size` connections (concurrent tasks).
+    Without asyncpg's reset on release (`SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`, a second round trip per call): ours hands a connection back
+    with no statement (only a check that no transaction is open, which asyncpg's
+    release makes too), so the default made the raw side pay a round trip ours does not."""
 
     name = "raw"
 
@@ -223,7 +228,11 @@ class AsyncpgPoolRaw:
                 decoder=orjson.loads,
             )
 
-        return cls(await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init))
+        async def no_reset(conn: Any) -> None:
+            return None
+
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init, reset=no_reset)
+        return cls(pool)
 
     async def aclose(self) -> None:
         await self.pool.close()
