@@ -297,6 +297,36 @@ async def test_200_tasks_share_the_pools_connections_with_sqlalchemy_paths(
 
 
 @pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+async def test_overflow_connections_stay_open_while_calls_queue_for_them(
+    variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """200 tasks of gets on a 1 + 3 pool: the overflow connections are opened once and
+    kept while calls wait for a connection (checked in to a full pool queue, each was
+    closed and the next call opened it again), then closed once none wait; one stays
+    kept for the fast paths, one in the pool's queue."""
+    url = _url(variant, request, tmp_path)
+    async with _store(url, pool_size=1, max_overflow=3) as storage:
+        face = _face(storage)
+        await storage.bulk_upsert("log_entry", [_entry(f"e{i:03d}") for i in range(50)])
+        await face._connections.close_idle()
+        pool = face.engine.sync_engine.pool
+        opened: list[object] = []
+        closed: list[object] = []
+        event.listen(pool, "connect", lambda *_: opened.append(1))
+        event.listen(pool, "close", lambda *_: closed.append(1))
+
+        async def reader(i: int) -> None:
+            for n in range(5):
+                found = await storage.get_log_entry(f"e{(i + n) % 50:03d}")
+                assert found is not None and found.scid == f"e{(i + n) % 50:03d}"
+
+        await asyncio.gather(*(reader(i) for i in range(200)))
+        assert len(opened) == 4
+        assert len(opened) - len(closed) == 2
+        assert face._connections.idle_count == 1 and _in_use(face) == 0
+
+
+@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
 async def test_fast_calls_on_a_full_pool_wait_pool_timeout_then_are_unavailable(
     variant: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -183,6 +183,8 @@ class AsyncConnections:
         #: rest wait here, not in the pool's queue (see the module docstring).
         self._gate = asyncio.Semaphore(max(1, self._capacity))
         self._gate_timeout: float = getattr(pool, "_timeout", 30.0)
+        #: Fast calls waiting at the gate right now.
+        self._gate_waiting = 0
         #: The calling task's open `bound_transaction()`, if any.
         self._bound: contextvars.ContextVar[AsyncBoundConnection | None] = contextvars.ContextVar(
             "webvh_storage_async_sql_transaction", default=None
@@ -265,6 +267,7 @@ class AsyncConnections:
         if not gate.locked():
             await gate.acquire()  # returns at once
             return
+        self._gate_waiting += 1
         try:
             async with asyncio.timeout(self._gate_timeout):
                 await gate.acquire()
@@ -273,6 +276,8 @@ class AsyncConnections:
                 f"no connection free within {self._gate_timeout:g} s: all "
                 f"{self._capacity} (pool_size + max_overflow) in use"
             ) from None
+        finally:
+            self._gate_waiting -= 1
 
     def _from_pool(self) -> Any:
         entry: Any = self._pool._do_get()
@@ -285,7 +290,10 @@ class AsyncConnections:
 
     async def _give_back(self, entry: Any) -> None:
         """Keep an entry for the next fast call (the gate's next one) unless a task
-        waits in the pool's queue, else check it in; throw it away when unusable."""
+        waits in the pool's queue, else check it in; throw it away when unusable.
+        Beyond max_idle (pool_size) only for a call waiting at the gate: an overflow
+        connection stays open while calls queue for it, and is closed once none do
+        (checked in, it was closed at once, then opened again by the next call)."""
         try:
             reusable = self.driver.reusable(entry.driver_connection)
         except Exception:
@@ -293,7 +301,11 @@ class AsyncConnections:
         if not reusable:
             await self._discard(entry, None)
             return
-        if len(self._idle) < self._max_idle and not self.closed and not self._pool_waited_on():
+        if (
+            (len(self._idle) < self._max_idle or self._gate_waiting > len(self._idle))
+            and not self.closed
+            and not self._pool_waited_on()
+        ):
             self._idle.append(entry)
         else:
             await greenlet_spawn(entry.checkin, _fairy_was_created=False)
