@@ -23,9 +23,10 @@ helpers, so a ratio measures only what our layers add on top of the driver:
 Under concurrency (`bench_async.py --concurrency N`: N tasks at once) one connection
 cannot serve a call while another is in flight, so the raw side there is each driver's
 plain concurrent pattern, as many connections as ours may open (pool_size +
-max_overflow): `AsyncpgPoolRaw` (an `asyncpg.Pool`, its per-connection statement cache),
-`AiosqlitePoolRaw` (that many aiosqlite connections handed out by an asyncio.Queue),
-`AskarSessionRaw` (a session per get, Askar's own pool behind it).
+max_overflow), handed out by an asyncio.Queue (`QueuedRaw`): `AiosqlitePoolRaw` (that
+many aiosqlite connections), `AsyncpgPoolRaw` (that many asyncpg connections; not an
+asyncpg.Pool, whose reset query on each release is a round trip ours does not make);
+and `AskarSessionRaw` (a session per get, Askar's own pool behind it).
 """
 
 from __future__ import annotations
@@ -203,59 +204,23 @@ class AsyncpgRaw:
         return n
 
 
-class AsyncpgPoolRaw:
-    """Gets and pages from an asyncpg pool of `size` connections (concurrent tasks)."""
+class QueuedRaw:
+    """Gets and pages by concurrent tasks on `size` single-connection raw drivers
+    (`single`: `AiosqliteRaw`, `AsyncpgRaw`) handed out by an asyncio.Queue, one per
+    call: the least a pool does (no reset, no proxy), the shape of our fast paths' own
+    (connections kept checked out, the rest of the tasks waiting on asyncio futures)."""
 
     name = "raw"
+    single: Any = None
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    @classmethod
-    async def open(cls, dsn: str, size: int) -> Any:
-        import asyncpg
-
-        async def init(conn: Any) -> None:
-            await conn.set_type_codec(
-                "json",
-                schema="pg_catalog",
-                encoder=lambda v: orjson.dumps(v).decode(),
-                decoder=orjson.loads,
-            )
-
-        return cls(await asyncpg.create_pool(dsn, min_size=1, max_size=size, init=init))
-
-    async def aclose(self) -> None:
-        await self.pool.close()
-
-    async def get(self, scid: str) -> LogEntry | None:
-        row = await self.pool.fetchrow(f"SELECT {B._COLS} FROM log_entries WHERE scid = $1", scid)
-        return None if row is None else B._pg_row(row)
-
-    async def page(self, namespace: str, offset: int) -> list[LogEntry]:
-        rows = await self.pool.fetch(
-            f"SELECT {B._COLS} FROM log_entries WHERE namespace = $1 ORDER BY seq "
-            "LIMIT $2 OFFSET $3",
-            namespace,
-            B.PAGE,
-            offset,
-        )
-        return [B._pg_row(r) for r in rows]
-
-
-class AiosqlitePoolRaw:
-    """Gets and pages on `size` aiosqlite connections (a thread each), one per call."""
-
-    name = "raw"
-
-    def __init__(self, free: asyncio.Queue[AiosqliteRaw], all_: list[AiosqliteRaw]) -> None:
+    def __init__(self, free: asyncio.Queue[Any], all_: list[Any]) -> None:
         self.free = free
         self.all = all_
 
     @classmethod
-    async def open(cls, path: str, size: int) -> Any:
-        connections = [await AiosqliteRaw.open(path) for _ in range(size)]
-        free: asyncio.Queue[AiosqliteRaw] = asyncio.Queue()
+    async def open(cls, target: str, size: int) -> Any:
+        connections = [await cls.single.open(target) for _ in range(size)]
+        free: asyncio.Queue[Any] = asyncio.Queue()
         for conn in connections:
             free.put_nowait(conn)
         return cls(free, connections)
@@ -267,16 +232,33 @@ class AiosqlitePoolRaw:
     async def get(self, scid: str) -> LogEntry | None:
         conn = await self.free.get()
         try:
-            return await conn.get(scid)
+            result: LogEntry | None = await conn.get(scid)
+            return result
         finally:
             self.free.put_nowait(conn)
 
     async def page(self, namespace: str, offset: int) -> list[LogEntry]:
         conn = await self.free.get()
         try:
-            return await conn.page(namespace, offset)
+            result: list[LogEntry] = await conn.page(namespace, offset)
+            return result
         finally:
             self.free.put_nowait(conn)
+
+
+class AiosqlitePoolRaw(QueuedRaw):
+    """`size` aiosqlite connections (a thread each)."""
+
+    single = AiosqliteRaw
+
+
+class AsyncpgPoolRaw(QueuedRaw):
+    """`size` asyncpg connections (statements prepared on each), not an asyncpg.Pool:
+    its release runs a reset query (`SELECT pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL`), a second round trip per call that ours does not make, and
+    its acquire and release cost more Python than ours; both made the raw side slower."""
+
+    single = AsyncpgRaw
 
 
 # --- Askar: aries-askar ----------------------------------------------------------------

@@ -17,7 +17,8 @@ database call. With `--concurrency N` (gets and pages only) N tasks call at once
 server's handlers under load: ours on its pool, the raw driver on a pool of the same
 size (pool_size + max_overflow, `STORAGE_POOL_SIZE` / `STORAGE_MAX_OVERFLOW`; the raw
 side's pattern: benchmarks/_async_baselines.py): what our pool and call path add when
-tasks contend for connections.
+tasks contend for connections. Each slice then has at least N calls (gets and pages per
+round raised to 10 N if fewer: 300 pages made slices of 30, N tasks in name only).
 
 Method as benchmarks/run.py: per-call operations in rounds, both drivers taking turns in
 10 slices per round (order rotated), each round one ratio ours / raw; streams alternate
@@ -65,6 +66,8 @@ CONCURRENT_OPS = ("get", "page")
 TARGET = 0.8
 TARGETS: dict[str, dict[str, float]] = {"get by key": {"askar": 0.9}}
 LOAD_CHUNK = 1000
+#: Per-call operations: both drivers take turns this many times a round.
+SLICES = 10
 
 
 def log(msg: str) -> None:
@@ -219,7 +222,7 @@ async def compare_calls(
     method: str,
     make_args: Callable[[str, int], list[tuple[Any, ...]]],
     rounds: int,
-    slices: int = 10,
+    slices: int = SLICES,
     concurrency: int = 1,
 ) -> Result:
     """Per-call operations, as run.py's `_compare_calls`: each round every driver gets
@@ -390,8 +393,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=5, help="rounds for get and page")
     ap.add_argument("--write-rounds", type=int, default=3, help="rounds for create")
     ap.add_argument("--stream-rounds", type=int, default=3, help="passes of the stream each")
-    ap.add_argument("--gets", type=int, default=2000, help="gets per round")
-    ap.add_argument("--pages", type=int, default=300, help="pages per round")
+    ap.add_argument(
+        "--gets",
+        type=int,
+        default=2000,
+        help="gets per round (with --concurrency N: at least 10 N, so a slice has N calls)",
+    )
+    ap.add_argument(
+        "--pages",
+        type=int,
+        default=300,
+        help="pages per round (with --concurrency N: at least 10 N, as gets)",
+    )
     ap.add_argument("--writes", type=int, default=500, help="creates per round")
     ap.add_argument("--ops", action="append", choices=OPS, help="only these (repeatable)")
     ap.add_argument(
@@ -445,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
             f"raw async drivers missing: {', '.join(missing)}; install the bench group "
             "(`uv sync --group bench`)"
         )
+    if args.concurrency > 1:  # each slice (a tenth of a round) keeps all N tasks busy
+        args.gets = max(args.gets, SLICES * args.concurrency)
+        args.pages = max(args.pages, SLICES * args.concurrency)
     started = time.time()
     results: list[Result] = []
     log(f"data: {_data.describe()}")

@@ -232,6 +232,125 @@ async def test_connections_stay_within_the_pool_under_200_tasks(
         assert await storage.count_log_entries({"namespace": "done"}) == 200
 
 
+@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+async def test_200_tasks_share_the_pools_connections_with_sqlalchemy_paths(
+    variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """200 tasks of fast reads keep a 2 + 1 pool busy until ordered listings and
+    transactions (SQLAlchemy paths, waiting in the pool's own queue, not at the fast
+    calls' gate) are done: those get connections within pool_timeout all the same,
+    every call returns the right data, and no more than pool_size + max_overflow
+    connections are open at once (the pool's connect and close events, which leave the
+    fast paths on)."""
+    url = _url(variant, request, tmp_path)
+    async with _store(url, pool_size=2, max_overflow=1, pool_timeout=2) as storage:
+        face = _face(storage)
+        await storage.bulk_upsert("log_entry", [_entry(f"e{i:03d}") for i in range(50)])
+        await face._connections.close_idle()
+        open_now, most = 0, 0
+
+        def opened(*_: Any) -> None:
+            nonlocal open_now, most
+            open_now += 1
+            most = max(most, open_now)
+
+        def closed(*_: Any) -> None:
+            nonlocal open_now
+            open_now -= 1
+
+        pool = face.engine.sync_engine.pool
+        event.listen(pool, "connect", opened)
+        event.listen(pool, "close", closed)
+        assert not face._connections.observed()
+        others_done = asyncio.Event()
+        reads: list[bool] = []
+
+        async def reader(i: int) -> None:
+            while not others_done.is_set() or len(reads) < 200:
+                found = await storage.get_log_entry(f"e{i % 50:03d}")
+                reads.append(found is not None and found.scid == f"e{i % 50:03d}")
+
+        async def ordered() -> list[str]:
+            await asyncio.sleep(0.2)  # once the readers fill the pool
+            page = await storage.get_log_entries({"namespace": "ns"}, limit=3, order_by="-scid")
+            return [e.scid for e in page]
+
+        async def written(i: int) -> None:
+            await asyncio.sleep(0.2)
+            async with storage.transaction():
+                await storage.create_record(_entry(f"w{i}", namespace="written"))
+
+        async def others() -> list[Any]:
+            try:
+                return await asyncio.gather(
+                    *(ordered() for _ in range(10)), *(written(i) for i in range(10))
+                )
+            finally:
+                others_done.set()
+
+        results, *_ = await asyncio.gather(others(), *(reader(i) for i in range(200)))
+        assert results[:10] == [["e049", "e048", "e047"]] * 10
+        assert len(reads) >= 200 and all(reads)
+        assert await storage.count_log_entries({"namespace": "written"}) == 10
+        assert 1 <= most <= 3
+        assert _in_use(face) == 0
+
+
+@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+async def test_overflow_connections_stay_open_while_calls_queue_for_them(
+    variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """200 tasks of gets on a 1 + 3 pool: the overflow connections are opened once and
+    kept while calls wait for a connection (checked in to a full pool queue, each was
+    closed and the next call opened it again), then closed once none wait; one stays
+    kept for the fast paths, one in the pool's queue."""
+    url = _url(variant, request, tmp_path)
+    async with _store(url, pool_size=1, max_overflow=3) as storage:
+        face = _face(storage)
+        await storage.bulk_upsert("log_entry", [_entry(f"e{i:03d}") for i in range(50)])
+        await face._connections.close_idle()
+        pool = face.engine.sync_engine.pool
+        opened: list[object] = []
+        closed: list[object] = []
+        event.listen(pool, "connect", lambda *_: opened.append(1))
+        event.listen(pool, "close", lambda *_: closed.append(1))
+
+        async def reader(i: int) -> None:
+            for n in range(5):
+                found = await storage.get_log_entry(f"e{(i + n) % 50:03d}")
+                assert found is not None and found.scid == f"e{(i + n) % 50:03d}"
+
+        await asyncio.gather(*(reader(i) for i in range(200)))
+        assert len(opened) == 4
+        assert len(opened) - len(closed) == 2
+        assert face._connections.idle_count == 1 and _in_use(face) == 0
+
+
+@pytest.mark.parametrize("variant", ["sqlite-file", "postgres"])
+async def test_fast_calls_on_a_full_pool_wait_pool_timeout_then_are_unavailable(
+    variant: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """An open stream holds a 1 + 0 pool's one connection: a get, a page and a create
+    wait pool_timeout at the gate and are told so; nothing was written; once the
+    stream is closed every call works again."""
+    url = _url(variant, request, tmp_path)
+    async with _store(url, pool_size=1, max_overflow=0, pool_timeout=0.5) as storage:
+        await storage.bulk_upsert("log_entry", [_entry(f"e{i}") for i in range(5)])
+        stream = storage.stream_records(LOG_ENTRY, batch_size=2)
+        assert (await anext(stream)).scid == "e0"
+        for call in (
+            lambda: storage.get_log_entry("e1"),
+            lambda: storage.get_log_entries({"namespace": "ns"}, limit=2),
+            lambda: storage.create_record(_entry("late")),
+        ):
+            with pytest.raises(BackendUnavailableError, match="no pooled connection"):
+                await call()
+        await stream.aclose()  # type: ignore[attr-defined]
+        assert await storage.get_log_entry("late") is None
+        assert await storage.count_log_entries() == 5
+        assert (await storage.create_record(_entry("late"))).scid == "late"
+
+
 # --- visibility: listeners and echo ------------------------------------------------------
 @pytest.mark.parametrize("variant", SQL_VARIANTS)
 async def test_listeners_and_echo_see_every_statement(
