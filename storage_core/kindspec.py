@@ -76,11 +76,20 @@ class KindSpec(Generic[R]):
     max_payload_bytes: int | None = None
     #: Fields holding datetimes: DATETIME ones, then the timestamps (computed).
     datetime_fields: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    #: Filterable string fields (the key, indexed strings): validation's fast path for
+    #: the common filter, one plain string on one of them (computed).
+    text_filters: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         declared = tuple(n for n, t in self.field_types.items() if t is FieldType.DATETIME)
         stamps = ("created_at", "updated_at") if self.timestamps else ()
         object.__setattr__(self, "datetime_fields", (*declared, *stamps))
+        text = (FieldType.KEY, FieldType.INDEXED_STR)
+        object.__setattr__(
+            self,
+            "text_filters",
+            frozenset(n for n in self.filterable if self.field_types.get(n) in text),
+        )
 
     @property
     def data_fields(self) -> tuple[str, ...]:

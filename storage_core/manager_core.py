@@ -437,7 +437,8 @@ def fresh_record(spec: KindSpec[R], record: R, now: datetime) -> R:
 
 
 def matches_nothing(filters: Mapping[str, tuple[Any, ...]]) -> bool:
-    return any(len(values) == 0 for values in filters.values())
+    """Some field allows no value (an empty list): no record can match."""
+    return () in filters.values()
 
 
 def reject_repeated_keys(spec: KindSpec[R], records: builtins.list[R]) -> None:

@@ -483,11 +483,26 @@ def normalize_filters(spec: KindSpec[Any], filters: Mapping[str, Any] | None) ->
     """Equality filters as `{field: (allowed values...)}`; a list means "any of"."""
     if filters is None:
         return {}
-    if not isinstance(filters, Mapping):
+    if type(filters) is not dict and not isinstance(filters, Mapping):
         raise ValidationError("filters", f"must be a dict, got {type(filters).__name__}")
     out: Filters = {}
     total = 0
+    text = spec.text_filters
     for name, value in filters.items():
+        # The common filter, one plain ASCII string on a string field, plainly passes
+        # check_text (an ASCII string's length is its size in bytes): no other checks.
+        if (
+            type(value) is str
+            and name in text
+            and total < MAX_FILTER_VALUES
+            and value.isascii()
+            and "\x00" not in value
+            and len(value)
+            <= (MAX_KEY_BYTES if spec.field_types[name] is FieldType.KEY else MAX_INDEXED_BYTES)
+        ):
+            total += 1
+            out[name] = (value,)
+            continue
         if name not in spec.filterable:
             raise ValidationError(
                 f"filters.{name}",

@@ -24,6 +24,7 @@ from storage_core.validation import (
     MAX_FILTER_VALUES,
     MAX_INDEXED_BYTES,
     MAX_JSON_DEPTH,
+    MAX_KEY_BYTES,
     _marshal_exact,
     check_json,
     check_timestamp,
@@ -189,6 +190,44 @@ def test_filter_values_are_counted_over_every_field():
     assert len(normalize_filters(TASK, {"task_id": half, "status": half})["status"]) == len(half)
     with pytest.raises(ValidationError, match=f"at most {MAX_FILTER_VALUES}") as info:
         normalize_filters(TASK, {"task_id": half, "status": [*half, "one more"]})
+    assert info.value.field == "filters.status"
+
+
+def test_a_single_string_filter_passes_exactly_what_check_text_passes():
+    """One plain string on a string field takes a fast path: it must accept and refuse
+    exactly what the full check does (length in bytes, NUL, the key's larger limit)."""
+
+    class Text(str):
+        pass
+
+    accepted = {
+        "namespace": ["", "a", "x" * MAX_INDEXED_BYTES, "é" * (MAX_INDEXED_BYTES // 2), Text("a")],
+        "scid": ["k" * MAX_KEY_BYTES],
+    }
+    for name, values in accepted.items():
+        for value in values:
+            assert normalize_filters(LOG_ENTRY, {name: value}) == {name: (value,)}
+    refused = {
+        "namespace": [
+            ("x" * (MAX_INDEXED_BYTES + 1), f"is {MAX_INDEXED_BYTES + 1} bytes"),
+            ("é" * (MAX_INDEXED_BYTES // 2 + 1), f"is {MAX_INDEXED_BYTES + 2} bytes"),
+            ("a\x00b", "must not contain NUL"),
+            ("\ud800", "unpaired surrogate"),
+        ],
+        "scid": [("k" * (MAX_KEY_BYTES + 1), f"is {MAX_KEY_BYTES + 1} bytes")],
+    }
+    for name, cases in refused.items():
+        for value, problem in cases:
+            with pytest.raises(ValidationError, match=problem) as info:
+                normalize_filters(LOG_ENTRY, {name: value})
+            assert info.value.field == f"filters.{name}"
+
+
+def test_a_single_string_filter_still_counts_toward_the_value_limit():
+    full = [f"v{i}" for i in range(MAX_FILTER_VALUES)]
+    assert normalize_filters(TASK, {"task_id": full[:-1], "status": "x"})["status"] == ("x",)
+    with pytest.raises(ValidationError, match=f"at most {MAX_FILTER_VALUES}") as info:
+        normalize_filters(TASK, {"task_id": full, "status": "x"})
     assert info.value.field == "filters.status"
 
 

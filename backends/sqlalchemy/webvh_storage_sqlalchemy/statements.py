@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import (
@@ -276,8 +277,8 @@ class KindStatements:
 
 
 def _shape(filters: Mapping[str, tuple[Any, ...]]) -> tuple[tuple[str, int], ...]:
-    return tuple((name, len(values)) for name, values in filters.items())
+    return tuple(zip(filters, map(len, filters.values()), strict=True))
 
 
 def _values(filters: Mapping[str, tuple[Any, ...]]) -> list[Any]:
-    return [value for values in filters.values() for value in values]
+    return list(chain.from_iterable(filters.values()))
