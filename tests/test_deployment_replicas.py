@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from storage_core import open_storage
+from storage_core import open_async_storage, open_storage
 from storage_core.errors import BackendUnavailableError, ValidationError
 from tests.deployment import entry as _entry
 from tests.standby import ReplicatedPair, replicated_pair  # noqa: F401 (the fixture)
@@ -190,6 +190,7 @@ def test_reads_carry_on_when_the_standby_is_killed(stores: Stores):
     assert reader.backend.describe()["read_replicas"][0]["usable"] is True
 
 
+@pytest.mark.parametrize("opener", [open_storage, open_async_storage], ids=["sync", "async"])
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
@@ -199,11 +200,11 @@ def test_reads_carry_on_when_the_standby_is_killed(stores: Stores):
     ],
 )
 def test_bad_replica_settings_are_refused_naming_the_setting(
-    option: str, value: str, message: str, tmp_path
+    option: str, value: str, message: str, opener: Any, tmp_path
 ):
     # given in code, the keyword names it; from the environment, the variable
     with pytest.raises(ValidationError, match=rf"^({option}|{message}):"):
-        open_storage("sqlalchemy", f"sqlite:///{tmp_path}/p.db", **{option: value})
+        opener("sqlalchemy", f"sqlite:///{tmp_path}/p.db", **{option: value})
 
 
 def test_an_unreachable_replica_is_skipped_and_its_password_never_shown(

@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from storage_core import AsyncStorageManager, StorageManager, open_async_storage, open_storage
 from storage_core.adapters import LoopThreadBackend, ThreadedAsyncBackend
-from storage_core.errors import BackendUnavailableError, ValidationError
+from storage_core.errors import BackendUnavailableError
 from tests.deployment import entry as _entry
 from tests.standby import replicated_pair  # noqa: F401 (the fixture)
 from tests.test_deployment_replicas import (  # noqa: F401 (stores: the fixture)
@@ -327,21 +327,6 @@ async def test_primary_crosses_the_adapters(async_stores: AsyncStores):
         return seen
 
     assert await asyncio.to_thread(from_sync_code) == [False, True, False]
-
-
-@pytest.mark.parametrize(
-    ("option", "value", "message"),
-    [
-        ("replica_max_lag", "soon", "STORAGE_REPLICA_MAX_LAG"),
-        ("replica_check_interval", "-1", "STORAGE_REPLICA_CHECK_INTERVAL"),
-        ("read_urls", "sqlite:///x.db", "DATABASE_READ_URLS"),
-    ],
-)
-def test_bad_replica_settings_are_refused_naming_the_setting(
-    option: str, value: str, message: str, tmp_path
-):
-    with pytest.raises(ValidationError, match=rf"^({option}|{message}):"):
-        open_async_storage("sqlalchemy", f"sqlite:///{tmp_path}/p.db", **{option: value})
 
 
 async def test_an_unreachable_replica_is_skipped_and_its_password_never_shown(
